@@ -1,0 +1,284 @@
+//! The stateright adapter: servers that run the [`Peer`] and clients that propose values.
+
+use crate::bugs::Bug;
+use crate::peer::{Config, Durable, Index, Message, NodeId, Output, Peer, Timer, TimerCommand};
+use stateright::actor::{model_timeout, Actor, Id, Out};
+use stateright::{Rewrite, RewritePlan};
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+/// A client command in the model: a small distinct value.
+pub type Value = u8;
+
+/// What travels on the model's network.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModelMsg {
+    /// A server-to-server Raft message.
+    Peer(Message<Value>),
+    /// A client asks a server to propose a value. A server that is not the leader leaves it
+    /// undelivered (the client keeps waiting for that server).
+    Propose(Value),
+}
+
+/// Facts recorded beside a server's Peer so that properties can speak of the past. They are
+/// never read by the protocol.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ghost {
+    /// A step lowered the server's term.
+    pub regressed_term: bool,
+    /// A step lowered the server's commit index.
+    pub regressed_commit: bool,
+    /// The server was recovered from storage whose log had this many entries.
+    pub recovered_with: Option<Index>,
+    /// The server deleted a conflicting entry from its log.
+    pub truncated: bool,
+}
+
+/// A server's state in the model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ServerState {
+    /// The protocol state.
+    pub peer: Peer<Value>,
+    /// History for properties.
+    pub ghost: Ghost,
+}
+
+impl ServerState {
+    /// Everything but the server's own id, which symmetry reduction must ignore when sorting.
+    fn sort_key(&self) -> impl Ord + '_ {
+        (
+            self.peer.durable(),
+            self.peer.commit_index(),
+            self.peer.role(),
+            &self.ghost,
+        )
+    }
+}
+
+impl PartialOrd for ServerState {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ServerState {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.sort_key().cmp(&other.sort_key())
+    }
+}
+
+/// A client's state: its value and whether it has sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientState {
+    /// The value this client proposes.
+    pub value: Value,
+    /// Whether the proposal is on its way.
+    pub sent: bool,
+}
+
+/// An actor's state. Servers sort before clients, so symmetry reduction never mixes them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeState {
+    /// A Raft server.
+    Server(ServerState),
+    /// A client.
+    Client(ClientState),
+}
+
+impl NodeState {
+    /// The server's state, if this is a server.
+    pub fn server(&self) -> Option<&ServerState> {
+        match self {
+            NodeState::Server(server) => Some(server),
+            NodeState::Client(_) => None,
+        }
+    }
+}
+
+/// An actor of the model.
+#[derive(Clone, Debug)]
+pub enum ModelActor {
+    /// A server of a cluster of `servers` servers (ids 0..servers).
+    Server {
+        /// Cluster size.
+        servers: usize,
+        /// The planted bug, if any.
+        bug: Option<Bug>,
+    },
+    /// A client that proposes `value` to one server of its choice.
+    Client {
+        /// Cluster size.
+        servers: usize,
+        /// The value to propose.
+        value: Value,
+    },
+}
+
+fn node_id(id: Id) -> NodeId {
+    usize::from(id) as NodeId
+}
+
+fn actor_id(node: NodeId) -> Id {
+    Id::from(node as usize)
+}
+
+impl Actor for ModelActor {
+    type Msg = ModelMsg;
+    type State = NodeState;
+    type Timer = Timer;
+    type Random = Id;
+    type Storage = Durable<Value>;
+
+    fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> NodeState {
+        match *self {
+            ModelActor::Server { servers, bug } => {
+                let config = Config {
+                    id: node_id(id),
+                    members: (0..servers as NodeId).collect(),
+                };
+                let durable = storage.clone().unwrap_or_default();
+                let (mut peer, output) =
+                    Peer::restore(config, durable).expect("the model builds valid servers");
+                peer.plant_bug(bug);
+                let ghost = Ghost {
+                    recovered_with: storage.as_ref().map(|d| d.log.len() as Index),
+                    ..Ghost::default()
+                };
+                if storage.is_none() {
+                    // First boot: storage now holds an empty Durable, so a later start is a recovery.
+                    o.save(peer.durable().clone());
+                }
+                apply_output(output, o);
+                NodeState::Server(ServerState { peer, ghost })
+            }
+            ModelActor::Client { servers, value } => {
+                o.choose_random("server", (0..servers).map(Id::from).collect());
+                NodeState::Client(ClientState { value, sent: false })
+            }
+        }
+    }
+
+    fn on_msg(
+        &self,
+        _id: Id,
+        state: &mut Cow<NodeState>,
+        src: Id,
+        msg: ModelMsg,
+        o: &mut Out<Self>,
+    ) {
+        let NodeState::Server(server) = &**state else {
+            return;
+        };
+        let mut next = server.clone();
+        let result = match msg {
+            ModelMsg::Peer(message) => next.peer.handle_message(node_id(src), message),
+            ModelMsg::Propose(value) => next.peer.propose(vec![value]).map(|(_, output)| output),
+        };
+        // A proposal to a follower changes nothing and stays undelivered.
+        let Ok(output) = result else { return };
+        if let Some(changed) = commit_step(server, next, output, o) {
+            *state.to_mut() = NodeState::Server(changed);
+        }
+    }
+
+    fn on_timeout(&self, _id: Id, state: &mut Cow<NodeState>, timer: &Timer, o: &mut Out<Self>) {
+        let NodeState::Server(server) = &**state else {
+            return;
+        };
+        let mut next = server.clone();
+        let output = next.peer.handle_timeout(*timer);
+        if let Some(changed) = commit_step(server, next, output, o) {
+            *state.to_mut() = NodeState::Server(changed);
+        }
+    }
+
+    fn on_random(&self, _id: Id, state: &mut Cow<NodeState>, random: &Id, o: &mut Out<Self>) {
+        if let NodeState::Client(client) = &**state {
+            o.send(*random, ModelMsg::Propose(client.value));
+            *state.to_mut() = NodeState::Client(ClientState {
+                value: client.value,
+                sent: true,
+            });
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            ModelActor::Server { .. } => "Server".into(),
+            ModelActor::Client { .. } => "Client".into(),
+        }
+    }
+}
+
+/// Records the step's save, sends and timers, and returns the new server state only when it
+/// changed (so that stateright can prune no-op deliveries).
+fn commit_step(
+    before: &ServerState,
+    mut after: ServerState,
+    output: Output<Value>,
+    o: &mut Out<ModelActor>,
+) -> Option<ServerState> {
+    let (old, new) = (&before.peer, &after.peer);
+    after.ghost.regressed_term |= new.term() < old.term();
+    after.ghost.regressed_commit |= new.commit_index() < old.commit_index();
+    if new.log().len() < old.log().len()
+        || output
+            .persist
+            .log_from
+            .is_some_and(|from| from <= old.last_index())
+    {
+        after.ghost.truncated = true;
+    }
+    if output.persist.is_needed() {
+        o.save(after.peer.durable().clone());
+    }
+    apply_output(output, o);
+    (after != *before).then_some(after)
+}
+
+fn apply_output(output: Output<Value>, o: &mut Out<ModelActor>) {
+    for (to, message) in output.send_now.into_iter().chain(output.send_after_persist) {
+        o.send(actor_id(to), ModelMsg::Peer(message));
+    }
+    for command in output.timers {
+        match command {
+            TimerCommand::Set(timer) => o.set_timer(timer, model_timeout()),
+            TimerCommand::Cancel(timer) => o.cancel_timer(timer),
+        }
+    }
+}
+
+// ----- Symmetry reduction: servers are interchangeable, so ids may be permuted. -----
+
+fn rewrite_id<S>(node: NodeId, plan: &RewritePlan<Id, S>) -> NodeId {
+    node_id(plan.rewrite(&actor_id(node)))
+}
+
+impl Rewrite<Id> for ModelMsg {
+    fn rewrite<S>(&self, _plan: &RewritePlan<Id, S>) -> Self {
+        // Messages carry no server ids: the envelope does.
+        self.clone()
+    }
+}
+
+impl Rewrite<Id> for Durable<Value> {
+    fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
+        Durable {
+            term: self.term,
+            voted_for: self.voted_for.map(|id| rewrite_id(id, plan)),
+            log: self.log.clone(),
+        }
+    }
+}
+
+impl Rewrite<Id> for NodeState {
+    fn rewrite<S>(&self, plan: &RewritePlan<Id, S>) -> Self {
+        match self {
+            NodeState::Server(server) => NodeState::Server(ServerState {
+                peer: server.peer.map_ids(|id| rewrite_id(id, plan)),
+                ghost: server.ghost.clone(),
+            }),
+            NodeState::Client(client) => NodeState::Client(client.clone()),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The stateright model of rdb: servers running the [`crate::Peer`], clients proposing values,
+//! a network that may lose, reorder or duplicate, and crashes that keep only [`crate::Durable`].
+//!
+//! A [`ModelConfig`] names one bounded configuration; [`ModelConfig::into_model`] builds the
+//! stateright model with every property of [`properties`]. Bounds are enforced with
+//! `within_boundary` (terms, messages in flight), never with a depth limit, so a run explores
+//! every reachable state of its configuration.
+
+mod actor;
+pub mod properties;
+mod run;
+
+pub use actor::{ClientState, Ghost, ModelActor, ModelMsg, NodeState, ServerState, Value};
+pub use run::{check, CheckReport, ConfigReport, PropertyReport, PropertyStatus};
+
+use crate::bugs::Bug;
+use crate::peer::Term;
+use stateright::actor::{ActorModel, ActorModelState, LossyNetwork, Network};
+use stateright::Expectation;
+use std::fmt;
+use std::str::FromStr;
+
+/// The stateright model type.
+pub type RaftModel = ActorModel<ModelActor, ModelConfig, ()>;
+/// One state of the model.
+pub type RaftState = ActorModelState<ModelActor, ()>;
+
+/// How the model's network treats messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NetworkKind {
+    /// Any order; each message is delivered at most once.
+    Unordered,
+    /// Any order; a message may be delivered again and again.
+    Duplicating,
+    /// First in, first out between each pair of actors.
+    Ordered,
+}
+
+impl NetworkKind {
+    /// The names accepted on the command line.
+    pub const NAMES: [&'static str; 3] = ["unordered", "duplicating", "ordered"];
+}
+
+impl fmt::Display for NetworkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetworkKind::Unordered => "unordered",
+            NetworkKind::Duplicating => "duplicating",
+            NetworkKind::Ordered => "ordered",
+        })
+    }
+}
+
+impl FromStr for NetworkKind {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "unordered" => Ok(NetworkKind::Unordered),
+            "duplicating" => Ok(NetworkKind::Duplicating),
+            "ordered" => Ok(NetworkKind::Ordered),
+            _ => Err(format!(
+                "unknown network `{name}`; expected one of {}",
+                NetworkKind::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+/// One bounded configuration of the model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelConfig {
+    /// A short name for reports.
+    pub name: String,
+    /// Number of servers (1 to 5).
+    pub servers: usize,
+    /// No server goes past this term.
+    pub max_term: Term,
+    /// Number of clients, each proposing one distinct value.
+    pub client_requests: usize,
+    /// How many servers may be crashed at once (crash, then recover from Durable).
+    pub max_crashes: usize,
+    /// Network semantics.
+    pub network: NetworkKind,
+    /// Whether messages may be lost.
+    pub lossy: bool,
+    /// At most this many messages in flight (heartbeats would otherwise grow the network forever).
+    pub max_in_flight: usize,
+    /// Explore one representative per permutation of server ids (DFS checker).
+    pub symmetry: bool,
+    /// A planted bug, if any.
+    pub bug: Option<Bug>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            name: "custom".into(),
+            servers: 3,
+            max_term: 2,
+            client_requests: 1,
+            max_crashes: 0,
+            network: NetworkKind::Unordered,
+            lossy: false,
+            max_in_flight: 4,
+            symmetry: true,
+            bug: None,
+        }
+    }
+}
+
+impl fmt::Display for ModelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: servers={} max_term={} client_requests={} max_crashes={} network={} lossy={} \
+             max_in_flight={} symmetry={}",
+            self.name,
+            self.servers,
+            self.max_term,
+            self.client_requests,
+            self.max_crashes,
+            self.network,
+            self.lossy,
+            self.max_in_flight,
+            self.symmetry
+        )?;
+        if let Some(bug) = self.bug {
+            write!(f, " bug={bug}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ModelConfig {
+    /// The default check: a suite of configurations that each add one dimension to a small
+    /// base, as TLC users keep several MC configs. Together they cover 3 servers, crashes with
+    /// recovery, message loss, two client requests and two terms, and every Sometimes property.
+    pub fn default_suite() -> Vec<ModelConfig> {
+        let base = ModelConfig {
+            name: "base".into(),
+            ..ModelConfig::default()
+        };
+        vec![
+            base.clone(),
+            ModelConfig {
+                name: "two-requests".into(),
+                client_requests: 2,
+                ..base.clone()
+            },
+            ModelConfig {
+                name: "crash".into(),
+                max_crashes: 1,
+                ..base.clone()
+            },
+            ModelConfig {
+                name: "lossy".into(),
+                lossy: true,
+                ..base.clone()
+            },
+        ]
+    }
+
+    /// The configuration in which a planted bug shows, unless the user chose bounds.
+    pub fn for_bug(bug: Bug) -> ModelConfig {
+        let base = ModelConfig {
+            name: format!("bug {bug}"),
+            bug: Some(bug),
+            symmetry: false,
+            ..ModelConfig::default()
+        };
+        match bug {
+            Bug::CommitOldTerm => ModelConfig {
+                max_term: 4,
+                client_requests: 2,
+                max_in_flight: 3,
+                ..base
+            },
+            Bug::VoteNotPersisted => ModelConfig {
+                max_term: 1,
+                client_requests: 0,
+                max_crashes: 1,
+                ..base
+            },
+            Bug::DoubleVote => ModelConfig {
+                max_term: 1,
+                client_requests: 0,
+                ..base
+            },
+            Bug::AppendWithoutTruncate | Bug::AcceptStaleLeader => ModelConfig {
+                client_requests: 2,
+                ..base
+            },
+            Bug::VoteWithoutLogCheck | Bug::CommitOnHalf => base,
+        }
+    }
+
+    /// Checks the bounds; the message names the offending flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=5).contains(&self.servers) {
+            return Err(format!("--servers must be 1 to 5, got {}", self.servers));
+        }
+        if self.max_term == 0 {
+            return Err("--max-term must be at least 1".into());
+        }
+        if self.client_requests > 8 {
+            return Err(format!(
+                "--client-requests must be at most 8, got {}",
+                self.client_requests
+            ));
+        }
+        if self.max_crashes > self.servers {
+            return Err(format!(
+                "--max-crashes must be at most --servers ({}), got {}",
+                self.servers, self.max_crashes
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err("--max-in-flight must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Builds the stateright model.
+    pub fn into_model(self) -> RaftModel {
+        let servers = self.servers;
+        let network = match self.network {
+            NetworkKind::Unordered => Network::new_unordered_nonduplicating([]),
+            NetworkKind::Duplicating => Network::new_unordered_duplicating([]),
+            NetworkKind::Ordered => Network::new_ordered([]),
+        };
+        let lossy = if self.lossy {
+            LossyNetwork::Yes
+        } else {
+            LossyNetwork::No
+        };
+        let max_crashes = self.max_crashes;
+        let bug = self.bug;
+        let clients = (0..self.client_requests).map(move |i| ModelActor::Client {
+            servers,
+            value: i as Value + 1,
+        });
+        let mut model = ActorModel::new(self, ())
+            .actors((0..servers).map(|_| ModelActor::Server { servers, bug }))
+            .actors(clients)
+            .init_network(network)
+            .lossy_network(lossy)
+            .max_crashes(max_crashes)
+            .within_boundary(within_boundary);
+        for property in properties::ALL {
+            model = match property.expectation {
+                properties::Expect::Always => {
+                    model.property(Expectation::Always, property.name, property.condition)
+                }
+                properties::Expect::Sometimes => {
+                    model.property(Expectation::Sometimes, property.name, property.condition)
+                }
+            };
+        }
+        model
+    }
+}
+
+/// The bounds: terms, messages in flight, and crashes of servers only.
+fn within_boundary(cfg: &ModelConfig, state: &RaftState) -> bool {
+    state.network.len() <= cfg.max_in_flight
+        && state
+            .actor_states
+            .iter()
+            .all(|s| s.server().is_none_or(|s| s.peer.term() <= cfg.max_term))
+        && state.crashed[cfg.servers..].iter().all(|crashed| !crashed)
+}

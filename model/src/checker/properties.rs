@@ -1,0 +1,244 @@
+//! The properties the checker verifies, by name. The names are shared with the TLA+ spec's
+//! invariants and with the trace format.
+//!
+//! A crashed server's last state stays in the model state until it recovers; properties about
+//! what a server *knows* (its commit index, its log) read it as well, since it was true when the
+//! server crashed. Properties about what a server *is now* (a leader) skip crashed servers.
+
+use super::{RaftModel, RaftState, ServerState};
+use crate::peer::{quorum, Entry, RoleKind};
+
+/// Whether a property must hold in every state or needs one example.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Holds in every reachable state (safety).
+    Always,
+    /// Holds in at least one reachable state (a coverage target).
+    Sometimes,
+}
+
+/// A named property.
+pub struct NamedProperty {
+    /// The name, as printed in reports and used in the TLA+ spec.
+    pub name: &'static str,
+    /// Always or Sometimes.
+    pub expectation: Expect,
+    /// One line on what it says.
+    pub description: &'static str,
+    /// The condition, evaluated on one state.
+    pub condition: fn(&RaftModel, &RaftState) -> bool,
+}
+
+/// Every property, in report order.
+pub const ALL: [NamedProperty; 13] = [
+    NamedProperty {
+        name: "ElectionSafety",
+        expectation: Expect::Always,
+        description: "at most one leader per term (§5.2)",
+        condition: election_safety,
+    },
+    NamedProperty {
+        name: "LogMatching",
+        expectation: Expect::Always,
+        description: "logs with an entry of the same index and term agree up to it (§5.3)",
+        condition: log_matching,
+    },
+    NamedProperty {
+        name: "LeaderCompleteness",
+        expectation: Expect::Always,
+        description: "a leader holds every entry committed in an earlier or its own term (§5.4)",
+        condition: leader_completeness,
+    },
+    NamedProperty {
+        name: "StateMachineSafety",
+        expectation: Expect::Always,
+        description: "no two servers commit different entries at one index (§5.4.3)",
+        condition: state_machine_safety,
+    },
+    NamedProperty {
+        name: "NoCommitOnMinority",
+        expectation: Expect::Always,
+        description: "every committed entry is in the durable log of a majority",
+        condition: no_commit_on_minority,
+    },
+    NamedProperty {
+        name: "CommittedSurvivesCrash",
+        expectation: Expect::Always,
+        description: "what a server has committed is in its own durable log",
+        condition: committed_survives_crash,
+    },
+    NamedProperty {
+        name: "MonotonicTerm",
+        expectation: Expect::Always,
+        description: "a server's term never decreases, not even across a crash",
+        condition: monotonic_term,
+    },
+    NamedProperty {
+        name: "MonotonicCommit",
+        expectation: Expect::Always,
+        description: "a running server's commit index never decreases",
+        condition: monotonic_commit,
+    },
+    NamedProperty {
+        name: "LeaderElected",
+        expectation: Expect::Sometimes,
+        description: "a leader is elected",
+        condition: leader_elected,
+    },
+    NamedProperty {
+        name: "EntryCommitted",
+        expectation: Expect::Sometimes,
+        description: "a client entry commits",
+        condition: entry_committed,
+    },
+    NamedProperty {
+        name: "LaterLeaderCommits",
+        expectation: Expect::Sometimes,
+        description: "a leader of a later term commits after an earlier leader committed",
+        condition: later_leader_commits,
+    },
+    NamedProperty {
+        name: "RecoveredNodeCatchesUp",
+        expectation: Expect::Sometimes,
+        description: "a recovered server catches up and an entry commits afterwards",
+        condition: recovered_node_catches_up,
+    },
+    NamedProperty {
+        name: "FollowerTruncatesConflict",
+        expectation: Expect::Sometimes,
+        description: "a follower deletes a conflicting uncommitted entry",
+        condition: follower_truncates_conflict,
+    },
+];
+
+/// Looks a property up by name.
+pub fn by_name(name: &str) -> Option<&'static NamedProperty> {
+    ALL.iter().find(|p| p.name == name)
+}
+
+/// Every server with its index and whether it is crashed.
+fn servers(state: &RaftState) -> impl Iterator<Item = (usize, &ServerState, bool)> + Clone {
+    state
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.server().map(|server| (i, server, state.crashed[i])))
+}
+
+fn live_leaders(state: &RaftState) -> impl Iterator<Item = &ServerState> + Clone {
+    servers(state)
+        .filter(|(_, s, crashed)| !crashed && s.peer.role_kind() == RoleKind::Leader)
+        .map(|(_, s, _)| s)
+}
+
+fn committed(server: &ServerState) -> &[Entry<super::Value>] {
+    &server.peer.log()[..server.peer.commit_index() as usize]
+}
+
+fn election_safety(_: &RaftModel, state: &RaftState) -> bool {
+    let leaders: Vec<_> = live_leaders(state).map(|s| s.peer.term()).collect();
+    leaders
+        .iter()
+        .enumerate()
+        .all(|(i, term)| !leaders[i + 1..].contains(term))
+}
+
+fn log_matching(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).all(|(i, a, _)| {
+        servers(state).skip(i + 1).all(|(_, b, _)| {
+            let (a, b) = (a.peer.log(), b.peer.log());
+            let shared = a.len().min(b.len());
+            match (0..shared).rev().find(|&k| a[k].term == b[k].term) {
+                Some(k) => a[..=k] == b[..=k],
+                None => true,
+            }
+        })
+    })
+}
+
+fn leader_completeness(_: &RaftModel, state: &RaftState) -> bool {
+    live_leaders(state).all(|leader| {
+        servers(state).all(|(_, server, _)| {
+            // The server learned its commit index in a term no later than its own.
+            let prefix = committed(server);
+            server.peer.term() > leader.peer.term() || leader.peer.log().starts_with(prefix)
+        })
+    })
+}
+
+fn state_machine_safety(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).all(|(i, a, _)| {
+        servers(state).skip(i + 1).all(|(_, b, _)| {
+            let (a, b) = (committed(a), committed(b));
+            let shared = a.len().min(b.len());
+            a[..shared] == b[..shared]
+        })
+    })
+}
+
+fn no_commit_on_minority(model: &RaftModel, state: &RaftState) -> bool {
+    let majority = quorum::majority(model.cfg.servers);
+    servers(state).all(|(_, server, _)| {
+        let prefix = committed(server);
+        prefix.is_empty()
+            || state.actor_storages[..model.cfg.servers]
+                .iter()
+                .filter(|storage| storage.as_ref().is_some_and(|d| d.log.starts_with(prefix)))
+                .count()
+                >= majority
+    })
+}
+
+fn committed_survives_crash(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).all(|(i, server, crashed)| {
+        crashed
+            || state.actor_storages[i]
+                .as_ref()
+                .is_some_and(|durable| durable.log.starts_with(committed(server)))
+    })
+}
+
+fn monotonic_term(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).all(|(i, server, crashed)| {
+        let saved = state.actor_storages[i].as_ref().map_or(0, |d| d.term);
+        !server.ghost.regressed_term && (crashed || saved >= server.peer.term())
+    })
+}
+
+fn monotonic_commit(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).all(|(_, server, _)| !server.ghost.regressed_commit)
+}
+
+fn leader_elected(_: &RaftModel, state: &RaftState) -> bool {
+    live_leaders(state).next().is_some()
+}
+
+fn entry_committed(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).any(|(_, server, _)| server.peer.commit_index() > 0)
+}
+
+fn later_leader_commits(_: &RaftModel, state: &RaftState) -> bool {
+    live_leaders(state).any(|leader| {
+        let term = leader.peer.term();
+        let own_entry_committed = leader.peer.term_at(leader.peer.commit_index()) == term;
+        // A server still in an earlier term that knows of a commit learned it from the leader
+        // of that earlier term (or was that leader).
+        own_entry_committed
+            && servers(state)
+                .any(|(_, server, _)| server.peer.term() < term && server.peer.commit_index() > 0)
+    })
+}
+
+fn recovered_node_catches_up(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).any(|(_, server, crashed)| {
+        !crashed
+            && server
+                .ghost
+                .recovered_with
+                .is_some_and(|entries| server.peer.commit_index() > entries)
+    })
+}
+
+fn follower_truncates_conflict(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).any(|(_, server, _)| server.ghost.truncated)
+}

@@ -1,0 +1,454 @@
+//! Running the checker over one configuration or a suite, with progress and a summary.
+
+use super::properties::{self, Expect};
+use super::{ModelConfig, RaftModel, RaftState};
+use stateright::actor::ActorModelAction;
+use stateright::{Checker, HasDiscoveries, Model, Path};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// The verdict on one property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PropertyStatus {
+    /// An Always property held in every state.
+    Holds,
+    /// An Always property failed in some state.
+    Violated,
+    /// A Sometimes property held in some state.
+    Example,
+    /// A Sometimes property held in no state.
+    NoExample,
+}
+
+impl PropertyStatus {
+    /// The name used in reports and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PropertyStatus::Holds => "holds",
+            PropertyStatus::Violated => "violated",
+            PropertyStatus::Example => "example",
+            PropertyStatus::NoExample => "no_example",
+        }
+    }
+
+    /// Whether this verdict is what the property asks for.
+    pub fn is_good(self) -> bool {
+        matches!(self, PropertyStatus::Holds | PropertyStatus::Example)
+    }
+}
+
+/// One property's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PropertyReport {
+    /// Property name.
+    pub name: &'static str,
+    /// Always or Sometimes.
+    pub expectation: Expect,
+    /// The verdict.
+    pub status: PropertyStatus,
+}
+
+/// A discovered path: a counterexample to an Always property or an example of a Sometimes one.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    /// The property.
+    pub property: &'static str,
+    /// The steps, each an action followed by a one-line view of every server after it.
+    pub steps: Vec<String>,
+    /// The path as the explorer encodes it (open `/#/steps/<encoded>`).
+    pub encoded: String,
+}
+
+/// The result of checking one configuration.
+#[derive(Clone, Debug)]
+pub struct ConfigReport {
+    /// The configuration.
+    pub config: ModelConfig,
+    /// Whether every reachable state within the bounds was explored.
+    pub complete: bool,
+    /// Distinct states (up to symmetry when it is on).
+    pub unique_states: usize,
+    /// States generated, duplicates included.
+    pub states: usize,
+    /// Longest path explored.
+    pub max_depth: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Verdicts, in [`properties::ALL`] order.
+    pub properties: Vec<PropertyReport>,
+    /// Counterexamples of violated Always properties.
+    pub counterexamples: Vec<Discovery>,
+    /// Paths of the Sometimes examples.
+    pub examples: Vec<Discovery>,
+}
+
+/// The result of checking a suite.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// One report per configuration.
+    pub configs: Vec<ConfigReport>,
+}
+
+impl CheckReport {
+    /// Every configuration was explored completely.
+    pub fn complete(&self) -> bool {
+        self.configs.iter().all(|c| c.complete)
+    }
+    /// Total distinct states.
+    pub fn unique_states(&self) -> usize {
+        self.configs.iter().map(|c| c.unique_states).sum()
+    }
+    /// Total generated states.
+    pub fn states(&self) -> usize {
+        self.configs.iter().map(|c| c.states).sum()
+    }
+    /// Deepest path in any configuration.
+    pub fn max_depth(&self) -> usize {
+        self.configs.iter().map(|c| c.max_depth).max().unwrap_or(0)
+    }
+    /// Total wall time.
+    pub fn elapsed(&self) -> Duration {
+        self.configs.iter().map(|c| c.elapsed).sum()
+    }
+    /// Distinct states per second over the suite.
+    pub fn states_per_second(&self) -> f64 {
+        self.unique_states() as f64 / self.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// Verdicts over the suite: an Always property is violated if any configuration violates
+    /// it; a Sometimes property has an example if any configuration has one.
+    pub fn properties(&self) -> Vec<PropertyReport> {
+        properties::ALL
+            .iter()
+            .map(|p| {
+                let statuses = self.configs.iter().map(|c| {
+                    c.properties
+                        .iter()
+                        .find(|r| r.name == p.name)
+                        .expect("every configuration reports every property")
+                        .status
+                });
+                let status = match p.expectation {
+                    Expect::Always if statuses.clone().any(|s| s == PropertyStatus::Violated) => {
+                        PropertyStatus::Violated
+                    }
+                    Expect::Always => PropertyStatus::Holds,
+                    Expect::Sometimes if statuses.clone().any(|s| s == PropertyStatus::Example) => {
+                        PropertyStatus::Example
+                    }
+                    Expect::Sometimes => PropertyStatus::NoExample,
+                };
+                PropertyReport {
+                    name: p.name,
+                    expectation: p.expectation,
+                    status,
+                }
+            })
+            .collect()
+    }
+
+    /// The status of one property over the suite.
+    pub fn status(&self, name: &str) -> Option<PropertyStatus> {
+        self.properties()
+            .into_iter()
+            .find(|p| p.name == name)
+            .map(|p| p.status)
+    }
+
+    /// Passed: complete, every Always holds and every Sometimes has an example.
+    pub fn passed(&self) -> bool {
+        self.complete() && self.properties().iter().all(|p| p.status.is_good())
+    }
+
+    /// The summary as one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let properties: Vec<_> = self
+            .properties()
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "expectation": match p.expectation {
+                        Expect::Always => "always",
+                        Expect::Sometimes => "sometimes",
+                    },
+                    "status": p.status.as_str(),
+                })
+            })
+            .collect();
+        let configs: Vec<_> = self
+            .configs
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.config.name,
+                    "config": c.config.to_string(),
+                    "complete": c.complete,
+                    "unique_states": c.unique_states,
+                    "states": c.states,
+                    "max_depth": c.max_depth,
+                    "elapsed_s": round3(c.elapsed.as_secs_f64()),
+                    "states_per_s": round3(c.unique_states as f64 / c.elapsed.as_secs_f64().max(1e-9)),
+                    "violated": c.counterexamples.iter().map(|d| d.property).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "complete": self.complete(),
+            "unique_states": self.unique_states(),
+            "states": self.states(),
+            "max_depth": self.max_depth(),
+            "elapsed_s": round3(self.elapsed().as_secs_f64()),
+            "states_per_s": round3(self.states_per_second()),
+            "properties": properties,
+            "configs": configs,
+        })
+    }
+
+    /// The human-readable summary.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for c in &self.configs {
+            for d in &c.counterexamples {
+                let _ = writeln!(
+                    out,
+                    "\nCounterexample to {} in [{}] ({} steps):",
+                    d.property,
+                    c.config.name,
+                    d.steps.len()
+                );
+                for step in &d.steps {
+                    let _ = writeln!(out, "  {step}");
+                }
+                let _ = writeln!(
+                    out,
+                    "  browse it: model explore {} then open http://127.0.0.1:3000/#/steps/{}",
+                    explore_flags(&c.config),
+                    d.encoded
+                );
+            }
+        }
+        let _ = writeln!(out, "\nSummary");
+        for c in &self.configs {
+            let _ = writeln!(
+                out,
+                "  [{}] {} unique={} states={} depth={} {:.1}s",
+                c.config.name,
+                if c.complete { "complete" } else { "INCOMPLETE" },
+                c.unique_states,
+                c.states,
+                c.max_depth,
+                c.elapsed.as_secs_f64()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  total: complete={} unique={} states={} max_depth={} elapsed={:.1}s rate={:.0} states/s",
+            self.complete(),
+            self.unique_states(),
+            self.states(),
+            self.max_depth(),
+            self.elapsed().as_secs_f64(),
+            self.states_per_second()
+        );
+        for p in self.properties() {
+            let mark = if p.status.is_good() { "ok  " } else { "FAIL" };
+            let expectation = match p.expectation {
+                Expect::Always => "always   ",
+                Expect::Sometimes => "sometimes",
+            };
+            let _ = writeln!(
+                out,
+                "  {mark} {expectation} {:<26} {}",
+                p.name,
+                p.status.as_str()
+            );
+        }
+        let verdict = if self.passed() { "PASS" } else { "FAIL" };
+        let _ = write!(out, "{verdict}");
+        out
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The flags that reproduce a configuration (for the explorer hint).
+pub fn explore_flags(c: &ModelConfig) -> String {
+    let mut flags = format!(
+        "--servers {} --max-term {} --client-requests {} --max-crashes {} --network {} \
+         --max-in-flight {}",
+        c.servers, c.max_term, c.client_requests, c.max_crashes, c.network, c.max_in_flight
+    );
+    if c.lossy {
+        flags.push_str(" --lossy");
+    }
+    if let Some(bug) = c.bug {
+        let _ = write!(flags, " --bug {bug}");
+    }
+    flags
+}
+
+/// Checks every configuration in turn, printing progress lines to `progress` (one every
+/// `interval`), and returns the report.
+pub fn check(
+    configs: &[ModelConfig],
+    threads: usize,
+    interval: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> CheckReport {
+    let configs = configs
+        .iter()
+        .map(|config| check_one(config, threads, interval, progress))
+        .collect();
+    CheckReport { configs }
+}
+
+fn check_one(
+    config: &ModelConfig,
+    threads: usize,
+    interval: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> ConfigReport {
+    progress(&format!("checking {config}"));
+    let start = Instant::now();
+    let mut builder = config.clone().into_model().checker().threads(threads.max(1));
+    if config.bug.is_some() {
+        // A planted bug only needs its first counterexample.
+        builder = builder.finish_when(HasDiscoveries::AnyFailures);
+    }
+    if config.symmetry {
+        finish(config, builder.symmetry().spawn_dfs(), start, interval, progress)
+    } else {
+        finish(config, builder.spawn_bfs(), start, interval, progress)
+    }
+}
+
+fn finish(
+    config: &ModelConfig,
+    checker: impl Checker<RaftModel>,
+    start: Instant,
+    interval: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> ConfigReport {
+    let mut next_report = start + interval;
+    while !checker.is_done() {
+        std::thread::sleep(Duration::from_millis(20));
+        if Instant::now() >= next_report {
+            next_report += interval;
+            let secs = start.elapsed().as_secs_f64();
+            progress(&format!(
+                "  [{}] {:.0}s unique={} states={} depth={} {:.0} states/s",
+                config.name,
+                secs,
+                checker.unique_state_count(),
+                checker.state_count(),
+                checker.max_depth(),
+                checker.unique_state_count() as f64 / secs
+            ));
+        }
+    }
+    let checker = checker.join();
+    let elapsed = start.elapsed();
+    let model = checker.model();
+    let mut reports = Vec::new();
+    let mut counterexamples = Vec::new();
+    let mut examples = Vec::new();
+    let mut complete = true;
+    for p in properties::ALL.iter() {
+        let discovery = checker.discovery(p.name);
+        let status = match (p.expectation, discovery.is_some()) {
+            (Expect::Always, true) => PropertyStatus::Violated,
+            (Expect::Always, false) => PropertyStatus::Holds,
+            (Expect::Sometimes, true) => PropertyStatus::Example,
+            (Expect::Sometimes, false) => PropertyStatus::NoExample,
+        };
+        if let Some(path) = discovery {
+            let found = describe(model, p.name, path);
+            match p.expectation {
+                Expect::Always => counterexamples.push(found),
+                Expect::Sometimes => examples.push(found),
+            }
+        }
+        reports.push(PropertyReport {
+            name: p.name,
+            expectation: p.expectation,
+            status,
+        });
+    }
+    // A bug run stops at its first counterexample, by design; any other stop is incomplete.
+    if counterexamples.is_empty() {
+        complete = checker.is_done();
+    }
+    let report = ConfigReport {
+        config: config.clone(),
+        complete,
+        unique_states: checker.unique_state_count(),
+        states: checker.state_count(),
+        max_depth: checker.max_depth(),
+        elapsed,
+        properties: reports,
+        counterexamples,
+        examples,
+    };
+    progress(&format!(
+        "  [{}] done: unique={} states={} depth={} {:.1}s",
+        config.name,
+        report.unique_states,
+        report.states,
+        report.max_depth,
+        elapsed.as_secs_f64()
+    ));
+    report
+}
+
+type RaftAction = ActorModelAction<super::ModelMsg, crate::Timer, stateright::actor::Id>;
+
+fn describe(model: &RaftModel, property: &'static str, path: Path<RaftState, RaftAction>) -> Discovery {
+    let encoded = path.encode(model);
+    // Each state is paired with the action taken from it; the next pair holds the result.
+    let pairs = path.into_vec();
+    let steps = pairs
+        .windows(2)
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let action = w[0].1.as_ref()?;
+            Some(format!(
+                "{}. {}  =>  {}",
+                i + 1,
+                model.format_action(action),
+                servers_line(&w[1].0)
+            ))
+        })
+        .collect();
+    Discovery {
+        property,
+        steps,
+        encoded,
+    }
+}
+
+/// One line per state: every server's role, term, vote, log and commit index.
+pub fn servers_line(state: &RaftState) -> String {
+    let mut line = String::new();
+    for (i, s) in state.actor_states.iter().enumerate() {
+        let Some(server) = s.server() else { continue };
+        let peer = &server.peer;
+        let role = if state.crashed[i] {
+            "crashed".to_string()
+        } else {
+            peer.role_kind().to_string()
+        };
+        let vote = peer.voted_for().map_or("-".into(), |v| v.to_string());
+        let _ = write!(
+            line,
+            "{}S{i}[{role} t{} v{vote} log{:?} c{}]",
+            if i == 0 { "" } else { " " },
+            peer.term(),
+            peer.log(),
+            peer.commit_index()
+        );
+    }
+    line
+}

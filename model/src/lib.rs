@@ -1,0 +1,54 @@
+//! # rdb's Raft, written once
+//!
+//! This crate holds the only Raft protocol logic of rdb: the sans-IO [`Peer`]. The gRPC node
+//! (`rdb-server`) drives it over the network with fsync'd files; the stateright model in
+//! [`checker`] (feature `checker`, on by default) drives it through every reachable state of a
+//! bounded cluster and checks the safety properties of the Raft paper.
+//!
+//! A three-server cluster, driven by hand:
+//!
+//! ```
+//! use model::{Config, Durable, Message, Peer, RoleKind, Timer};
+//!
+//! let members = vec![1, 2, 3];
+//! let boot = |id| Peer::<String>::restore(Config { id, members: members.clone() }, Durable::default());
+//! let (mut a, _) = boot(1).unwrap();
+//! let (mut b, _) = boot(2).unwrap();
+//!
+//! // Server 1's election timer fires: it becomes a candidate of term 1 and asks for votes.
+//! // The vote requests may leave only after its new term and vote are on stable storage.
+//! let out = a.handle_timeout(Timer::Election);
+//! assert!(out.persist.hard_state);
+//! let (to, request) = out.send_after_persist[0].clone();
+//! assert_eq!(to, 2);
+//!
+//! // Server 2 grants its vote; one vote plus its own is a majority of three.
+//! let out = b.handle_message(1, request).unwrap();
+//! let (_, response) = out.send_after_persist[0].clone();
+//! assert!(matches!(response, Message::RequestVoteResponse { granted: true, .. }));
+//! a.handle_message(2, response).unwrap();
+//! assert_eq!(a.role_kind(), RoleKind::Leader);
+//!
+//! // The leader appends a command; it is committed once server 2 stores it.
+//! let (index, out) = a.propose(vec!["x=1".to_string()]).unwrap();
+//! let (_, append) = out.send_now[0].clone();
+//! let out = b.handle_message(1, append).unwrap();
+//! let (_, ack) = out.send_after_persist[0].clone();
+//! let out = a.handle_message(2, ack).unwrap();
+//! assert_eq!(out.commit, Some(index));
+//! ```
+#![deny(missing_docs)]
+
+#[cfg(feature = "checker")]
+pub mod bugs;
+#[cfg(feature = "checker")]
+pub mod checker;
+pub mod peer;
+
+pub use peer::{
+    Config, Durable, Entry, Index, Message, NodeId, Output, Peer, PeerError, Persist, Role,
+    RoleKind, Term, Timer, TimerCommand,
+};
+
+/// Whether this build can plant bugs. A server must be built without (see `rdb-server`'s tests).
+pub const PLANTED_BUGS_AVAILABLE: bool = cfg!(feature = "checker");

@@ -1,0 +1,218 @@
+//! `model`: the checker's command line. See README.md, "Checking the model".
+
+use clap::{Args, Parser, Subcommand};
+use model::bugs::Bug;
+use model::checker::{check, ModelConfig, NetworkKind};
+use stateright::Model;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exhaustively checks rdb's Raft Peer with stateright.
+///
+/// With no subcommand it runs `check` on the default suite of configurations.
+#[derive(Parser, Debug)]
+#[command(name = "model", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    check: CheckArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Explore every reachable state and check every property (the default).
+    Check(CheckArgs),
+    /// Serve stateright's web explorer for one configuration.
+    Explore(ExploreArgs),
+    /// List the planted bugs, one per line: NAME, the property that catches it, what it does.
+    Bugs,
+}
+
+/// The model's dimensions. Giving any of them checks that one configuration instead of the
+/// default suite; unset dimensions take the defaults shown.
+#[derive(Args, Debug, Clone, Default)]
+struct Dimensions {
+    /// Number of servers, 1 to 5 [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=5))]
+    servers: Option<u64>,
+    /// Highest term any server may reach, at least 1 [default: 2].
+    #[arg(long, value_name = "T", value_parser = clap::value_parser!(u64).range(1..))]
+    max_term: Option<u64>,
+    /// Number of client requests (each a distinct value), 0 to 8 [default: 1].
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(0..=8))]
+    client_requests: Option<u64>,
+    /// How many servers may be crashed at once; a crashed server recovers from its Durable
+    /// state [default: 0].
+    #[arg(long, value_name = "C", value_parser = clap::value_parser!(u64).range(0..=5))]
+    max_crashes: Option<u64>,
+    /// Network semantics: unordered, duplicating or ordered [default: unordered].
+    #[arg(long, value_name = "KIND", value_parser = parse_network)]
+    network: Option<NetworkKind>,
+    /// Let the network lose messages.
+    #[arg(long)]
+    lossy: bool,
+    /// At most this many messages in flight, at least 1 [default: 4].
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(1..=64))]
+    max_in_flight: Option<u64>,
+    /// Turn symmetry reduction off (explore with BFS, every permutation of server ids).
+    #[arg(long)]
+    no_symmetry: bool,
+}
+
+impl Dimensions {
+    fn any(&self) -> bool {
+        self.servers.is_some()
+            || self.max_term.is_some()
+            || self.client_requests.is_some()
+            || self.max_crashes.is_some()
+            || self.network.is_some()
+            || self.lossy
+            || self.max_in_flight.is_some()
+            || self.no_symmetry
+    }
+
+    fn apply(&self, mut config: ModelConfig) -> ModelConfig {
+        if let Some(servers) = self.servers {
+            config.servers = servers as usize;
+        }
+        if let Some(max_term) = self.max_term {
+            config.max_term = max_term;
+        }
+        if let Some(requests) = self.client_requests {
+            config.client_requests = requests as usize;
+        }
+        if let Some(crashes) = self.max_crashes {
+            config.max_crashes = crashes as usize;
+        }
+        if let Some(network) = self.network {
+            config.network = network;
+        }
+        config.lossy |= self.lossy;
+        if let Some(max) = self.max_in_flight {
+            config.max_in_flight = max as usize;
+        }
+        if self.no_symmetry {
+            config.symmetry = false;
+        }
+        config
+    }
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct CheckArgs {
+    #[command(flatten)]
+    dimensions: Dimensions,
+    /// Plant a bug from the catalogue (see `model bugs`).
+    #[arg(long, value_name = "NAME", value_parser = parse_bug)]
+    bug: Option<Bug>,
+    /// Checker threads [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
+    /// Also print the summary as one JSON object on the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ExploreArgs {
+    /// Address to serve on (keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    #[command(flatten)]
+    dimensions: Dimensions,
+    /// Plant a bug from the catalogue (see `model bugs`).
+    #[arg(long, value_name = "NAME", value_parser = parse_bug)]
+    bug: Option<Bug>,
+}
+
+fn parse_network(name: &str) -> Result<NetworkKind, String> {
+    name.parse()
+}
+
+fn parse_bug(name: &str) -> Result<Bug, String> {
+    name.parse()
+}
+
+/// The configurations a check or explore runs: one configuration when a dimension or a bug is
+/// given, the default suite otherwise.
+fn configurations(dimensions: &Dimensions, bug: Option<Bug>) -> Vec<ModelConfig> {
+    match (dimensions.any(), bug) {
+        (false, None) => ModelConfig::default_suite(),
+        (false, Some(bug)) => vec![ModelConfig::for_bug(bug)],
+        (true, bug) => {
+            let base = bug.map_or_else(ModelConfig::default, ModelConfig::for_bug);
+            let mut config = dimensions.apply(base);
+            config.name = match bug {
+                Some(bug) => format!("bug {bug}"),
+                None => "custom".into(),
+            };
+            config.bug = bug;
+            vec![config]
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn run_check(args: CheckArgs) -> ExitCode {
+    let configs = configurations(&args.dimensions, args.bug);
+    for config in &configs {
+        if let Err(why) = config.validate() {
+            return usage_error(&why);
+        }
+    }
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    );
+    let report = check(&configs, threads, Duration::from_secs(5), &mut |line| {
+        eprintln!("{line}")
+    });
+    println!("{}", report.summary());
+    if args.json {
+        println!("{}", report.to_json());
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn run_explore(args: ExploreArgs) -> ExitCode {
+    let mut configs = configurations(&args.dimensions, args.bug);
+    // The explorer shows one configuration: the first of the suite unless one was chosen.
+    let config = configs.remove(0);
+    if let Err(why) = config.validate() {
+        return usage_error(&why);
+    }
+    println!("Exploring [{config}]");
+    println!("Open http://{}/ (Ctrl-C to stop)", args.addr);
+    config.into_model().checker().serve(args.addr);
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => run_check(cli.check),
+        Some(Command::Check(args)) => run_check(args),
+        Some(Command::Explore(args)) => run_explore(args),
+        Some(Command::Bugs) => {
+            for bug in Bug::ALL {
+                println!(
+                    "{:<24} {:<20} {}",
+                    bug.name(),
+                    bug.expected_violation(),
+                    bug.description()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

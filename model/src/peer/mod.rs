@@ -1,0 +1,780 @@
+//! The one Raft state machine of rdb: sans-IO and deterministic.
+//!
+//! A [`Peer`] takes one input at a time (a message, a timer firing, a client proposal) and
+//! returns an [`Output`] that tells its driver what to persist, what to send and when, what is
+//! committed and which timers to arm. It never reads a clock, draws a random number, spawns a
+//! task or touches a file: the stateright model, the gRPC node and the conformance harness all
+//! drive the very same code.
+
+mod output;
+pub mod quorum;
+mod types;
+
+pub use output::{Output, Persist, TimerCommand};
+pub use types::{Durable, Entry, Index, Message, NodeId, RoleKind, Term, Timer};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Evaluates to whether a planted bug is switched on. Without the `checker` feature it is the
+/// constant `false`, so no planted branch can run in a server.
+macro_rules! planted {
+    ($peer:expr, $bug:ident) => {{
+        #[cfg(feature = "checker")]
+        let on = $peer.bug == Some(crate::bugs::Bug::$bug);
+        #[cfg(not(feature = "checker"))]
+        let on = false;
+        on
+    }};
+}
+
+/// The fixed facts a Peer needs: who it is and who the cluster's servers are.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    /// This server.
+    pub id: NodeId,
+    /// Every server of the cluster, this one included.
+    pub members: Vec<NodeId>,
+}
+
+/// Misuse of the Peer's API. Protocol rejections are messages, never errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerError {
+    /// The configuration has no members, repeats one, or does not include the server itself.
+    InvalidConfig(String),
+    /// The durable state cannot have been written by a Peer.
+    InvalidDurable(String),
+    /// A message came from a server that is not a member.
+    UnknownPeer(NodeId),
+    /// A proposal reached a server that is not the leader. `leader` is the one it follows, if
+    /// it knows it.
+    NotLeader {
+        /// The leader of the current term, when known.
+        leader: Option<NodeId>,
+    },
+    /// A proposal carried no commands.
+    EmptyProposal,
+}
+
+impl fmt::Display for PeerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            PeerError::InvalidDurable(why) => write!(f, "invalid durable state: {why}"),
+            PeerError::UnknownPeer(id) => write!(f, "message from unknown server {id}"),
+            PeerError::NotLeader { leader: Some(id) } => write!(f, "not the leader; {id} is"),
+            PeerError::NotLeader { leader: None } => write!(f, "not the leader; leader unknown"),
+            PeerError::EmptyProposal => write!(f, "proposal has no commands"),
+        }
+    }
+}
+
+impl std::error::Error for PeerError {}
+
+/// What a leader knows of one follower's log (§5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Progress {
+    /// The next index to send. Invariant: `matched < next <= last_index + 1`.
+    pub next: Index,
+    /// The highest index known to be stored on the follower.
+    pub matched: Index,
+}
+
+/// The volatile role-specific state (§5.1); what a role does not need, it does not carry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Follows `leader` when it is known.
+    Follower {
+        /// The leader of the current term, once heard from.
+        leader: Option<NodeId>,
+    },
+    /// Collects votes. Invariant: `votes` contains the candidate itself.
+    Candidate {
+        /// Servers that granted their vote in this term.
+        votes: BTreeSet<NodeId>,
+    },
+    /// Replicates its log.
+    Leader {
+        /// One entry per other server.
+        progress: BTreeMap<NodeId, Progress>,
+        /// Servers heard from in this term since the last check-quorum.
+        heard_from: BTreeSet<NodeId>,
+    },
+}
+
+/// One Raft server's protocol state. See the module docs.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Peer<C> {
+    config: Config,
+    durable: Durable<C>,
+    commit_index: Index,
+    role: Role,
+    #[cfg(feature = "checker")]
+    bug: Option<crate::bugs::Bug>,
+}
+
+impl<C: fmt::Debug> fmt::Debug for Peer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.config.id)
+            .field("term", &self.durable.term)
+            .field("voted_for", &self.durable.voted_for)
+            .field("log", &self.durable.log)
+            .field("commit", &self.commit_index)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+impl<C: Clone + fmt::Debug> Peer<C> {
+    /// Builds a Peer from its configuration and what stable storage holds: an empty
+    /// [`Durable`] on first boot, the last persisted one on recovery. The Peer starts as a
+    /// follower with commit index 0 and asks for its election timer.
+    pub fn restore(config: Config, durable: Durable<C>) -> Result<(Self, Output<C>), PeerError> {
+        validate_config(&config)?;
+        validate_durable(&config, &durable)?;
+        let peer = Peer {
+            config,
+            durable,
+            commit_index: 0,
+            role: Role::Follower { leader: None },
+            #[cfg(feature = "checker")]
+            bug: None,
+        };
+        let mut output = Output::default();
+        output.timers.push(TimerCommand::Set(Timer::Election));
+        peer.check_invariants();
+        Ok((peer, output))
+    }
+
+    /// Plants a bug of the catalogue (model checking only).
+    #[cfg(feature = "checker")]
+    pub fn plant_bug(&mut self, bug: Option<crate::bugs::Bug>) {
+        self.bug = bug;
+    }
+
+    /// The same Peer with every server id passed through `f`, a permutation of the members
+    /// (symmetry reduction in the model checker).
+    #[cfg(feature = "checker")]
+    pub fn map_ids(&self, f: impl Fn(NodeId) -> NodeId) -> Self {
+        let mut members: Vec<NodeId> = self.config.members.iter().map(|id| f(*id)).collect();
+        members.sort_unstable();
+        let role = match &self.role {
+            Role::Follower { leader } => Role::Follower {
+                leader: leader.map(&f),
+            },
+            Role::Candidate { votes } => Role::Candidate {
+                votes: votes.iter().map(|id| f(*id)).collect(),
+            },
+            Role::Leader {
+                progress,
+                heard_from,
+            } => Role::Leader {
+                progress: progress.iter().map(|(id, p)| (f(*id), *p)).collect(),
+                heard_from: heard_from.iter().map(|id| f(*id)).collect(),
+            },
+        };
+        Peer {
+            config: Config {
+                id: f(self.config.id),
+                members,
+            },
+            durable: Durable {
+                term: self.durable.term,
+                voted_for: self.durable.voted_for.map(&f),
+                log: self.durable.log.clone(),
+            },
+            commit_index: self.commit_index,
+            role,
+            bug: self.bug,
+        }
+    }
+
+    // ----- Accessors -----
+
+    /// This server's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+    /// The configuration it was restored with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.durable.term
+    }
+    /// The vote cast in the current term.
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.durable.voted_for
+    }
+    /// The log; entry `i` is at `log()[i - 1]`.
+    pub fn log(&self) -> &[Entry<C>] {
+        &self.durable.log
+    }
+    /// The state that must be on stable storage.
+    pub fn durable(&self) -> &Durable<C> {
+        &self.durable
+    }
+    /// The highest index known to be committed. Volatile: 0 after a restart.
+    pub fn commit_index(&self) -> Index {
+        self.commit_index
+    }
+    /// The role with its volatile state.
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+    /// The role's kind.
+    pub fn role_kind(&self) -> RoleKind {
+        match self.role {
+            Role::Follower { .. } => RoleKind::Follower,
+            Role::Candidate { .. } => RoleKind::Candidate,
+            Role::Leader { .. } => RoleKind::Leader,
+        }
+    }
+    /// The leader of the current term as far as this server knows.
+    pub fn leader(&self) -> Option<NodeId> {
+        match self.role {
+            Role::Follower { leader } => leader,
+            Role::Candidate { .. } => None,
+            Role::Leader { .. } => Some(self.config.id),
+        }
+    }
+    /// The index of the last log entry (0 when empty).
+    pub fn last_index(&self) -> Index {
+        self.durable.log.len() as Index
+    }
+    /// The term of the entry at `index`; 0 for index 0 or an index past the end.
+    pub fn term_at(&self, index: Index) -> Term {
+        if index == 0 {
+            return 0;
+        }
+        self.durable
+            .log
+            .get(index as usize - 1)
+            .map_or(0, |entry| entry.term)
+    }
+    /// The term of the last entry.
+    pub fn last_term(&self) -> Term {
+        self.term_at(self.last_index())
+    }
+    /// The entry at `index`, if the log has one.
+    pub fn entry(&self, index: Index) -> Option<&Entry<C>> {
+        if index == 0 {
+            return None;
+        }
+        self.durable.log.get(index as usize - 1)
+    }
+
+    // ----- Inputs -----
+
+    /// Handles a message from another server.
+    pub fn handle_message(
+        &mut self,
+        from: NodeId,
+        message: Message<C>,
+    ) -> Result<Output<C>, PeerError> {
+        if from == self.config.id || !self.config.members.contains(&from) {
+            return Err(PeerError::UnknownPeer(from));
+        }
+        let mut output = Output::default();
+        self.observe_term(message.term(), &mut output);
+        match message {
+            Message::RequestVoteRequest {
+                term,
+                last_log_index,
+                last_log_term,
+            } => self.handle_request_vote_request(
+                from,
+                term,
+                last_log_index,
+                last_log_term,
+                &mut output,
+            ),
+            Message::RequestVoteResponse { term, granted } => {
+                self.handle_request_vote_response(from, term, granted, &mut output)
+            }
+            Message::AppendEntriesRequest {
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => self.handle_append_entries_request(
+                from,
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+                &mut output,
+            ),
+            Message::AppendEntriesResponse {
+                term,
+                success,
+                index,
+            } => self.handle_append_entries_response(from, term, success, index, &mut output),
+        }
+        self.check_invariants();
+        Ok(output)
+    }
+
+    /// Handles a timer that fired.
+    pub fn handle_timeout(&mut self, timer: Timer) -> Output<C> {
+        let mut output = Output::default();
+        match (timer, &self.role) {
+            (Timer::Election, Role::Leader { .. }) => self.check_quorum(&mut output),
+            (Timer::Election, _) => self.start_election(&mut output),
+            (Timer::Heartbeat, Role::Leader { .. }) => {
+                self.broadcast_append(&mut output);
+                output.timers.push(TimerCommand::Set(Timer::Heartbeat));
+            }
+            // A heartbeat timer that outlived its leadership: nothing to do.
+            (Timer::Heartbeat, _) => {}
+        }
+        self.check_invariants();
+        output
+    }
+
+    /// Appends client commands to the leader's log and replicates them. Returns the index of
+    /// the first new entry; the commands are committed once `commit` reaches the last one.
+    pub fn propose(&mut self, commands: Vec<C>) -> Result<(Index, Output<C>), PeerError> {
+        if !matches!(self.role, Role::Leader { .. }) {
+            return Err(PeerError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        if commands.is_empty() {
+            return Err(PeerError::EmptyProposal);
+        }
+        let mut output = Output::default();
+        let first = self.last_index() + 1;
+        let term = self.durable.term;
+        self.durable.log.extend(commands.into_iter().map(|command| Entry {
+            term,
+            command: Some(command),
+        }));
+        output.persist.log_from = Some(first);
+        self.broadcast_append(&mut output);
+        // A cluster of one commits on its own (the entry is durable before the driver applies it).
+        self.maybe_commit(&mut output);
+        self.check_invariants();
+        Ok((first, output))
+    }
+
+    // ----- Term and role changes -----
+
+    /// Any message of a newer term makes this server a follower of that term (§5.1).
+    fn observe_term(&mut self, term: Term, output: &mut Output<C>) {
+        if term > self.durable.term {
+            let was_leader = matches!(self.role, Role::Leader { .. });
+            self.durable.term = term;
+            self.durable.voted_for = None;
+            output.persist.hard_state = true;
+            self.role = Role::Follower { leader: None };
+            if was_leader {
+                output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
+                output.timers.push(TimerCommand::Set(Timer::Election));
+            }
+        }
+    }
+
+    fn start_election(&mut self, output: &mut Output<C>) {
+        self.durable.term += 1;
+        self.durable.voted_for = Some(self.config.id);
+        output.persist.hard_state = true;
+        self.role = Role::Candidate {
+            votes: BTreeSet::from([self.config.id]),
+        };
+        output.timers.push(TimerCommand::Set(Timer::Election));
+        let request = Message::RequestVoteRequest {
+            term: self.durable.term,
+            last_log_index: self.last_index(),
+            last_log_term: self.last_term(),
+        };
+        for to in self.others() {
+            output.send_after_persist.push((to, request.clone()));
+        }
+        self.maybe_become_leader(output);
+    }
+
+    fn maybe_become_leader(&mut self, output: &mut Output<C>) {
+        let Role::Candidate { votes } = &self.role else {
+            return;
+        };
+        if votes.len() < quorum::majority(self.config.members.len()) {
+            return;
+        }
+        let next = self.last_index() + 1;
+        let progress = self
+            .others()
+            .map(|id| (id, Progress { next, matched: 0 }))
+            .collect();
+        self.role = Role::Leader {
+            progress,
+            heard_from: BTreeSet::new(),
+        };
+        output.timers.push(TimerCommand::Set(Timer::Heartbeat));
+        output.timers.push(TimerCommand::Set(Timer::Election));
+        self.broadcast_append(output);
+    }
+
+    /// Check-quorum: a leader that has not heard from a majority since the last check steps
+    /// down, so that a leader cut off from the cluster stops acting as one.
+    fn check_quorum(&mut self, output: &mut Output<C>) {
+        let Role::Leader { heard_from, .. } = &mut self.role else {
+            return;
+        };
+        let heard = heard_from.len() + 1;
+        if heard >= quorum::majority(self.config.members.len()) {
+            heard_from.clear();
+        } else {
+            self.role = Role::Follower { leader: None };
+            output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
+        }
+        output.timers.push(TimerCommand::Set(Timer::Election));
+    }
+
+    // ----- Elections (§5.2, §5.4.1) -----
+
+    fn handle_request_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_log_index: Index,
+        last_log_term: Term,
+        output: &mut Output<C>,
+    ) {
+        let log_ok = (last_log_term, last_log_index) >= (self.last_term(), self.last_index())
+            || planted!(self, VoteWithoutLogCheck);
+        let vote_free = match self.durable.voted_for {
+            None => true,
+            Some(id) => id == from || planted!(self, DoubleVote),
+        };
+        let granted = term == self.durable.term
+            && matches!(self.role, Role::Follower { .. })
+            && vote_free
+            && log_ok;
+        if granted {
+            if self.durable.voted_for != Some(from) {
+                self.durable.voted_for = Some(from);
+                if !planted!(self, VoteNotPersisted) {
+                    output.persist.hard_state = true;
+                }
+            }
+            output.timers.push(TimerCommand::Set(Timer::Election));
+        }
+        let response = Message::RequestVoteResponse {
+            term: self.durable.term,
+            granted,
+        };
+        output.send_after_persist.push((from, response));
+    }
+
+    fn handle_request_vote_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        granted: bool,
+        output: &mut Output<C>,
+    ) {
+        if term != self.durable.term || !granted {
+            return;
+        }
+        if let Role::Candidate { votes } = &mut self.role {
+            votes.insert(from);
+            self.maybe_become_leader(output);
+        }
+    }
+
+    // ----- Replication (§5.3) -----
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_append_entries_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry<C>>,
+        leader_commit: Index,
+        output: &mut Output<C>,
+    ) {
+        if term < self.durable.term && !planted!(self, AcceptStaleLeader) {
+            let response = Message::AppendEntriesResponse {
+                term: self.durable.term,
+                success: false,
+                index: 0,
+            };
+            output.send_after_persist.push((from, response));
+            return;
+        }
+        if term == self.durable.term {
+            // A candidate that hears from the leader of its term gives up (§5.2).
+            if matches!(self.role, Role::Leader { .. }) {
+                output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
+            }
+            if !matches!(self.role, Role::Follower { leader: Some(id) } if id == from) {
+                self.role = Role::Follower { leader: Some(from) };
+            }
+            output.timers.push(TimerCommand::Set(Timer::Election));
+        }
+        if prev_log_index > self.last_index() || self.term_at(prev_log_index) != prev_log_term {
+            let response = Message::AppendEntriesResponse {
+                term: self.durable.term,
+                success: false,
+                index: self.rejection_hint(prev_log_index),
+            };
+            output.send_after_persist.push((from, response));
+            return;
+        }
+        let last_new = prev_log_index + entries.len() as Index;
+        self.append_entries(prev_log_index, entries, output);
+        let commit = leader_commit.min(last_new);
+        if commit > self.commit_index {
+            self.commit_index = commit;
+            output.commit = Some(commit);
+        }
+        let response = Message::AppendEntriesResponse {
+            term: self.durable.term,
+            success: true,
+            index: last_new,
+        };
+        output.send_after_persist.push((from, response));
+    }
+
+    /// The highest index at which this log may still match the leader's, given that the entry
+    /// at `prev_log_index` did not: the whole run of the conflicting term is skipped at once.
+    fn rejection_hint(&self, prev_log_index: Index) -> Index {
+        if prev_log_index > self.last_index() {
+            return self.last_index();
+        }
+        let conflict_term = self.term_at(prev_log_index);
+        let mut index = prev_log_index.saturating_sub(1);
+        while index > self.commit_index && self.term_at(index) == conflict_term {
+            index -= 1;
+        }
+        index
+    }
+
+    /// Stores `entries` after `prev_log_index`, deleting a conflicting suffix first (§5.3).
+    /// Entries already present with the same term are kept: a stale or reordered request never
+    /// truncates what a later one appended.
+    fn append_entries(&mut self, prev_log_index: Index, entries: Vec<Entry<C>>, output: &mut Output<C>) {
+        for (offset, entry) in entries.into_iter().enumerate() {
+            let index = prev_log_index + 1 + offset as Index;
+            if index <= self.last_index() {
+                if self.term_at(index) == entry.term {
+                    continue;
+                }
+                if planted!(self, AppendWithoutTruncate) {
+                    continue;
+                }
+                assert!(
+                    index > self.commit_index || self.bug_planted(),
+                    "leader asked to overwrite committed index {index}"
+                );
+                self.durable.log.truncate(index as usize - 1);
+            }
+            self.durable.log.push(entry);
+            let from = output.persist.log_from.map_or(index, |from| from.min(index));
+            output.persist.log_from = Some(from);
+        }
+    }
+
+    fn handle_append_entries_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        success: bool,
+        index: Index,
+        output: &mut Output<C>,
+    ) {
+        if term != self.durable.term {
+            return;
+        }
+        let last_index = self.last_index();
+        let Role::Leader {
+            progress,
+            heard_from,
+        } = &mut self.role
+        else {
+            return;
+        };
+        heard_from.insert(from);
+        let follower = progress
+            .get_mut(&from)
+            .expect("a leader tracks every other member");
+        if success {
+            // A correct follower never acknowledges past our log; clamp so that a faulty one
+            // cannot push progress out of range.
+            let index = index.min(last_index);
+            if index > follower.matched {
+                follower.matched = index;
+            }
+            follower.next = follower.next.max(index + 1);
+            self.maybe_commit(output);
+        } else if index + 1 < follower.next {
+            // Back off to the hint, but never below what is known to match.
+            follower.next = (index + 1).max(follower.matched + 1);
+            self.send_append(from, output);
+        }
+    }
+
+    /// Advances the commit index to the highest index stored on a majority, if that entry is
+    /// of the current term (§5.4.2).
+    fn maybe_commit(&mut self, output: &mut Output<C>) {
+        let Role::Leader { progress, .. } = &self.role else {
+            return;
+        };
+        let mut matched: Vec<Index> = progress.values().map(|p| p.matched).collect();
+        matched.push(self.last_index());
+        let cluster = self.config.members.len();
+        let quorum = if planted!(self, CommitOnHalf) {
+            (cluster / 2).max(1)
+        } else {
+            quorum::majority(cluster)
+        };
+        let candidate = quorum::quorum_index(matched, quorum);
+        let current_term_ok =
+            self.term_at(candidate) == self.durable.term || planted!(self, CommitOldTerm);
+        if candidate > self.commit_index && current_term_ok {
+            self.commit_index = candidate;
+            output.commit = Some(candidate);
+        }
+    }
+
+    fn broadcast_append(&mut self, output: &mut Output<C>) {
+        let others: Vec<NodeId> = self.others().collect();
+        for to in others {
+            self.send_append(to, output);
+        }
+    }
+
+    /// Sends `to` every entry from its next index on, and optimistically moves next past them
+    /// (a lost message is repaired by the next rejection).
+    fn send_append(&mut self, to: NodeId, output: &mut Output<C>) {
+        let last_index = self.last_index();
+        let Role::Leader { progress, .. } = &mut self.role else {
+            return;
+        };
+        let follower = progress
+            .get_mut(&to)
+            .expect("a leader tracks every other member");
+        let prev_log_index = follower.next - 1;
+        follower.next = last_index + 1;
+        let entries = self.durable.log[prev_log_index as usize..].to_vec();
+        let message = Message::AppendEntriesRequest {
+            term: self.durable.term,
+            prev_log_index,
+            prev_log_term: self.term_at(prev_log_index),
+            entries,
+            leader_commit: self.commit_index,
+        };
+        output.send_now.push((to, message));
+    }
+
+    fn bug_planted(&self) -> bool {
+        #[cfg(feature = "checker")]
+        let planted = self.bug.is_some();
+        #[cfg(not(feature = "checker"))]
+        let planted = false;
+        planted
+    }
+
+    fn others(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let id = self.config.id;
+        self.config.members.iter().copied().filter(move |m| *m != id)
+    }
+
+    // ----- Invariants -----
+
+    /// Asserts what must hold after every step. Runs in tests, the model and debug builds.
+    /// With a planted bug the model's properties report the damage instead.
+    pub fn check_invariants(&self) {
+        if cfg!(any(debug_assertions, feature = "checker")) && !self.bug_planted() {
+            if let Err(why) = self.invariant_violation() {
+                panic!("Peer {} broke an invariant: {why}\n{self:?}", self.config.id);
+            }
+        }
+    }
+
+    /// The first broken invariant, if any.
+    pub fn invariant_violation(&self) -> Result<(), String> {
+        let last = self.last_index();
+        if self.commit_index > last {
+            return Err(format!("commit {} > last index {last}", self.commit_index));
+        }
+        validate_durable(&self.config, &self.durable).map_err(|e| e.to_string())?;
+        match &self.role {
+            Role::Follower { leader } => {
+                if *leader == Some(self.config.id) {
+                    return Err("follower follows itself".into());
+                }
+            }
+            Role::Candidate { votes } => {
+                if self.durable.voted_for != Some(self.config.id) || !votes.contains(&self.config.id)
+                {
+                    return Err("candidate has not voted for itself".into());
+                }
+            }
+            Role::Leader {
+                progress,
+                heard_from,
+            } => {
+                if self.durable.voted_for != Some(self.config.id) {
+                    return Err("leader has not voted for itself".into());
+                }
+                if progress.len() + 1 != self.config.members.len() {
+                    return Err("leader does not track every follower".into());
+                }
+                for (id, p) in progress {
+                    if !(p.matched < p.next && p.next <= last + 1) {
+                        return Err(format!("progress of {id} out of range: {p:?}, last {last}"));
+                    }
+                }
+                if heard_from.contains(&self.config.id) {
+                    return Err("leader counts itself as heard from".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_config(config: &Config) -> Result<(), PeerError> {
+    let unique: BTreeSet<_> = config.members.iter().collect();
+    if unique.len() != config.members.len() {
+        return Err(PeerError::InvalidConfig("a member is listed twice".into()));
+    }
+    if !config.members.contains(&config.id) {
+        return Err(PeerError::InvalidConfig(format!(
+            "server {} is not among the members {:?}",
+            config.id, config.members
+        )));
+    }
+    Ok(())
+}
+
+fn validate_durable<C>(config: &Config, durable: &Durable<C>) -> Result<(), PeerError> {
+    if let Some(vote) = durable.voted_for {
+        if !config.members.contains(&vote) {
+            return Err(PeerError::InvalidDurable(format!(
+                "vote for {vote}, which is not a member"
+            )));
+        }
+    }
+    let mut previous = 0;
+    for (offset, entry) in durable.log.iter().enumerate() {
+        if entry.term == 0 || entry.term < previous || entry.term > durable.term {
+            return Err(PeerError::InvalidDurable(format!(
+                "entry {} has term {} after term {previous} (current term {})",
+                offset + 1,
+                entry.term,
+                durable.term
+            )));
+        }
+        previous = entry.term;
+    }
+    Ok(())
+}

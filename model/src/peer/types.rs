@@ -1,0 +1,151 @@
+//! The Peer's vocabulary: identifiers, log entries, durable state, messages and timers.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A server's identifier, unique within one cluster.
+pub type NodeId = u64;
+/// A Raft term (§5.1). Term 0 is the state before any election.
+pub type Term = u64;
+/// A 1-based log index. Index 0 is the empty prefix, whose term is 0.
+pub type Index = u64;
+
+/// One log entry.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Entry<C> {
+    /// The term of the leader that created the entry.
+    pub term: Term,
+    /// The client command, or `None` for the blank entry a new leader appends (§8).
+    pub command: Option<C>,
+}
+
+impl<C: fmt::Debug> fmt::Debug for Entry<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.command {
+            None => write!(f, "{}:noop", self.term),
+            Some(command) => write!(f, "{}:{command:?}", self.term),
+        }
+    }
+}
+
+/// The state that survives a crash. It must be on stable storage before any message that
+/// depends on it leaves the node (see [`crate::Output`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Durable<C> {
+    /// The latest term this server has seen. Invariant: never decreases.
+    pub term: Term,
+    /// The candidate that received this server's vote in `term`, if any.
+    pub voted_for: Option<NodeId>,
+    /// The log; `log[i - 1]` is the entry at index `i`.
+    /// Invariant: entry terms never decrease along the log and never exceed `term`.
+    pub log: Vec<Entry<C>>,
+}
+
+impl<C> Default for Durable<C> {
+    fn default() -> Self {
+        Durable {
+            term: 0,
+            voted_for: None,
+            log: Vec::new(),
+        }
+    }
+}
+
+/// A message between two servers. The sender and receiver travel beside it (in the envelope).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Message<C> {
+    /// A candidate asks for a vote (§5.2).
+    RequestVoteRequest {
+        /// The candidate's term.
+        term: Term,
+        /// Index of the candidate's last log entry (§5.4.1).
+        last_log_index: Index,
+        /// Term of the candidate's last log entry (§5.4.1).
+        last_log_term: Term,
+    },
+    /// The answer to a vote request.
+    RequestVoteResponse {
+        /// The voter's current term.
+        term: Term,
+        /// Whether the vote was granted.
+        granted: bool,
+    },
+    /// A leader replicates entries, or sends a heartbeat when `entries` is empty (§5.3).
+    AppendEntriesRequest {
+        /// The leader's term.
+        term: Term,
+        /// Index of the entry just before `entries`.
+        prev_log_index: Index,
+        /// Term of the entry at `prev_log_index`.
+        prev_log_term: Term,
+        /// Entries to store, starting at `prev_log_index + 1`.
+        entries: Vec<Entry<C>>,
+        /// The leader's commit index.
+        leader_commit: Index,
+    },
+    /// The answer to an append.
+    AppendEntriesResponse {
+        /// The follower's current term.
+        term: Term,
+        /// Whether the consistency check passed and the entries are stored.
+        success: bool,
+        /// On success the index of the last entry known to match the leader's log. On failure a
+        /// back-off hint: the highest index at which the logs may still match.
+        index: Index,
+    },
+}
+
+impl<C> Message<C> {
+    /// The sender's term, carried by every message.
+    pub fn term(&self) -> Term {
+        match self {
+            Message::RequestVoteRequest { term, .. }
+            | Message::RequestVoteResponse { term, .. }
+            | Message::AppendEntriesRequest { term, .. }
+            | Message::AppendEntriesResponse { term, .. } => *term,
+        }
+    }
+
+    /// The message's kind, as named in traces and in the TLA+ spec.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::RequestVoteRequest { .. } => "RequestVoteRequest",
+            Message::RequestVoteResponse { .. } => "RequestVoteResponse",
+            Message::AppendEntriesRequest { .. } => "AppendEntriesRequest",
+            Message::AppendEntriesResponse { .. } => "AppendEntriesResponse",
+        }
+    }
+}
+
+/// The Peer's timers. The Peer asks for them to be set or cancelled; the driver decides when
+/// they fire (randomized durations in a node, any order in the model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Timer {
+    /// Followers and candidates: start an election. Leaders: check that a majority was heard
+    /// from since the last check (check-quorum), or step down.
+    Election,
+    /// Leaders: send AppendEntries to every follower.
+    Heartbeat,
+}
+
+/// A server's role (§5.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RoleKind {
+    /// Follows a leader, answers candidates.
+    Follower,
+    /// Asks for votes in its term.
+    Candidate,
+    /// Replicates its log to the others.
+    Leader,
+}
+
+impl fmt::Display for RoleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            RoleKind::Follower => "follower",
+            RoleKind::Candidate => "candidate",
+            RoleKind::Leader => "leader",
+        };
+        f.write_str(name)
+    }
+}
