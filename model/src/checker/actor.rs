@@ -104,6 +104,8 @@ pub enum ModelActor {
         servers: usize,
         /// The planted bug, if any.
         bug: Option<Bug>,
+        /// Whether leaders' heartbeat timers fire.
+        heartbeats: bool,
     },
     /// A client that proposes `value` to one server of its choice.
     Client {
@@ -112,6 +114,12 @@ pub enum ModelActor {
         /// The value to propose.
         value: Value,
     },
+}
+
+impl ModelActor {
+    fn heartbeats(&self) -> bool {
+        matches!(self, ModelActor::Server { heartbeats: true, .. })
+    }
 }
 
 fn node_id(id: Id) -> NodeId {
@@ -131,7 +139,11 @@ impl Actor for ModelActor {
 
     fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> NodeState {
         match *self {
-            ModelActor::Server { servers, bug } => {
+            ModelActor::Server {
+                servers,
+                bug,
+                heartbeats,
+            } => {
                 let config = Config {
                     id: node_id(id),
                     members: (0..servers as NodeId).collect(),
@@ -148,7 +160,7 @@ impl Actor for ModelActor {
                     // First boot: storage now holds an empty Durable, so a later start is a recovery.
                     o.save(peer.durable().clone());
                 }
-                apply_output(output, o);
+                apply_output(output, heartbeats, o);
                 NodeState::Server(ServerState { peer, ghost })
             }
             ModelActor::Client { servers, value } => {
@@ -176,8 +188,14 @@ impl Actor for ModelActor {
         };
         // A proposal to a follower changes nothing and stays undelivered.
         let Ok(output) = result else { return };
-        if let Some(changed) = commit_step(server, next, output, o) {
-            *state.to_mut() = NodeState::Server(changed);
+        match commit_step(server, next, output, self.heartbeats(), o) {
+            Some(changed) => *state.to_mut() = NodeState::Server(changed),
+            // A stale message is read and ignored. stateright would treat the delivery as a
+            // no-op and leave the message in flight forever, where it would hold one of the
+            // bounded in-flight slots; re-arming the election timer (always armed on a running
+            // server, and without duration in the model) makes the delivery consume it.
+            None if o.is_empty() => o.set_timer(Timer::Election, model_timeout()),
+            None => {}
         }
     }
 
@@ -187,7 +205,7 @@ impl Actor for ModelActor {
         };
         let mut next = server.clone();
         let output = next.peer.handle_timeout(*timer);
-        if let Some(changed) = commit_step(server, next, output, o) {
+        if let Some(changed) = commit_step(server, next, output, self.heartbeats(), o) {
             *state.to_mut() = NodeState::Server(changed);
         }
     }
@@ -216,6 +234,7 @@ fn commit_step(
     before: &ServerState,
     mut after: ServerState,
     output: Output<Value>,
+    heartbeats: bool,
     o: &mut Out<ModelActor>,
 ) -> Option<ServerState> {
     let (old, new) = (&before.peer, &after.peer);
@@ -232,16 +251,19 @@ fn commit_step(
     if output.persist.is_needed() {
         o.save(after.peer.durable().clone());
     }
-    apply_output(output, o);
+    apply_output(output, heartbeats, o);
     (after != *before).then_some(after)
 }
 
-fn apply_output(output: Output<Value>, o: &mut Out<ModelActor>) {
+fn apply_output(output: Output<Value>, heartbeats: bool, o: &mut Out<ModelActor>) {
     for (to, message) in output.send_now.into_iter().chain(output.send_after_persist) {
         o.send(actor_id(to), ModelMsg::Peer(message));
     }
     for command in output.timers {
         match command {
+            // Without heartbeats the environment never fires a leader's heartbeat timer: a
+            // schedule with a long heartbeat interval, explored in full.
+            TimerCommand::Set(Timer::Heartbeat) if !heartbeats => {}
             TimerCommand::Set(timer) => o.set_timer(timer, model_timeout()),
             TimerCommand::Cancel(timer) => o.cancel_timer(timer),
         }

@@ -85,6 +85,9 @@ pub struct ModelConfig {
     pub lossy: bool,
     /// At most this many messages in flight (heartbeats would otherwise grow the network forever).
     pub max_in_flight: usize,
+    /// Whether leaders' heartbeat timers fire. Off, leaders still replicate on every proposal
+    /// and rejection; only the periodic retransmission is left out of the schedules.
+    pub heartbeats: bool,
     /// Explore one representative per permutation of server ids (DFS checker).
     pub symmetry: bool,
     /// A planted bug, if any.
@@ -101,7 +104,8 @@ impl Default for ModelConfig {
             max_crashes: 0,
             network: NetworkKind::Unordered,
             lossy: false,
-            max_in_flight: 4,
+            max_in_flight: 3,
+            heartbeats: true,
             symmetry: true,
             bug: None,
         }
@@ -113,7 +117,7 @@ impl fmt::Display for ModelConfig {
         write!(
             f,
             "{}: servers={} max_term={} client_requests={} max_crashes={} network={} lossy={} \
-             max_in_flight={} symmetry={}",
+             max_in_flight={} heartbeats={} symmetry={}",
             self.name,
             self.servers,
             self.max_term,
@@ -122,6 +126,7 @@ impl fmt::Display for ModelConfig {
             self.network,
             self.lossy,
             self.max_in_flight,
+            self.heartbeats,
             self.symmetry
         )?;
         if let Some(bug) = self.bug {
@@ -138,24 +143,34 @@ impl ModelConfig {
     pub fn default_suite() -> Vec<ModelConfig> {
         let base = ModelConfig {
             name: "base".into(),
+            max_in_flight: 4,
             ..ModelConfig::default()
         };
         vec![
+            // Elections, replication, heartbeats and check-quorum, two terms.
             base.clone(),
+            // A second request: a later leader commits, a follower truncates a conflict.
             ModelConfig {
                 name: "two-requests".into(),
                 client_requests: 2,
+                heartbeats: false,
                 ..base.clone()
             },
+            // A server crashes and recovers from its Durable state.
             ModelConfig {
                 name: "crash".into(),
                 max_crashes: 1,
+                max_in_flight: 3,
+                heartbeats: false,
                 ..base.clone()
             },
+            // Messages may be lost; heartbeats and rejections repair the logs.
             ModelConfig {
                 name: "lossy".into(),
                 lossy: true,
-                ..base.clone()
+                max_term: 1,
+                max_in_flight: 3,
+                ..base
             },
         ]
     }
@@ -235,12 +250,17 @@ impl ModelConfig {
         };
         let max_crashes = self.max_crashes;
         let bug = self.bug;
+        let heartbeats = self.heartbeats;
         let clients = (0..self.client_requests).map(move |i| ModelActor::Client {
             servers,
             value: i as Value + 1,
         });
         let mut model = ActorModel::new(self, ())
-            .actors((0..servers).map(|_| ModelActor::Server { servers, bug }))
+            .actors((0..servers).map(|_| ModelActor::Server {
+                servers,
+                bug,
+                heartbeats,
+            }))
             .actors(clients)
             .init_network(network)
             .lossy_network(lossy)

@@ -284,6 +284,9 @@ pub fn explore_flags(c: &ModelConfig) -> String {
     if c.lossy {
         flags.push_str(" --lossy");
     }
+    if !c.heartbeats {
+        flags.push_str(" --no-heartbeats");
+    }
     if let Some(bug) = c.bug {
         let _ = write!(flags, " --bug {bug}");
     }
