@@ -10,14 +10,12 @@ use std::str::FromStr;
 /// One planted bug. Each is caught by the checker as a violation of a named Always property.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Bug {
-    /// A leader commits an entry of an earlier term as soon as a majority stores it, without
-    /// the current-term rule of §5.4.2 (the Figure 8 scenario).
-    CommitOldTerm,
     /// A server grants its vote without checking that the candidate's log is at least as
     /// up-to-date as its own (§5.4.1).
     VoteWithoutLogCheck,
-    /// A server grants a vote but does not write it to stable storage; after a crash it can vote
-    /// again in the same term (§5.2, Figure 2 "persistent state").
+    /// The server's storage writes the term and the log but drops the vote, so after a crash it
+    /// can vote again in the same term (§5.2, Figure 2 "persistent state"). This one lives in
+    /// the model's storage, where such a bug would live in a node.
     VoteNotPersisted,
     /// A leader treats half of the cluster as a majority when it commits.
     CommitOnHalf,
@@ -31,8 +29,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every bug, in catalogue order.
-    pub const ALL: [Bug; 7] = [
-        Bug::CommitOldTerm,
+    pub const ALL: [Bug; 6] = [
         Bug::VoteWithoutLogCheck,
         Bug::VoteNotPersisted,
         Bug::CommitOnHalf,
@@ -44,7 +41,6 @@ impl Bug {
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
-            Bug::CommitOldTerm => "commit-old-term",
             Bug::VoteWithoutLogCheck => "vote-without-log-check",
             Bug::VoteNotPersisted => "vote-not-persisted",
             Bug::CommitOnHalf => "commit-on-half",
@@ -57,13 +53,12 @@ impl Bug {
     /// One line on what goes wrong.
     pub fn description(self) -> &'static str {
         match self {
-            Bug::CommitOldTerm => {
-                "leader commits an earlier-term entry by counting replicas (Figure 8, §5.4.2)"
-            }
             Bug::VoteWithoutLogCheck => "vote granted without the log up-to-date check (§5.4.1)",
             Bug::VoteNotPersisted => "vote not written to stable storage before answering (§5.2)",
             Bug::CommitOnHalf => "leader commits once half the cluster (not a majority) stores it",
-            Bug::AppendWithoutTruncate => "follower keeps a conflicting entry and acknowledges (§5.3)",
+            Bug::AppendWithoutTruncate => {
+                "follower keeps a conflicting entry and acknowledges (§5.3)"
+            }
             Bug::AcceptStaleLeader => "follower accepts AppendEntries of an older term (§5.1)",
             Bug::DoubleVote => "server votes twice in one term (§5.2)",
         }
@@ -72,7 +67,6 @@ impl Bug {
     /// The Always property the checker reports as violated when this bug is planted.
     pub fn expected_violation(self) -> &'static str {
         match self {
-            Bug::CommitOldTerm => "LeaderCompleteness",
             Bug::VoteWithoutLogCheck => "LeaderCompleteness",
             Bug::VoteNotPersisted => "ElectionSafety",
             Bug::CommitOnHalf => "NoCommitOnMinority",

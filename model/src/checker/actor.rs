@@ -117,9 +117,23 @@ pub enum ModelActor {
 }
 
 impl ModelActor {
-    fn heartbeats(&self) -> bool {
-        matches!(self, ModelActor::Server { heartbeats: true, .. })
+    fn server_options(&self) -> (bool, Option<Bug>) {
+        match *self {
+            ModelActor::Server {
+                heartbeats, bug, ..
+            } => (heartbeats, bug),
+            ModelActor::Client { .. } => (false, None),
+        }
     }
+}
+
+/// What storage keeps of `durable`: all of it, unless the planted storage bug drops the vote.
+fn saved(durable: &Durable<Value>, bug: Option<Bug>) -> Durable<Value> {
+    let mut saved = durable.clone();
+    if bug == Some(Bug::VoteNotPersisted) {
+        saved.voted_for = None;
+    }
+    saved
 }
 
 fn node_id(id: Id) -> NodeId {
@@ -158,7 +172,7 @@ impl Actor for ModelActor {
                 };
                 if storage.is_none() {
                     // First boot: storage now holds an empty Durable, so a later start is a recovery.
-                    o.save(peer.durable().clone());
+                    o.save(saved(peer.durable(), bug));
                 }
                 apply_output(output, heartbeats, o);
                 NodeState::Server(ServerState { peer, ghost })
@@ -188,7 +202,7 @@ impl Actor for ModelActor {
         };
         // A proposal to a follower changes nothing and stays undelivered.
         let Ok(output) = result else { return };
-        match commit_step(server, next, output, self.heartbeats(), o) {
+        match commit_step(server, next, output, self.server_options(), o) {
             Some(changed) => *state.to_mut() = NodeState::Server(changed),
             // A stale message is read and ignored. stateright would treat the delivery as a
             // no-op and leave the message in flight forever, where it would hold one of the
@@ -205,7 +219,7 @@ impl Actor for ModelActor {
         };
         let mut next = server.clone();
         let output = next.peer.handle_timeout(*timer);
-        if let Some(changed) = commit_step(server, next, output, self.heartbeats(), o) {
+        if let Some(changed) = commit_step(server, next, output, self.server_options(), o) {
             *state.to_mut() = NodeState::Server(changed);
         }
     }
@@ -234,7 +248,7 @@ fn commit_step(
     before: &ServerState,
     mut after: ServerState,
     output: Output<Value>,
-    heartbeats: bool,
+    (heartbeats, bug): (bool, Option<Bug>),
     o: &mut Out<ModelActor>,
 ) -> Option<ServerState> {
     let (old, new) = (&before.peer, &after.peer);
@@ -249,7 +263,7 @@ fn commit_step(
         after.ghost.truncated = true;
     }
     if output.persist.is_needed() {
-        o.save(after.peer.durable().clone());
+        o.save(saved(after.peer.durable(), bug));
     }
     apply_output(output, heartbeats, o);
     (after != *before).then_some(after)

@@ -175,34 +175,35 @@ impl ModelConfig {
         ]
     }
 
-    /// The configuration in which a planted bug shows, unless the user chose bounds.
+    /// The configuration in which a planted bug shows, unless the user chose bounds. Shallow
+    /// bugs use BFS for the shortest counterexample; the two that need two requests and a
+    /// change of leader use symmetry-reduced DFS, which finds them in seconds.
     pub fn for_bug(bug: Bug) -> ModelConfig {
         let base = ModelConfig {
             name: format!("bug {bug}"),
             bug: Some(bug),
+            heartbeats: false,
             symmetry: false,
             ..ModelConfig::default()
         };
         match bug {
-            Bug::CommitOldTerm => ModelConfig {
-                max_term: 4,
-                client_requests: 2,
-                max_in_flight: 3,
-                ..base
-            },
             Bug::VoteNotPersisted => ModelConfig {
                 max_term: 1,
                 client_requests: 0,
                 max_crashes: 1,
+                max_in_flight: 5,
                 ..base
             },
             Bug::DoubleVote => ModelConfig {
                 max_term: 1,
                 client_requests: 0,
+                max_in_flight: 5,
                 ..base
             },
             Bug::AppendWithoutTruncate | Bug::AcceptStaleLeader => ModelConfig {
                 client_requests: 2,
+                max_in_flight: 4,
+                symmetry: true,
                 ..base
             },
             Bug::VoteWithoutLogCheck | Bug::CommitOnHalf => base,

@@ -30,7 +30,7 @@ pub struct NamedProperty {
 }
 
 /// Every property, in report order.
-pub const ALL: [NamedProperty; 13] = [
+pub const ALL: [NamedProperty; 14] = [
     NamedProperty {
         name: "ElectionSafety",
         expectation: Expect::Always,
@@ -48,6 +48,12 @@ pub const ALL: [NamedProperty; 13] = [
         expectation: Expect::Always,
         description: "a leader holds every entry committed in an earlier or its own term (§5.4)",
         condition: leader_completeness,
+    },
+    NamedProperty {
+        name: "ElectableHoldsCommitted",
+        expectation: Expect::Always,
+        description: "a server whose log could win a majority's votes holds every committed entry",
+        condition: electable_holds_committed,
     },
     NamedProperty {
         name: "StateMachineSafety",
@@ -163,6 +169,22 @@ fn leader_completeness(_: &RaftModel, state: &RaftState) -> bool {
             let prefix = committed(server);
             server.peer.term() > leader.peer.term() || leader.peer.log().starts_with(prefix)
         })
+    })
+}
+
+/// The Leader Completeness argument of §5.4.3 applied to every server that could win an election
+/// now: if a majority's logs are no more up-to-date than its own (§5.4.1), it must already hold
+/// everything committed. This sees a lost committed entry before a later leader is elected.
+fn electable_holds_committed(model: &RaftModel, state: &RaftState) -> bool {
+    let majority = quorum::majority(model.cfg.servers);
+    let up_to_date = |s: &ServerState| (s.peer.last_term(), s.peer.last_index());
+    servers(state).all(|(_, candidate, _)| {
+        let voters = servers(state)
+            .filter(|(_, voter, _)| up_to_date(voter) <= up_to_date(candidate))
+            .count();
+        voters < majority
+            || servers(state)
+                .all(|(_, server, _)| candidate.peer.log().starts_with(committed(server)))
     })
 }
 

@@ -316,13 +316,23 @@ fn check_one(
 ) -> ConfigReport {
     progress(&format!("checking {config}"));
     let start = Instant::now();
-    let mut builder = config.clone().into_model().checker().threads(threads.max(1));
+    let mut builder = config
+        .clone()
+        .into_model()
+        .checker()
+        .threads(threads.max(1));
     if config.bug.is_some() {
         // A planted bug only needs its first counterexample.
         builder = builder.finish_when(HasDiscoveries::AnyFailures);
     }
     if config.symmetry {
-        finish(config, builder.symmetry().spawn_dfs(), start, interval, progress)
+        finish(
+            config,
+            builder.symmetry().spawn_dfs(),
+            start,
+            interval,
+            progress,
+        )
     } else {
         finish(config, builder.spawn_bfs(), start, interval, progress)
     }
@@ -408,7 +418,11 @@ fn finish(
 
 type RaftAction = ActorModelAction<super::ModelMsg, crate::Timer, stateright::actor::Id>;
 
-fn describe(model: &RaftModel, property: &'static str, path: Path<RaftState, RaftAction>) -> Discovery {
+fn describe(
+    model: &RaftModel,
+    property: &'static str,
+    path: Path<RaftState, RaftAction>,
+) -> Discovery {
     let encoded = path.encode(model);
     // Each state is paired with the action taken from it; the next pair holds the result.
     let pairs = path.into_vec();

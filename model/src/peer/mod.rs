@@ -350,10 +350,12 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         let mut output = Output::default();
         let first = self.last_index() + 1;
         let term = self.durable.term;
-        self.durable.log.extend(commands.into_iter().map(|command| Entry {
-            term,
-            command: Some(command),
-        }));
+        self.durable
+            .log
+            .extend(commands.into_iter().map(|command| Entry {
+                term,
+                command: Some(command),
+            }));
         output.persist.log_from = Some(first);
         self.broadcast_append(&mut output);
         // A cluster of one commits on its own (the entry is durable before the driver applies it).
@@ -458,9 +460,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         if granted {
             if self.durable.voted_for != Some(from) {
                 self.durable.voted_for = Some(from);
-                if !planted!(self, VoteNotPersisted) {
-                    output.persist.hard_state = true;
-                }
+                output.persist.hard_state = true;
             }
             output.timers.push(TimerCommand::Set(Timer::Election));
         }
@@ -560,7 +560,12 @@ impl<C: Clone + fmt::Debug> Peer<C> {
     /// Stores `entries` after `prev_log_index`, deleting a conflicting suffix first (§5.3).
     /// Entries already present with the same term are kept: a stale or reordered request never
     /// truncates what a later one appended.
-    fn append_entries(&mut self, prev_log_index: Index, entries: Vec<Entry<C>>, output: &mut Output<C>) {
+    fn append_entries(
+        &mut self,
+        prev_log_index: Index,
+        entries: Vec<Entry<C>>,
+        output: &mut Output<C>,
+    ) {
         for (offset, entry) in entries.into_iter().enumerate() {
             let index = prev_log_index + 1 + offset as Index;
             if index <= self.last_index() {
@@ -577,7 +582,10 @@ impl<C: Clone + fmt::Debug> Peer<C> {
                 self.durable.log.truncate(index as usize - 1);
             }
             self.durable.log.push(entry);
-            let from = output.persist.log_from.map_or(index, |from| from.min(index));
+            let from = output
+                .persist
+                .log_from
+                .map_or(index, |from| from.min(index));
             output.persist.log_from = Some(from);
         }
     }
@@ -636,9 +644,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
             quorum::majority(cluster)
         };
         let candidate = quorum::quorum_index(matched, quorum);
-        let current_term_ok =
-            self.term_at(candidate) == self.durable.term || planted!(self, CommitOldTerm);
-        if candidate > self.commit_index && current_term_ok {
+        if candidate > self.commit_index && self.term_at(candidate) == self.durable.term {
             self.commit_index = candidate;
             output.commit = Some(candidate);
         }
@@ -684,7 +690,11 @@ impl<C: Clone + fmt::Debug> Peer<C> {
 
     fn others(&self) -> impl Iterator<Item = NodeId> + '_ {
         let id = self.config.id;
-        self.config.members.iter().copied().filter(move |m| *m != id)
+        self.config
+            .members
+            .iter()
+            .copied()
+            .filter(move |m| *m != id)
     }
 
     // ----- Invariants -----
@@ -694,7 +704,10 @@ impl<C: Clone + fmt::Debug> Peer<C> {
     pub fn check_invariants(&self) {
         if cfg!(any(debug_assertions, feature = "checker")) && !self.bug_planted() {
             if let Err(why) = self.invariant_violation() {
-                panic!("Peer {} broke an invariant: {why}\n{self:?}", self.config.id);
+                panic!(
+                    "Peer {} broke an invariant: {why}\n{self:?}",
+                    self.config.id
+                );
             }
         }
     }
@@ -713,7 +726,8 @@ impl<C: Clone + fmt::Debug> Peer<C> {
                 }
             }
             Role::Candidate { votes } => {
-                if self.durable.voted_for != Some(self.config.id) || !votes.contains(&self.config.id)
+                if self.durable.voted_for != Some(self.config.id)
+                    || !votes.contains(&self.config.id)
                 {
                     return Err("candidate has not voted for itself".into());
                 }
