@@ -34,8 +34,14 @@ fn assert_all_always_hold(report: &CheckReport) {
 fn one_term_three_servers_is_safe_and_elects_and_commits() {
     let report = run(small("one-term"));
     assert_all_always_hold(&report);
-    assert_eq!(report.status("LeaderElected"), Some(PropertyStatus::Example));
-    assert_eq!(report.status("EntryCommitted"), Some(PropertyStatus::Example));
+    assert_eq!(
+        report.status("LeaderElected"),
+        Some(PropertyStatus::Example)
+    );
+    assert_eq!(
+        report.status("EntryCommitted"),
+        Some(PropertyStatus::Example)
+    );
     assert_eq!(report.unique_states(), PINNED_ONE_TERM);
 }
 
@@ -105,7 +111,10 @@ fn single_server_commits_alone() {
         ..small("single")
     });
     assert_all_always_hold(&report);
-    assert_eq!(report.status("EntryCommitted"), Some(PropertyStatus::Example));
+    assert_eq!(
+        report.status("EntryCommitted"),
+        Some(PropertyStatus::Example)
+    );
 }
 
 /// Every planted bug is caught, as a violation of the property the catalogue names.

@@ -1,0 +1,167 @@
+//! The checker's command line: exit codes, the JSON summary, the bug list and the explorer.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn model(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_model"))
+        .args(args)
+        .output()
+        .expect("run the model binary")
+}
+
+fn last_json_line(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().expect("stdout has lines");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_clear_error() {
+    for (args, needle) in [
+        (vec!["check", "--no-such-flag"], "--no-such-flag"),
+        (vec!["check", "--servers", "0"], "--servers"),
+        (vec!["check", "--max-term", "0"], "--max-term"),
+        (
+            vec!["check", "--bug", "no-such-bug"],
+            "unknown bug `no-such-bug`",
+        ),
+        (
+            vec!["check", "--network", "carrier-pigeon"],
+            "unknown network",
+        ),
+        (
+            vec!["check", "--servers", "3", "--max-crashes", "4"],
+            "--max-crashes",
+        ),
+    ] {
+        let output = model(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn bugs_lists_one_name_per_line() {
+    let output = model(&["bugs"]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let expected: Vec<&str> = model::bugs::Bug::ALL.iter().map(|b| b.name()).collect();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn check_json_summary_has_every_key_and_property() {
+    let output = model(&[
+        "check",
+        "--servers",
+        "3",
+        "--max-term",
+        "1",
+        "--max-in-flight",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "some Sometimes targets need more bounds"
+    );
+    let json = last_json_line(&output);
+    for key in [
+        "complete",
+        "unique_states",
+        "states",
+        "max_depth",
+        "elapsed_s",
+        "states_per_s",
+        "properties",
+    ] {
+        assert!(json.get(key).is_some(), "missing {key}: {json}");
+    }
+    assert_eq!(json["complete"], true);
+    let properties = json["properties"].as_array().unwrap();
+    assert_eq!(properties.len(), model::checker::properties::ALL.len());
+    let status = |name: &str| {
+        properties
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status("ElectionSafety").as_deref(), Some("holds"));
+    assert_eq!(status("EntryCommitted").as_deref(), Some("example"));
+    assert_eq!(
+        status("FollowerTruncatesConflict").as_deref(),
+        Some("no_example")
+    );
+}
+
+#[test]
+fn a_planted_bug_exits_1_with_its_counterexample() {
+    let output = model(&["check", "--bug", "double-vote", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("Counterexample to ElectionSafety"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Timeout"), "actions are printed: {stdout}");
+    let json = last_json_line(&output);
+    let violated = json["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "ElectionSafety" && p["status"] == "violated");
+    assert!(violated, "{json}");
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+#[test]
+fn explore_serves_the_page_and_status() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_model"))
+        .args(["explore", "--addr", &addr, "--max-term", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        if let Some(page) = http_get(&addr, "/") {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "explorer did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let status = http_get(&addr, "/.status").expect("status answers");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        page.starts_with("HTTP/1.1 200") || page.starts_with("HTTP/1.0 200"),
+        "{page:.200}"
+    );
+    assert!(page.contains("<html"), "{page:.200}");
+    assert!(status.contains("unique_state_count"), "{status:.300}");
+}
