@@ -422,7 +422,9 @@ impl<C: Clone + fmt::Debug> Peer<C> {
     }
 
     /// Check-quorum: a leader that has not heard from a majority since the last check steps
-    /// down, so that a leader cut off from the cluster stops acting as one.
+    /// down, so that a leader cut off from the cluster stops acting as one. Only
+    /// AppendEntries responses of the current term count, so a node's election timeout must be
+    /// several heartbeat round trips long.
     fn check_quorum(&mut self, output: &mut Output<C>) {
         let Role::Leader { heard_from, .. } = &mut self.role else {
             return;

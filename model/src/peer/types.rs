@@ -15,7 +15,8 @@ pub type Index = u64;
 pub struct Entry<C> {
     /// The term of the leader that created the entry.
     pub term: Term,
-    /// The client command, or `None` for the blank entry a new leader appends (§8).
+    /// The client command. `None` is reserved for a leader's blank entry (§8); this Peer does
+    /// not append one yet, so a new leader commits earlier-term entries with its first command.
     pub command: Option<C>,
 }
 
@@ -90,7 +91,8 @@ pub enum Message<C> {
         /// Whether the consistency check passed and the entries are stored.
         success: bool,
         /// On success the index of the last entry known to match the leader's log. On failure a
-        /// back-off hint: the highest index at which the logs may still match.
+        /// back-off hint: the leader retries from just after it. The follower skips its whole
+        /// run of the conflicting term, so the hint may lie below the last matching index.
         index: Index,
     },
 }
