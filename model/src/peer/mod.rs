@@ -794,3 +794,118 @@ fn validate_durable<C>(config: &Config, durable: &Durable<C>) -> Result<(), Peer
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn follower_with_log(terms: &[Term]) -> Peer<u8> {
+        let durable = Durable {
+            term: *terms.last().unwrap_or(&0),
+            voted_for: None,
+            log: terms
+                .iter()
+                .map(|&term| Entry {
+                    term,
+                    command: Some(0),
+                })
+                .collect(),
+        };
+        let config = Config {
+            id: 1,
+            members: vec![1, 2, 3],
+        };
+        Peer::restore(config, durable).unwrap().0
+    }
+
+    fn entries(terms: &[Term]) -> Vec<Entry<u8>> {
+        terms
+            .iter()
+            .map(|&term| Entry {
+                term,
+                command: Some(1),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rejection_hint_skips_the_conflicting_term() {
+        let peer = follower_with_log(&[1, 2, 2, 2]);
+        // The entry at 4 has term 2, not the leader's: skip every entry of term 2.
+        assert_eq!(peer.rejection_hint(4), 1);
+        // The follower's log is too short: retry right after its last entry.
+        assert_eq!(peer.rejection_hint(7), 4);
+    }
+
+    #[test]
+    fn append_truncates_only_from_the_first_conflict() {
+        let mut peer = follower_with_log(&[1, 1, 1]);
+        let mut output = Output::default();
+        peer.append_entries(1, entries(&[1, 2]), &mut output);
+        let terms: Vec<Term> = peer.log().iter().map(|e| e.term).collect();
+        assert_eq!(terms, vec![1, 1, 2]);
+        assert_eq!(output.persist.log_from, Some(3));
+    }
+
+    #[test]
+    fn append_of_present_entries_changes_nothing() {
+        let mut peer = follower_with_log(&[1, 1, 1]);
+        let before = peer.clone();
+        let mut output = Output::default();
+        // A stale request carrying a prefix of what is stored must not cut the log short.
+        peer.append_entries(0, entries(&[1]), &mut output);
+        assert_eq!(peer.log(), before.log());
+        assert_eq!(output.persist.log_from, None);
+    }
+
+    #[test]
+    fn restore_rejects_inconsistent_durable_state() {
+        let config = Config {
+            id: 1,
+            members: vec![1, 2, 3],
+        };
+        let future_entry = Durable {
+            term: 1,
+            voted_for: None,
+            log: entries(&[2]),
+        };
+        assert!(matches!(
+            Peer::restore(config.clone(), future_entry),
+            Err(PeerError::InvalidDurable(_))
+        ));
+        let stranger_vote = Durable::<u8> {
+            term: 1,
+            voted_for: Some(9),
+            log: Vec::new(),
+        };
+        assert!(matches!(
+            Peer::restore(config, stranger_vote),
+            Err(PeerError::InvalidDurable(_))
+        ));
+        let not_a_member = Config {
+            id: 4,
+            members: vec![1, 2, 3],
+        };
+        assert!(matches!(
+            Peer::restore(not_a_member, Durable::<u8>::default()),
+            Err(PeerError::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
+    fn messages_from_strangers_and_self_are_misuse() {
+        let mut peer = follower_with_log(&[]);
+        let message = Message::RequestVoteResponse {
+            term: 0,
+            granted: true,
+        };
+        assert_eq!(
+            peer.handle_message(9, message.clone()),
+            Err(PeerError::UnknownPeer(9))
+        );
+        assert_eq!(
+            peer.handle_message(1, message),
+            Err(PeerError::UnknownPeer(1))
+        );
+    }
+}
