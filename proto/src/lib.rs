@@ -1,0 +1,17 @@
+//! rdb's wire contract, generated from `proto/raft_server.proto` at build time.
+//!
+//! - [`raft_peer_server`] / [`raft_peer_client`]: server-to-server delivery of one Peer
+//!   message per call ([`PeerEnvelope`]).
+//! - [`kv_server`] / [`kv_client`]: the client API (put, get, delete, status).
+//!
+//! These types are only used at a node's edge; `rdb-server` converts them into the Peer's own
+//! types and rejects malformed input there.
+
+#![allow(missing_docs)]
+
+tonic::include_proto!("rdb");
+
+/// The metadata key a non-leader sets to the leader's node id.
+pub const LEADER_ID_METADATA: &str = "rdb-leader-id";
+/// The metadata key a non-leader sets to the leader's address.
+pub const LEADER_ADDR_METADATA: &str = "rdb-leader-addr";
