@@ -2,3 +2,12 @@
 
 pub mod command;
 pub mod storage;
+pub mod config;
+pub mod convert;
+pub mod driver;
+pub mod kv;
+pub mod logging;
+pub mod node;
+pub mod service;
+pub mod transport;
+pub mod client;

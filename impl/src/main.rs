@@ -1,1 +1,126 @@
-fn main() {}
+//! `rdb-server`: one node of an rdb cluster.
+
+use anyhow::Context;
+use clap::Parser;
+use rdb_server::config::{parse_peer_list, PartialConfig};
+use rdb_server::logging::{self, LogFormat};
+use rdb_server::node::{Node, StartOptions};
+use std::path::PathBuf;
+
+/// One node of an rdb cluster: the model-checked Raft Peer over gRPC, with durable storage,
+/// serving a replicated key-value map.
+///
+/// Settings come from flags, from a TOML config file (`--config`), or both; a flag overrides
+/// the file. Example, node 1 of 3:
+///
+///   rdb-server --id 1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /tmp/rdb/1
+#[derive(Debug, Parser)]
+#[command(name = "rdb-server", version, verbatim_doc_comment)]
+struct Args {
+    /// TOML file with any of the settings below (keys spelled with underscores, e.g.
+    /// `data_dir`, and a `[peers]` table of `"1" = "127.0.0.1:7001"`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// This node's id: a positive integer listed in --peers.
+    #[arg(long)]
+    id: Option<u64>,
+    /// Every member of the cluster, this node included, as ID=HOST:PORT pairs separated by
+    /// commas.
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    peers: Option<String>,
+    /// Address to listen on for peers and clients [default: this node's address in --peers].
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// Directory for the log segments and the term/vote file; created if missing.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Cluster id carried by every message; messages from another cluster are refused
+    /// [default: rdb].
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// Lower bound of the randomized election timeout, in milliseconds [default: 300].
+    #[arg(long, value_name = "MS")]
+    election_timeout_ms_min: Option<u64>,
+    /// Upper bound (exclusive) of the randomized election timeout, in milliseconds
+    /// [default: 600].
+    #[arg(long, value_name = "MS")]
+    election_timeout_ms_max: Option<u64>,
+    /// Interval between a leader's heartbeats, in milliseconds; must be below the election
+    /// timeout minimum [default: 50].
+    #[arg(long, value_name = "MS")]
+    heartbeat_interval_ms: Option<u64>,
+    /// Do not fsync. Acknowledged writes can then be lost when the machine crashes; for
+    /// measurements only.
+    #[arg(long)]
+    no_fsync: bool,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Lowest level logged: critical, error, warning, info, debug or trace.
+    #[arg(long, default_value = "info", value_parser = parse_level)]
+    log_level: slog::Level,
+}
+
+fn parse_level(text: &str) -> Result<slog::Level, String> {
+    text.parse().map_err(|_| {
+        format!("unknown log level `{text}`; use critical, error, warning, info, debug or trace")
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rdb-server: starting the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rdb-server: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => PartialConfig::from_file(path)?,
+        None => PartialConfig::default(),
+    };
+    let flags = PartialConfig {
+        id: args.id,
+        cluster_id: args.cluster_id,
+        listen: args.listen,
+        peers: args.peers.as_deref().map(parse_peer_list).transpose()?,
+        data_dir: args.data_dir,
+        election_timeout_ms_min: args.election_timeout_ms_min,
+        election_timeout_ms_max: args.election_timeout_ms_max,
+        heartbeat_interval_ms: args.heartbeat_interval_ms,
+        fsync: args.no_fsync.then_some(false),
+    };
+    let config = flags.or(file).build()?;
+    let logger = logging::build(args.log_format, args.log_level);
+    let node = Node::start(config.clone(), logger.clone(), StartOptions::default())
+        .await
+        .with_context(|| format!("starting node {}", config.id))?;
+    wait_for_signal().await?;
+    slog::info!(logger, "signal received; stopping");
+    node.stop().await;
+    // Give the async log drain a moment to write the last lines.
+    drop(logger);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        result = tokio::signal::ctrl_c() => result.context("waiting for Ctrl-C")?,
+    }
+    Ok(())
+}

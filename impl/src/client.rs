@@ -1,0 +1,189 @@
+//! A client of the replicated map that finds the leader by itself: it follows a non-leader's
+//! redirect, and tries the other servers when one is down or knows no leader.
+
+use rdb_proto as pb;
+use std::time::Duration;
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// A client call that did not succeed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The request itself is wrong (bad key, value too large); retrying will not help.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// No server answered within the attempts; the last error is kept. For a write, the
+    /// outcome is unknown: it may or may not have committed.
+    #[error("no leader answered after {attempts} attempts; last error: {last}")]
+    Unavailable {
+        /// How many calls were made.
+        attempts: usize,
+        /// The last error seen.
+        last: String,
+    },
+    /// The client was given no server address.
+    #[error("no server addresses given")]
+    NoServers,
+    /// A server address is not a valid URI.
+    #[error("bad server address `{0}`")]
+    BadAddress(String),
+}
+
+/// A client of one cluster.
+#[derive(Clone)]
+pub struct Client {
+    servers: Vec<String>,
+    channels: Vec<Channel>,
+    /// The index in `servers` believed to be the leader.
+    leader: usize,
+    /// How many calls one operation may make before it gives up.
+    pub max_attempts: usize,
+    /// How long to wait before retrying when no leader is known.
+    pub retry_delay: Duration,
+}
+
+impl Client {
+    /// A client of the cluster whose servers listen at `servers` (`host:port`). Connections
+    /// are made lazily.
+    pub fn new(servers: Vec<String>) -> Result<Client, ClientError> {
+        if servers.is_empty() {
+            return Err(ClientError::NoServers);
+        }
+        let mut channels = Vec::new();
+        for server in &servers {
+            channels.push(channel(server)?);
+        }
+        Ok(Client {
+            servers,
+            channels,
+            leader: 0,
+            max_attempts: 50,
+            retry_delay: Duration::from_millis(100),
+        })
+    }
+
+    /// Sets `key` to `value`; returns whether the key existed.
+    pub async fn put(&mut self, key: &str, value: Vec<u8>) -> Result<pb::WriteResponse, ClientError> {
+        let request = pb::PutRequest {
+            key: key.to_owned(),
+            value,
+        };
+        self.call(move |mut kv| {
+            let request = request.clone();
+            async move { kv.put(request).await }
+        })
+        .await
+    }
+
+    /// Removes `key`; returns whether it existed.
+    pub async fn delete(&mut self, key: &str) -> Result<pb::WriteResponse, ClientError> {
+        let request = pb::DeleteRequest { key: key.to_owned() };
+        self.call(move |mut kv| {
+            let request = request.clone();
+            async move { kv.delete(request).await }
+        })
+        .await
+    }
+
+    /// Reads `key` through the log (linearizable).
+    pub async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        let request = pb::GetRequest { key: key.to_owned() };
+        let response = self
+            .call(move |mut kv| {
+                let request = request.clone();
+                async move { kv.get(request).await }
+            })
+            .await?;
+        Ok(response.found.then_some(response.value))
+    }
+
+    /// The status of the server at `server` (any server, leader or not).
+    pub async fn status_of(server: &str) -> Result<pb::NodeStatus, ClientError> {
+        let mut kv = pb::kv_client::KvClient::new(channel(server)?);
+        kv.status(pb::StatusRequest {})
+            .await
+            .map(|response| response.into_inner())
+            .map_err(|status| ClientError::Unavailable {
+                attempts: 1,
+                last: format!("{server}: {}", status.message()),
+            })
+    }
+
+    /// Calls the believed leader and follows redirects until an answer or `max_attempts`.
+    async fn call<R, F, Fut>(&mut self, mut attempt: F) -> Result<R, ClientError>
+    where
+        F: FnMut(pb::kv_client::KvClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let mut last = String::new();
+        for attempts in 1..=self.max_attempts {
+            let kv = pb::kv_client::KvClient::new(self.channels[self.leader].clone());
+            let status = match attempt(kv).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
+            };
+            last = format!("{}: {}", self.servers[self.leader], status.message());
+            match status.code() {
+                Code::InvalidArgument => return Err(ClientError::Rejected(status.message().to_owned())),
+                Code::FailedPrecondition => {
+                    if let Some(index) = self.redirect(&status) {
+                        self.leader = index;
+                        continue;
+                    }
+                    self.next_server();
+                }
+                // The command did not take effect (overwritten); safe to retry at once.
+                Code::Aborted => {}
+                _ => {
+                    self.next_server();
+                    if attempts % self.servers.len() == 0 {
+                        tokio::time::sleep(self.retry_delay).await;
+                    }
+                }
+            }
+            if status.code() == Code::Unavailable {
+                tokio::time::sleep(self.retry_delay / 4).await;
+            }
+        }
+        Err(ClientError::Unavailable {
+            attempts: self.max_attempts,
+            last,
+        })
+    }
+
+    /// The index of the leader a redirect names, adding its address if it is new.
+    fn redirect(&mut self, status: &Status) -> Option<usize> {
+        let addr = status
+            .metadata()
+            .get(pb::LEADER_ADDR_METADATA)?
+            .to_str()
+            .ok()?
+            .to_owned();
+        if let Some(index) = self.servers.iter().position(|server| *server == addr) {
+            return Some(index);
+        }
+        let channel = channel(&addr).ok()?;
+        self.servers.push(addr);
+        self.channels.push(channel);
+        Some(self.servers.len() - 1)
+    }
+
+    fn next_server(&mut self) {
+        self.leader = (self.leader + 1) % self.servers.len();
+    }
+}
+
+fn channel(server: &str) -> Result<Channel, ClientError> {
+    let uri = if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    };
+    Ok(Endpoint::from_shared(uri)
+        .map_err(|_| ClientError::BadAddress(server.to_owned()))?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}

@@ -1,0 +1,312 @@
+//! A node's configuration: from command-line flags, a TOML file, or both (flags win).
+
+use model::NodeId;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Everything one node needs to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// This node's id. Invariant: a key of `peers`.
+    pub id: NodeId,
+    /// Every message carries it; a message with another cluster id is refused.
+    pub cluster_id: String,
+    /// Where this node listens for peers and clients.
+    pub listen: SocketAddr,
+    /// Every member of the cluster, this node included: id to the address others reach it at.
+    pub peers: BTreeMap<NodeId, String>,
+    /// The directory holding the log segments and the term/vote file.
+    pub data_dir: PathBuf,
+    /// Timing of elections and heartbeats.
+    pub timing: Timing,
+    /// Whether storage fsyncs. Turning it off loses acknowledged writes on a machine crash;
+    /// it exists for benchmarks that measure everything else.
+    pub fsync: bool,
+}
+
+/// Election and heartbeat timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// The election timeout is drawn uniformly from `[min, max)` each time it is armed (§5.2).
+    pub election_timeout_ms_min: u64,
+    /// See `election_timeout_ms_min`. Invariant: greater than the minimum.
+    pub election_timeout_ms_max: u64,
+    /// How often a leader sends AppendEntries to every follower.
+    /// Invariant: below `election_timeout_ms_min`.
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            election_timeout_ms_min: 300,
+            election_timeout_ms_max: 600,
+            heartbeat_interval_ms: 50,
+        }
+    }
+}
+
+impl Timing {
+    /// The heartbeat interval as a duration.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// A fresh random election timeout.
+    pub fn random_election_timeout(&self) -> Duration {
+        Duration::from_millis(fastrand::u64(
+            self.election_timeout_ms_min..self.election_timeout_ms_max,
+        ))
+    }
+
+    /// Checks the invariants stated on the fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.election_timeout_ms_min == 0
+            || self.election_timeout_ms_max <= self.election_timeout_ms_min
+        {
+            return Err(ConfigError::Invalid(format!(
+                "election timeout range {}..{} ms must be non-empty and start above 0",
+                self.election_timeout_ms_min, self.election_timeout_ms_max
+            )));
+        }
+        if self.heartbeat_interval_ms == 0
+            || self.heartbeat_interval_ms >= self.election_timeout_ms_min
+        {
+            return Err(ConfigError::Invalid(format!(
+                "heartbeat interval {} ms must be above 0 and below the election timeout minimum {} ms",
+                self.heartbeat_interval_ms, self.election_timeout_ms_min
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for a node.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A required setting is missing.
+    #[error("missing setting `{0}` (give it as a flag or in the config file)")]
+    Missing(&'static str),
+    /// A setting has a bad value.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The settings as a TOML file spells them; every one optional so flags can fill the rest.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PartialConfig {
+    /// See [`NodeConfig::id`].
+    pub id: Option<NodeId>,
+    /// See [`NodeConfig::cluster_id`].
+    pub cluster_id: Option<String>,
+    /// See [`NodeConfig::listen`].
+    pub listen: Option<String>,
+    /// See [`NodeConfig::peers`]; in TOML a table `[peers]` of `"1" = "127.0.0.1:7001"`.
+    pub peers: Option<BTreeMap<String, String>>,
+    /// See [`NodeConfig::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Timing`].
+    pub election_timeout_ms_min: Option<u64>,
+    /// See [`Timing`].
+    pub election_timeout_ms_max: Option<u64>,
+    /// See [`Timing`].
+    pub heartbeat_interval_ms: Option<u64>,
+    /// See [`NodeConfig::fsync`].
+    pub fsync: Option<bool>,
+}
+
+impl PartialConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<PartialConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Fills every setting missing here from `file`.
+    pub fn or(self, file: PartialConfig) -> PartialConfig {
+        PartialConfig {
+            id: self.id.or(file.id),
+            cluster_id: self.cluster_id.or(file.cluster_id),
+            listen: self.listen.or(file.listen),
+            peers: self.peers.or(file.peers),
+            data_dir: self.data_dir.or(file.data_dir),
+            election_timeout_ms_min: self.election_timeout_ms_min.or(file.election_timeout_ms_min),
+            election_timeout_ms_max: self.election_timeout_ms_max.or(file.election_timeout_ms_max),
+            heartbeat_interval_ms: self.heartbeat_interval_ms.or(file.heartbeat_interval_ms),
+            fsync: self.fsync.or(file.fsync),
+        }
+    }
+
+    /// Validates and completes the settings. The listen address defaults to this node's own
+    /// address in `peers`; the cluster id defaults to `rdb`.
+    pub fn build(self) -> Result<NodeConfig, ConfigError> {
+        let id = self.id.ok_or(ConfigError::Missing("id"))?;
+        let raw_peers = self.peers.ok_or(ConfigError::Missing("peers"))?;
+        let mut peers = BTreeMap::new();
+        for (key, addr) in raw_peers {
+            let peer_id: NodeId = key.trim().parse().map_err(|_| {
+                ConfigError::Invalid(format!("peer id `{key}` is not a positive integer"))
+            })?;
+            if peer_id == 0 {
+                return Err(ConfigError::Invalid(
+                    "peer id 0 is reserved (it means `none` on the wire)".into(),
+                ));
+            }
+            if addr.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!("peer {peer_id} has an empty address")));
+            }
+            if peers.insert(peer_id, addr.trim().to_owned()).is_some() {
+                return Err(ConfigError::Invalid(format!("peer {peer_id} is listed twice")));
+            }
+        }
+        let own_addr = peers.get(&id).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "node id {id} is not among the peers {:?}",
+                peers.keys().collect::<Vec<_>>()
+            ))
+        })?;
+        let listen_text = self.listen.unwrap_or_else(|| own_addr.clone());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "listen address `{listen_text}` is not an IP:port socket address"
+            ))
+        })?;
+        let data_dir = self.data_dir.ok_or(ConfigError::Missing("data-dir"))?;
+        let defaults = Timing::default();
+        let timing = Timing {
+            election_timeout_ms_min: self
+                .election_timeout_ms_min
+                .unwrap_or(defaults.election_timeout_ms_min),
+            election_timeout_ms_max: self
+                .election_timeout_ms_max
+                .unwrap_or(defaults.election_timeout_ms_max),
+            heartbeat_interval_ms: self
+                .heartbeat_interval_ms
+                .unwrap_or(defaults.heartbeat_interval_ms),
+        };
+        timing.validate()?;
+        let cluster_id = self.cluster_id.unwrap_or_else(|| "rdb".to_owned());
+        if cluster_id.is_empty() {
+            return Err(ConfigError::Invalid("cluster id must not be empty".into()));
+        }
+        Ok(NodeConfig {
+            id,
+            cluster_id,
+            listen,
+            peers,
+            data_dir,
+            timing,
+            fsync: self.fsync.unwrap_or(true),
+        })
+    }
+}
+
+/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002` into the `peers` table.
+pub fn parse_peer_list(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').filter(|item| !item.trim().is_empty()) {
+        let (id, addr) = item.split_once('=').ok_or_else(|| {
+            ConfigError::Invalid(format!("peer `{item}` is not of the form ID=HOST:PORT"))
+        })?;
+        if peers.insert(id.trim().to_owned(), addr.trim().to_owned()).is_some() {
+            return Err(ConfigError::Invalid(format!("peer {id} is listed twice")));
+        }
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three_peers() -> BTreeMap<String, String> {
+        parse_peer_list("1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003").expect("valid")
+    }
+
+    #[test]
+    fn flags_override_the_file_and_listen_defaults_to_own_address() {
+        let file: PartialConfig = toml::from_str(
+            r#"
+            id = 2
+            data_dir = "/tmp/a"
+            heartbeat_interval_ms = 20
+            [peers]
+            1 = "127.0.0.1:7001"
+            2 = "127.0.0.1:7002"
+            3 = "127.0.0.1:7003"
+            "#,
+        )
+        .expect("valid TOML");
+        let flags = PartialConfig {
+            data_dir: Some("/tmp/b".into()),
+            ..PartialConfig::default()
+        };
+        let config = flags.or(file).build().expect("complete");
+        assert_eq!(config.id, 2);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/b"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7002");
+        assert_eq!(config.timing.heartbeat_interval_ms, 20);
+        assert_eq!(config.cluster_id, "rdb");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let base = PartialConfig {
+            id: Some(4),
+            peers: Some(three_peers()),
+            data_dir: Some("/tmp/x".into()),
+            ..PartialConfig::default()
+        };
+        let error = base.clone().build().unwrap_err().to_string();
+        assert!(error.contains("node id 4 is not among the peers"), "{error}");
+        let error = PartialConfig {
+            id: Some(1),
+            heartbeat_interval_ms: Some(500),
+            ..base.clone()
+        }
+        .build()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("heartbeat interval 500 ms"), "{error}");
+        let error = PartialConfig {
+            id: Some(1),
+            data_dir: None,
+            ..base
+        }
+        .build()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("data-dir"), "{error}");
+        let error = parse_peer_list("1:7001").unwrap_err().to_string();
+        assert!(error.contains("ID=HOST:PORT"), "{error}");
+        let error = toml::from_str::<PartialConfig>("idd = 1").unwrap_err().to_string();
+        assert!(error.contains("idd"), "{error}");
+    }
+}

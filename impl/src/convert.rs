@@ -1,0 +1,384 @@
+//! The edge between protobuf and the Peer's types. Every inbound message is validated here;
+//! what fails never reaches the Peer and is answered with `INVALID_ARGUMENT`.
+
+use crate::command::Command;
+use model::{Entry, Message, NodeId};
+use rdb_proto as pb;
+use thiserror::Error;
+
+/// Why a protobuf message is not a valid Peer message.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ConvertError {
+    /// A required field or oneof is unset.
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    /// A field has a value the protocol cannot produce.
+    #[error("invalid field `{field}`: {why}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// The longest key a client may write, in bytes.
+pub const MAX_KEY_BYTES: usize = 4096;
+/// The largest value a client may write, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+/// Checks a client key.
+pub fn validate_key(key: &str) -> Result<(), ConvertError> {
+    if key.is_empty() {
+        return Err(ConvertError::Invalid {
+            field: "key",
+            why: "must not be empty".into(),
+        });
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ConvertError::Invalid {
+            field: "key",
+            why: format!("{} bytes, above the limit of {MAX_KEY_BYTES}", key.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a client value.
+pub fn validate_value(value: &[u8]) -> Result<(), ConvertError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(ConvertError::Invalid {
+            field: "value",
+            why: format!("{} bytes, above the limit of {MAX_VALUE_BYTES}", value.len()),
+        });
+    }
+    Ok(())
+}
+
+impl TryFrom<pb::Command> for Command {
+    type Error = ConvertError;
+
+    fn try_from(command: pb::Command) -> Result<Self, Self::Error> {
+        let command = match command.kind.ok_or(ConvertError::Missing("command.kind"))? {
+            pb::command::Kind::Put(pb::Put { key, value }) => {
+                validate_value(&value)?;
+                Command::Put { key, value }
+            }
+            pb::command::Kind::Delete(pb::Delete { key }) => Command::Delete { key },
+            pb::command::Kind::Get(pb::Get { key }) => Command::Get { key },
+        };
+        validate_key(command.key())?;
+        Ok(command)
+    }
+}
+
+impl From<Command> for pb::Command {
+    fn from(command: Command) -> Self {
+        let kind = match command {
+            Command::Put { key, value } => pb::command::Kind::Put(pb::Put { key, value }),
+            Command::Delete { key } => pb::command::Kind::Delete(pb::Delete { key }),
+            Command::Get { key } => pb::command::Kind::Get(pb::Get { key }),
+        };
+        pb::Command { kind: Some(kind) }
+    }
+}
+
+/// Validates and converts a log entry.
+pub fn entry_from_pb(entry: pb::Entry) -> Result<Entry<Command>, ConvertError> {
+    {
+        if entry.term == 0 {
+            return Err(ConvertError::Invalid {
+                field: "entry.term",
+                why: "entries are created in term 1 or later".into(),
+            });
+        }
+        Ok(Entry {
+            term: entry.term,
+            command: entry.command.map(Command::try_from).transpose()?,
+        })
+    }
+}
+
+/// Converts a log entry for the wire.
+pub fn entry_to_pb(entry: Entry<Command>) -> pb::Entry {
+    {
+        pb::Entry {
+            term: entry.term,
+            command: entry.command.map(pb::Command::from),
+        }
+    }
+}
+
+/// One Peer message with its routing, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The sender's cluster.
+    pub cluster_id: String,
+    /// The sender.
+    pub from: NodeId,
+    /// The receiver.
+    pub to: NodeId,
+    /// The message.
+    pub message: Message<Command>,
+}
+
+impl TryFrom<pb::PeerEnvelope> for Envelope {
+    type Error = ConvertError;
+
+    fn try_from(envelope: pb::PeerEnvelope) -> Result<Self, Self::Error> {
+        if envelope.from == 0 {
+            return Err(ConvertError::Missing("from"));
+        }
+        if envelope.to == 0 {
+            return Err(ConvertError::Missing("to"));
+        }
+        let message = envelope.message.ok_or(ConvertError::Missing("message"))?;
+        Ok(Envelope {
+            cluster_id: envelope.cluster_id,
+            from: envelope.from,
+            to: envelope.to,
+            message: message_from_pb(message)?,
+        })
+    }
+}
+
+impl From<Envelope> for pb::PeerEnvelope {
+    fn from(envelope: Envelope) -> Self {
+        pb::PeerEnvelope {
+            cluster_id: envelope.cluster_id,
+            from: envelope.from,
+            to: envelope.to,
+            message: Some(message_to_pb(envelope.message)),
+        }
+    }
+}
+
+/// A message's term must be positive: term 0 precedes every election, and no server sends in it.
+fn require_term(term: u64) -> Result<u64, ConvertError> {
+    if term == 0 {
+        return Err(ConvertError::Invalid {
+            field: "term",
+            why: "must be at least 1".into(),
+        });
+    }
+    Ok(term)
+}
+
+/// Validates and converts a Peer message.
+pub fn message_from_pb(message: pb::peer_envelope::Message) -> Result<Message<Command>, ConvertError> {
+    {
+        use pb::peer_envelope::Message as M;
+        Ok(match message {
+            M::RequestVoteRequest(m) => {
+                if (m.last_log_index == 0) != (m.last_log_term == 0) {
+                    return Err(ConvertError::Invalid {
+                        field: "last_log_term",
+                        why: "must be 0 exactly when last_log_index is 0".into(),
+                    });
+                }
+                if m.last_log_term > m.term {
+                    return Err(ConvertError::Invalid {
+                        field: "last_log_term",
+                        why: format!("{} exceeds the message term {}", m.last_log_term, m.term),
+                    });
+                }
+                Message::RequestVoteRequest {
+                    term: require_term(m.term)?,
+                    last_log_index: m.last_log_index,
+                    last_log_term: m.last_log_term,
+                }
+            }
+            M::RequestVoteResponse(m) => Message::RequestVoteResponse {
+                term: require_term(m.term)?,
+                granted: m.granted,
+            },
+            M::AppendEntriesRequest(m) => {
+                let term = require_term(m.term)?;
+                if (m.prev_log_index == 0) != (m.prev_log_term == 0) {
+                    return Err(ConvertError::Invalid {
+                        field: "prev_log_term",
+                        why: "must be 0 exactly when prev_log_index is 0".into(),
+                    });
+                }
+                let entries = m
+                    .entries
+                    .into_iter()
+                    .map(entry_from_pb)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut previous = m.prev_log_term;
+                for entry in &entries {
+                    if entry.term < previous || entry.term > term {
+                        return Err(ConvertError::Invalid {
+                            field: "entries",
+                            why: format!(
+                                "entry term {} breaks the order {previous}..={term}",
+                                entry.term
+                            ),
+                        });
+                    }
+                    previous = entry.term;
+                }
+                Message::AppendEntriesRequest {
+                    term,
+                    prev_log_index: m.prev_log_index,
+                    prev_log_term: m.prev_log_term,
+                    entries,
+                    leader_commit: m.leader_commit,
+                }
+            }
+            M::AppendEntriesResponse(m) => Message::AppendEntriesResponse {
+                term: require_term(m.term)?,
+                success: m.success,
+                index: m.index,
+            },
+        })
+    }
+}
+
+/// Converts a Peer message for the wire.
+pub fn message_to_pb(message: Message<Command>) -> pb::peer_envelope::Message {
+    {
+        use pb::peer_envelope::Message as M;
+        match message {
+            Message::RequestVoteRequest {
+                term,
+                last_log_index,
+                last_log_term,
+            } => M::RequestVoteRequest(pb::RequestVoteRequest {
+                term,
+                last_log_index,
+                last_log_term,
+            }),
+            Message::RequestVoteResponse { term, granted } => {
+                M::RequestVoteResponse(pb::RequestVoteResponse { term, granted })
+            }
+            Message::AppendEntriesRequest {
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => M::AppendEntriesRequest(pb::AppendEntriesRequest {
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries: entries.into_iter().map(entry_to_pb).collect(),
+                leader_commit,
+            }),
+            Message::AppendEntriesResponse {
+                term,
+                success,
+                index,
+            } => M::AppendEntriesResponse(pb::AppendEntriesResponse {
+                term,
+                success,
+                index,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(term: u64, key: &str) -> Entry<Command> {
+        Entry {
+            term,
+            command: Some(Command::Put {
+                key: key.into(),
+                value: b"v".to_vec(),
+            }),
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let messages = vec![
+            Message::RequestVoteRequest {
+                term: 3,
+                last_log_index: 2,
+                last_log_term: 1,
+            },
+            Message::RequestVoteResponse {
+                term: 3,
+                granted: true,
+            },
+            Message::AppendEntriesRequest {
+                term: 3,
+                prev_log_index: 1,
+                prev_log_term: 1,
+                entries: vec![put(2, "a"), Entry { term: 3, command: None }, put(3, "b")],
+                leader_commit: 1,
+            },
+            Message::AppendEntriesResponse {
+                term: 3,
+                success: false,
+                index: 4,
+            },
+        ];
+        for message in messages {
+            let envelope = Envelope {
+                cluster_id: "c".into(),
+                from: 1,
+                to: 2,
+                message,
+            };
+            let wire = pb::PeerEnvelope::from(envelope.clone());
+            assert_eq!(Envelope::try_from(wire), Ok(envelope));
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_named() {
+        use pb::peer_envelope::Message as M;
+        let zero_term = M::RequestVoteResponse(pb::RequestVoteResponse {
+            term: 0,
+            granted: true,
+        });
+        assert!(matches!(
+            message_from_pb(zero_term),
+            Err(ConvertError::Invalid { field: "term", .. })
+        ));
+        let unordered = M::AppendEntriesRequest(pb::AppendEntriesRequest {
+            term: 3,
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![entry_to_pb(put(2, "a")), entry_to_pb(put(1, "b"))],
+            leader_commit: 0,
+        });
+        assert!(matches!(
+            message_from_pb(unordered),
+            Err(ConvertError::Invalid { field: "entries", .. })
+        ));
+        let empty_command = M::AppendEntriesRequest(pb::AppendEntriesRequest {
+            term: 1,
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![pb::Entry {
+                term: 1,
+                command: Some(pb::Command { kind: None }),
+            }],
+            leader_commit: 0,
+        });
+        assert_eq!(
+            message_from_pb(empty_command),
+            Err(ConvertError::Missing("command.kind"))
+        );
+        let no_message = pb::PeerEnvelope {
+            cluster_id: "c".into(),
+            from: 1,
+            to: 2,
+            message: None,
+        };
+        assert_eq!(
+            Envelope::try_from(no_message),
+            Err(ConvertError::Missing("message"))
+        );
+        let empty_key = pb::Command::from(Command::Get { key: String::new() });
+        assert!(matches!(
+            Command::try_from(empty_key),
+            Err(ConvertError::Invalid { field: "key", .. })
+        ));
+    }
+}

@@ -1,0 +1,528 @@
+//! The driver: the only owner of the [`Peer`]. It runs on its own thread and loops over
+//! inbound messages, timer expiries and client proposals, in batches:
+//!
+//! 1. feed the batch's messages and timeouts to the Peer, then its proposals as one call;
+//!    `send_now` messages (a leader's AppendEntries) leave at once;
+//! 2. persist everything the batch changed with one fsync (group commit);
+//! 3. send `send_after_persist` messages;
+//! 4. apply newly committed entries to the key-value map and answer their clients.
+//!
+//! That is the ordering contract written on [`model::Output`]. A step that has `send_now`
+//! messages and also needs a persist is flushed before the Peer sees more input, as the
+//! contract requires; proposals come last in a batch so that this costs nothing.
+//!
+//! Timers and outbound messages go through the [`Timers`] and [`Outbound`] traits, so the same
+//! driver runs with real clocks and gRPC, or under a test's control (conformance replay).
+
+use crate::command::Command;
+use crate::config::Timing;
+use crate::kv::{CommandResult, KvStore};
+use crate::storage::FileStorage;
+use model::{Entry, Index, Message, NodeId, Output, Peer, PeerError, RoleKind, Term, Timer};
+use model::TimerCommand;
+use slog::{crit, warn, Logger};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Instant;
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+/// Where the Peer's timers live: real deadlines, or a test's hand.
+pub trait Timers: Send + 'static {
+    /// Arms (or re-arms) `timer`.
+    fn set(&mut self, timer: Timer);
+    /// Disarms `timer`.
+    fn cancel(&mut self, timer: Timer);
+    /// Whether `timer` is armed.
+    fn is_armed(&self, timer: Timer) -> bool;
+    /// When the next armed timer fires by itself; `None` if none will.
+    fn next_deadline(&self) -> Option<Instant>;
+    /// Disarms and returns every timer whose deadline has passed.
+    fn take_expired(&mut self, now: Instant) -> Vec<Timer>;
+}
+
+/// Timers that fire by the clock: the election timeout is drawn at random from its range
+/// each time it is armed (§5.2), the heartbeat is fixed.
+pub struct ClockTimers {
+    timing: Timing,
+    election: Option<Instant>,
+    heartbeat: Option<Instant>,
+}
+
+impl ClockTimers {
+    /// Timers with this timing, none armed.
+    pub fn new(timing: Timing) -> Self {
+        ClockTimers {
+            timing,
+            election: None,
+            heartbeat: None,
+        }
+    }
+}
+
+impl Timers for ClockTimers {
+    fn set(&mut self, timer: Timer) {
+        let now = Instant::now();
+        match timer {
+            Timer::Election => self.election = Some(now + self.timing.random_election_timeout()),
+            Timer::Heartbeat => self.heartbeat = Some(now + self.timing.heartbeat()),
+        }
+    }
+
+    fn cancel(&mut self, timer: Timer) {
+        match timer {
+            Timer::Election => self.election = None,
+            Timer::Heartbeat => self.heartbeat = None,
+        }
+    }
+
+    fn is_armed(&self, timer: Timer) -> bool {
+        match timer {
+            Timer::Election => self.election.is_some(),
+            Timer::Heartbeat => self.heartbeat.is_some(),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.election, self.heartbeat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn take_expired(&mut self, now: Instant) -> Vec<Timer> {
+        let mut expired = Vec::new();
+        if self.heartbeat.is_some_and(|at| at <= now) {
+            self.heartbeat = None;
+            expired.push(Timer::Heartbeat);
+        }
+        if self.election.is_some_and(|at| at <= now) {
+            self.election = None;
+            expired.push(Timer::Election);
+        }
+        expired
+    }
+}
+
+/// Timers that never fire by themselves: a test fires them with [`Input::FireTimer`].
+#[derive(Debug, Default)]
+pub struct ManualTimers {
+    armed: BTreeSet<Timer>,
+}
+
+impl Timers for ManualTimers {
+    fn set(&mut self, timer: Timer) {
+        self.armed.insert(timer);
+    }
+    fn cancel(&mut self, timer: Timer) {
+        self.armed.remove(&timer);
+    }
+    fn is_armed(&self, timer: Timer) -> bool {
+        self.armed.contains(&timer)
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+    fn take_expired(&mut self, _now: Instant) -> Vec<Timer> {
+        Vec::new()
+    }
+}
+
+/// Where the Peer's messages go: gRPC to the other nodes, or a test's queue.
+pub trait Outbound: Send + 'static {
+    /// Hands `message` over for delivery to `to`. Never blocks; delivery may fail silently,
+    /// as Raft tolerates lost messages.
+    fn send(&mut self, to: NodeId, message: Message<Command>);
+}
+
+/// A proposal that did not commit.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node is not the leader; `leader` is the one it follows, when known.
+    #[error("not the leader")]
+    NotLeader {
+        /// The leader, when known.
+        leader: Option<NodeId>,
+    },
+    /// The entry was replaced by another leader's entry: it did not commit, and retrying is
+    /// safe.
+    #[error("leadership changed and the entry was overwritten; it did not commit")]
+    Overwritten,
+    /// The node is shutting down; the outcome is unknown.
+    #[error("the node is stopping; the outcome is unknown")]
+    Stopped,
+}
+
+/// A committed and applied proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The log index it committed at.
+    pub index: Index,
+    /// What applying it produced.
+    pub result: CommandResult,
+}
+
+/// A node's state as a test or operator sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeState {
+    /// The node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: RoleKind,
+    /// Its current term.
+    pub term: Term,
+    /// Its vote in the current term.
+    pub voted_for: Option<NodeId>,
+    /// The leader it knows (itself when leader).
+    pub leader: Option<NodeId>,
+    /// The highest index known committed.
+    pub commit_index: Index,
+    /// The highest index applied to the key-value map.
+    pub applied_index: Index,
+    /// The index of its last log entry.
+    pub last_log_index: Index,
+    /// The term of its last log entry.
+    pub last_log_term: Term,
+    /// The whole log, when asked for.
+    pub log: Option<Vec<Entry<Command>>>,
+    /// Which timers are armed.
+    pub armed_timers: Vec<Timer>,
+    /// fsync calls made by storage since the node started.
+    pub fsyncs: u64,
+    /// Log entries written to storage since the node started.
+    pub entries_written: u64,
+}
+
+/// An input for the driver.
+pub enum Input {
+    /// A message from another node, already validated by the transport.
+    Message {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        message: Message<Command>,
+    },
+    /// A client command; the reply comes once it is applied (or cannot be).
+    Propose {
+        /// The command.
+        command: Command,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<Applied, ProposeError>>,
+    },
+    /// Fire an armed timer now (controlled mode). The reply says whether it was armed; an
+    /// unarmed timer is not fired.
+    FireTimer {
+        /// The timer.
+        timer: Timer,
+        /// Ok when the timer was armed and fired.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Report the node's state once every input before this one is processed and persisted.
+    Inspect {
+        /// Include the whole log.
+        with_log: bool,
+        /// Where the state goes.
+        reply: oneshot::Sender<NodeState>,
+    },
+    /// Finish the current batch and stop.
+    Shutdown,
+}
+
+/// Logs `message` with the node's role, term, leader, last index, commit and applied index.
+macro_rules! log_state {
+    ($level:ident, $driver:expr, $message:expr $(, $($rest:tt)+)?) => {
+        slog::$level!($driver.logger, $message;
+            "role" => %$driver.peer.role_kind(),
+            "term" => $driver.peer.term(),
+            "leader" => $driver.peer.leader(),
+            "last_index" => $driver.peer.last_index(),
+            "commit" => $driver.peer.commit_index(),
+            "applied" => $driver.kv.applied()
+            $(, $($rest)+)?
+        )
+    };
+}
+
+/// How many inputs one batch takes at most.
+pub const DEFAULT_MAX_BATCH: usize = 4096;
+
+/// The driver's state. Build it with [`Driver::new`] and run it with [`Driver::run`].
+pub struct Driver<T: Timers, O: Outbound> {
+    peer: Peer<Command>,
+    storage: FileStorage,
+    kv: KvStore,
+    timers: T,
+    outbound: O,
+    inputs: Receiver<Input>,
+    logger: Logger,
+    max_batch: usize,
+    /// Proposals waiting for their entry to be applied, by index, with the term they were
+    /// appended in: if another term's entry is applied there, the proposal was lost.
+    waiting: BTreeMap<Index, (Term, oneshot::Sender<Result<Applied, ProposeError>>)>,
+    /// What the batch's steps asked for that must wait for the persist.
+    pending: Output<Command>,
+    /// Inspect requests, answered after the batch's persist.
+    inspections: Vec<(bool, oneshot::Sender<NodeState>)>,
+    entries_written: u64,
+    last_role: (RoleKind, Term, Option<NodeId>),
+}
+
+impl<T: Timers, O: Outbound> Driver<T, O> {
+    /// A driver for `peer` (freshly restored from `storage`, with `restore_output` the output
+    /// `Peer::restore` returned).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        peer: Peer<Command>,
+        restore_output: Output<Command>,
+        storage: FileStorage,
+        timers: T,
+        outbound: O,
+        inputs: Receiver<Input>,
+        logger: Logger,
+        max_batch: usize,
+    ) -> Self {
+        let last_role = (peer.role_kind(), peer.term(), peer.leader());
+        let mut driver = Driver {
+            peer,
+            storage,
+            kv: KvStore::default(),
+            timers,
+            outbound,
+            inputs,
+            logger,
+            max_batch: max_batch.max(1),
+            waiting: BTreeMap::new(),
+            pending: Output::default(),
+            inspections: Vec::new(),
+            entries_written: 0,
+            last_role,
+        };
+        driver.absorb(restore_output);
+        driver.flush();
+        driver
+    }
+
+    /// Runs until [`Input::Shutdown`] or until every input sender is gone.
+    pub fn run(mut self) {
+        log_state!(info, self, "driver started");
+        loop {
+            let mut batch = Vec::new();
+            let mut timeouts = self.timers.take_expired(Instant::now());
+            if timeouts.is_empty() {
+                match self.wait_for_input() {
+                    Waited::Input(input) => batch.push(input),
+                    Waited::Timeout => timeouts = self.timers.take_expired(Instant::now()),
+                    Waited::Closed => break,
+                }
+            }
+            while batch.len() < self.max_batch {
+                match self.inputs.try_recv() {
+                    Ok(input) => batch.push(input),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            let stop = self.process(timeouts, batch);
+            self.flush();
+            if stop {
+                break;
+            }
+        }
+        for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
+            let _ = reply.send(Err(ProposeError::Stopped));
+        }
+        log_state!(info, self, "driver stopped");
+    }
+
+    fn wait_for_input(&self) -> Waited {
+        let result = match self.timers.next_deadline() {
+            None => self.inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(deadline) => self
+                .inputs
+                .recv_timeout(deadline.saturating_duration_since(Instant::now())),
+        };
+        match result {
+            Ok(input) => Waited::Input(input),
+            Err(RecvTimeoutError::Timeout) => Waited::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Waited::Closed,
+        }
+    }
+
+    /// Feeds one batch to the Peer: timeouts and messages in arrival order, then every
+    /// proposal in one call. Returns whether to stop.
+    fn process(&mut self, timeouts: Vec<Timer>, batch: Vec<Input>) -> bool {
+        for timer in timeouts {
+            let output = self.peer.handle_timeout(timer);
+            self.absorb(output);
+        }
+        let mut proposals = Vec::new();
+        let mut stop = false;
+        for input in batch {
+            match input {
+                Input::Message { from, message } => match self.peer.handle_message(from, message) {
+                    Ok(output) => self.absorb(output),
+                    Err(error) => warn!(self.logger, "message refused by the Peer"; "from" => from, "error" => %error),
+                },
+                Input::Propose { command, reply } => proposals.push((command, reply)),
+                Input::FireTimer { timer, reply } => {
+                    if self.timers.is_armed(timer) {
+                        self.timers.cancel(timer);
+                        let output = self.peer.handle_timeout(timer);
+                        self.absorb(output);
+                        let _ = reply.send(Ok(()));
+                    } else {
+                        let _ = reply.send(Err(format!("timer {timer:?} is not armed")));
+                    }
+                }
+                Input::Inspect { with_log, reply } => self.inspections.push((with_log, reply)),
+                Input::Shutdown => stop = true,
+            }
+        }
+        if !proposals.is_empty() {
+            self.propose(proposals);
+        }
+        stop
+    }
+
+    fn propose(&mut self, proposals: Vec<(Command, oneshot::Sender<Result<Applied, ProposeError>>)>) {
+        let (commands, replies): (Vec<_>, Vec<_>) = proposals.into_iter().unzip();
+        match self.peer.propose(commands) {
+            Ok((first, output)) => {
+                let term = self.peer.term();
+                for (offset, reply) in replies.into_iter().enumerate() {
+                    self.waiting.insert(first + offset as Index, (term, reply));
+                }
+                self.absorb(output);
+            }
+            Err(PeerError::NotLeader { leader }) => {
+                for reply in replies {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader }));
+                }
+            }
+            Err(other) => unreachable!("a proposal of commands can only fail with NotLeader: {other}"),
+        }
+    }
+
+    /// Takes one step's output: `send_now` leaves at once, timers change at once, the rest
+    /// waits for the batch's persist.
+    fn absorb(&mut self, mut output: Output<Command>) {
+        for command in output.timers.drain(..) {
+            match command {
+                TimerCommand::Set(timer) => self.timers.set(timer),
+                TimerCommand::Cancel(timer) => self.timers.cancel(timer),
+            }
+        }
+        let sent_early = !output.send_now.is_empty();
+        for (to, message) in output.send_now.drain(..) {
+            self.outbound.send(to, message);
+        }
+        if let Some(from) = output.persist.log_from {
+            self.fail_overwritten(from);
+        }
+        self.pending.merge(output);
+        self.note_role_change();
+        if sent_early && self.pending.persist.is_needed() {
+            // The Peer may count this step's entries as its own in the next step, so they
+            // must be durable first (Output's contract, rule 1).
+            self.flush();
+        }
+    }
+
+    /// Persists, sends what waited for the persist, applies and answers.
+    fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.persist.is_needed() {
+            if let Some(from) = pending.persist.log_from {
+                self.entries_written += self.peer.last_index().saturating_sub(from - 1);
+            }
+            if let Err(error) = self.storage.save(self.peer.durable(), pending.persist) {
+                // What the Peer promised may not be durable: continuing could break safety.
+                crit!(self.logger, "storage failed; stopping the process"; "error" => %error);
+                eprintln!("rdb-server: fatal storage error: {error}");
+                std::process::exit(74);
+            }
+        }
+        for (to, message) in pending.send_after_persist {
+            self.outbound.send(to, message);
+        }
+        if let Some(commit) = pending.commit {
+            log_state!(debug, self, "commit advanced", "new_commit" => commit);
+        }
+        self.apply();
+        for (with_log, reply) in std::mem::take(&mut self.inspections) {
+            let _ = reply.send(self.state(with_log));
+        }
+    }
+
+    fn apply(&mut self) {
+        let commit = self.peer.commit_index();
+        let from = self.kv.applied() + 1;
+        for index in from..=commit {
+            let entry = self
+                .peer
+                .entry(index)
+                .expect("committed entries are in the log")
+                .clone();
+            let result = self.kv.apply(index, entry.command.as_ref());
+            if let Some((term, reply)) = self.waiting.remove(&index) {
+                let outcome = match result {
+                    Some(result) if term == entry.term => Ok(Applied { index, result }),
+                    _ => Err(ProposeError::Overwritten),
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+        if commit >= from {
+            log_state!(debug, self, "applied", "from" => from);
+        }
+    }
+
+    /// Answers the proposals whose entries a truncation at `from` may have removed.
+    fn fail_overwritten(&mut self, from: Index) {
+        let lost: Vec<Index> = self
+            .waiting
+            .range(from..)
+            .filter(|(index, (term, _))| self.peer.entry(**index).map(|e| e.term) != Some(*term))
+            .map(|(index, _)| *index)
+            .collect();
+        for index in lost {
+            if let Some((_, reply)) = self.waiting.remove(&index) {
+                let _ = reply.send(Err(ProposeError::Overwritten));
+            }
+        }
+    }
+
+    fn note_role_change(&mut self) {
+        let now = (self.peer.role_kind(), self.peer.term(), self.peer.leader());
+        if now != self.last_role {
+            log_state!(info, self, "role changed", "previous_role" => %self.last_role.0, "previous_term" => self.last_role.1);
+            self.last_role = now;
+        }
+    }
+
+    fn state(&self, with_log: bool) -> NodeState {
+        NodeState {
+            id: self.peer.id(),
+            role: self.peer.role_kind(),
+            term: self.peer.term(),
+            voted_for: self.peer.voted_for(),
+            leader: self.peer.leader(),
+            commit_index: self.peer.commit_index(),
+            applied_index: self.kv.applied(),
+            last_log_index: self.peer.last_index(),
+            last_log_term: self.peer.last_term(),
+            log: with_log.then(|| self.peer.log().to_vec()),
+            armed_timers: [Timer::Election, Timer::Heartbeat]
+                .into_iter()
+                .filter(|timer| self.timers.is_armed(*timer))
+                .collect(),
+            fsyncs: self.storage.fsyncs(),
+            entries_written: self.entries_written,
+        }
+    }
+}
+
+enum Waited {
+    Input(Input),
+    Timeout,
+    Closed,
+}

@@ -1,0 +1,273 @@
+//! A running node: storage opened, Peer restored, driver thread started, gRPC served.
+
+use crate::command::Command;
+use crate::config::NodeConfig;
+use crate::driver::{
+    ClockTimers, Driver, Input, ManualTimers, NodeState, Outbound, Timers, DEFAULT_MAX_BATCH,
+};
+use crate::service::KvService;
+use crate::storage::{FileStorage, StorageError, StorageOptions};
+use crate::transport::{GrpcOutbound, Partition, PeerService};
+use model::{Config, Message, NodeId, Peer, PeerError, Timer};
+use rdb_proto as pb;
+use slog::{info, Logger};
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The data directory could not be opened or is damaged.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The stored state does not fit the configuration.
+    #[error("restoring the Peer: {0}")]
+    Restore(#[from] PeerError),
+    /// The listen address could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The driver thread could not be spawned.
+    #[error("spawning the driver thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Choices a test makes when it starts a node; production uses the defaults.
+pub struct StartOptions {
+    /// A socket already bound to `config.listen` (tests bind port 0 first).
+    pub listener: Option<TcpListener>,
+    /// How many inputs the driver takes per batch; 1 makes every input its own step.
+    pub max_batch: usize,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            listener: None,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+/// A running node and the handles to control it.
+pub struct Node {
+    id: NodeId,
+    addr: SocketAddr,
+    inputs: mpsc::Sender<Input>,
+    driver: Option<JoinHandle<()>>,
+    server: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    partition: Partition,
+    logger: Logger,
+}
+
+impl Node {
+    /// Starts a node with real timers and gRPC to its peers.
+    pub async fn start(
+        config: NodeConfig,
+        logger: Logger,
+        options: StartOptions,
+    ) -> Result<Node, StartError> {
+        let partition = Partition::default();
+        let outbound = GrpcOutbound::start(
+            &tokio::runtime::Handle::current(),
+            config.cluster_id.clone(),
+            config.id,
+            &config.peers,
+            partition.clone(),
+            logger.clone(),
+        );
+        let timers = ClockTimers::new(config.timing);
+        Node::start_with(config, logger, options, timers, outbound, partition).await
+    }
+
+    /// Starts a node in controlled mode: its timers fire only through
+    /// [`Node::fire_timer`], and every message it sends goes to `outbound` instead of the
+    /// network. Storage, the gRPC server and restart-from-files stay real.
+    pub async fn start_controlled(
+        config: NodeConfig,
+        logger: Logger,
+        listener: Option<TcpListener>,
+        outbound: impl Outbound,
+    ) -> Result<Node, StartError> {
+        let options = StartOptions {
+            listener,
+            max_batch: 1,
+        };
+        let partition = Partition::default();
+        Node::start_with(
+            config,
+            logger,
+            options,
+            ManualTimers::default(),
+            outbound,
+            partition,
+        )
+        .await
+    }
+
+    async fn start_with(
+        config: NodeConfig,
+        logger: Logger,
+        options: StartOptions,
+        timers: impl Timers,
+        outbound: impl Outbound,
+        partition: Partition,
+    ) -> Result<Node, StartError> {
+        let logger = logger.new(slog::o!("node" => config.id));
+        let storage_options = StorageOptions {
+            fsync: config.fsync,
+            ..StorageOptions::default()
+        };
+        let (storage, durable, recovery) =
+            FileStorage::open(&config.data_dir, config.id, storage_options)?;
+        info!(logger, "storage opened";
+            "data_dir" => %config.data_dir.display(),
+            "term" => durable.term,
+            "voted_for" => durable.voted_for,
+            "entries" => recovery.entries,
+            "truncated_tail_bytes" => recovery.truncated_tail_bytes);
+        let peer_config = Config {
+            id: config.id,
+            members: config.peers.keys().copied().collect(),
+        };
+        let (peer, restore_output) = Peer::<Command>::restore(peer_config, durable)?;
+        let listener = match options.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?,
+        };
+        let addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let (inputs, receiver) = mpsc::channel();
+        let driver = Driver::new(
+            peer,
+            restore_output,
+            storage,
+            timers,
+            outbound,
+            receiver,
+            logger.clone(),
+            options.max_batch,
+        );
+        let driver = std::thread::Builder::new()
+            .name(format!("rdb-driver-{}", config.id))
+            .spawn(move || driver.run())
+            .map_err(StartError::Thread)?;
+        let members = config.peers.keys().copied().collect();
+        let peer_service = PeerService::new(
+            config.cluster_id.clone(),
+            config.id,
+            members,
+            inputs.clone(),
+            partition.clone(),
+            logger.clone(),
+        );
+        let kv_service = KvService::new(config.cluster_id.clone(), config.peers.clone(), inputs.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server_logger = logger.clone();
+        let server = tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(pb::raft_peer_server::RaftPeerServer::new(peer_service))
+                .add_service(pb::kv_server::KvServer::new(kv_service))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(error) = result {
+                slog::error!(server_logger, "gRPC server failed"; "error" => %error);
+            }
+        });
+        info!(logger, "node serving"; "addr" => %addr, "cluster_id" => &config.cluster_id);
+        Ok(Node {
+            id: config.id,
+            addr,
+            inputs,
+            driver: Some(driver),
+            server: Some((stop, server)),
+            partition,
+            logger,
+        })
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address it serves on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The fault-injection switch of its transport.
+    pub fn partition(&self) -> &Partition {
+        &self.partition
+    }
+
+    /// Its state once every input sent before this call is processed and persisted; `None`
+    /// if the node has stopped.
+    pub async fn inspect(&self, with_log: bool) -> Option<NodeState> {
+        let (reply, state) = oneshot::channel();
+        self.inputs.send(Input::Inspect { with_log, reply }).ok()?;
+        state.await.ok()
+    }
+
+    /// Fires an armed timer (controlled mode). Errors if the timer is not armed.
+    pub async fn fire_timer(&self, timer: Timer) -> Result<(), String> {
+        let (reply, done) = oneshot::channel();
+        self.inputs
+            .send(Input::FireTimer { timer, reply })
+            .map_err(|_| "node stopped".to_string())?;
+        done.await.map_err(|_| "node stopped".to_string())?
+    }
+
+    /// Hands a message straight to the driver, skipping gRPC (tests of the driver alone).
+    pub fn inject(&self, from: NodeId, message: Message<Command>) -> bool {
+        self.inputs.send(Input::Message { from, message }).is_ok()
+    }
+
+    /// Stops the node: the driver finishes its batch (persisting it) and stops, then the gRPC
+    /// server stops. Everything acknowledged is on disk when this returns.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = self.inputs.send(Input::Shutdown);
+        if let Some(driver) = self.driver.take() {
+            let _ = tokio::task::spawn_blocking(move || driver.join()).await;
+        }
+        if let Some((stop, server)) = self.server.take() {
+            let _ = stop.send(());
+            let _ = server.await;
+        }
+        info!(self.logger, "node stopped");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A node dropped without `stop` still stops its driver; the server task ends with the
+        // runtime.
+        let _ = self.inputs.send(Input::Shutdown);
+        if let Some((stop, _)) = self.server.take() {
+            let _ = stop.send(());
+        }
+    }
+}
