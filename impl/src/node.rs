@@ -3,7 +3,8 @@
 use crate::command::Command;
 use crate::config::NodeConfig;
 use crate::driver::{
-    ClockTimers, Driver, Input, ManualTimers, NodeState, Outbound, Timers, DEFAULT_MAX_BATCH,
+    Applied, ClockTimers, Driver, Input, ManualTimers, NodeState, Outbound, ProposeError, Timers,
+    DEFAULT_MAX_BATCH,
 };
 use crate::service::KvService;
 use crate::storage::{FileStorage, StorageError, StorageOptions};
@@ -235,6 +236,22 @@ impl Node {
             .send(Input::FireTimer { timer, reply })
             .map_err(|_| "node stopped".to_string())?;
         done.await.map_err(|_| "node stopped".to_string())?
+    }
+
+    /// Proposes `command` at this node, as the client API does. The proposal is submitted
+    /// at once; the returned future resolves with its outcome.
+    pub fn propose(
+        &self,
+        command: Command,
+    ) -> impl std::future::Future<Output = Result<Applied, ProposeError>> + Send + 'static {
+        let (reply, outcome) = oneshot::channel();
+        let submitted = self.inputs.send(Input::Propose { command, reply }).is_ok();
+        async move {
+            if !submitted {
+                return Err(ProposeError::Stopped);
+            }
+            outcome.await.unwrap_or(Err(ProposeError::Stopped))
+        }
     }
 
     /// Hands a message straight to the driver, skipping gRPC (tests of the driver alone).
