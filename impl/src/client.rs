@@ -64,7 +64,11 @@ impl Client {
     }
 
     /// Sets `key` to `value`; returns whether the key existed.
-    pub async fn put(&mut self, key: &str, value: Vec<u8>) -> Result<pb::WriteResponse, ClientError> {
+    pub async fn put(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<pb::WriteResponse, ClientError> {
         let request = pb::PutRequest {
             key: key.to_owned(),
             value,
@@ -78,7 +82,9 @@ impl Client {
 
     /// Removes `key`; returns whether it existed.
     pub async fn delete(&mut self, key: &str) -> Result<pb::WriteResponse, ClientError> {
-        let request = pb::DeleteRequest { key: key.to_owned() };
+        let request = pb::DeleteRequest {
+            key: key.to_owned(),
+        };
         self.call(move |mut kv| {
             let request = request.clone();
             async move { kv.delete(request).await }
@@ -88,7 +94,9 @@ impl Client {
 
     /// Reads `key` through the log (linearizable).
     pub async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
-        let request = pb::GetRequest { key: key.to_owned() };
+        let request = pb::GetRequest {
+            key: key.to_owned(),
+        };
         let response = self
             .call(move |mut kv| {
                 let request = request.clone();
@@ -125,7 +133,9 @@ impl Client {
             };
             last = format!("{}: {}", self.servers[self.leader], status.message());
             match status.code() {
-                Code::InvalidArgument => return Err(ClientError::Rejected(status.message().to_owned())),
+                Code::InvalidArgument => {
+                    return Err(ClientError::Rejected(status.message().to_owned()))
+                }
                 Code::FailedPrecondition => {
                     if let Some(index) = self.redirect(&status) {
                         self.leader = index;

@@ -166,6 +166,9 @@ mod tests {
         assert_eq!(Command::decode(&trailing), Err(DecodeError::Trailing(1)));
         bytes[0] = 9;
         assert_eq!(Command::decode(&bytes), Err(DecodeError::UnknownTag(9)));
-        assert_eq!(Command::decode(&[]), Err(DecodeError::Truncated { needed: 1 }));
+        assert_eq!(
+            Command::decode(&[]),
+            Err(DecodeError::Truncated { needed: 1 })
+        );
     }
 }

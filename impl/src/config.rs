@@ -157,8 +157,12 @@ impl PartialConfig {
             listen: self.listen.or(file.listen),
             peers: self.peers.or(file.peers),
             data_dir: self.data_dir.or(file.data_dir),
-            election_timeout_ms_min: self.election_timeout_ms_min.or(file.election_timeout_ms_min),
-            election_timeout_ms_max: self.election_timeout_ms_max.or(file.election_timeout_ms_max),
+            election_timeout_ms_min: self
+                .election_timeout_ms_min
+                .or(file.election_timeout_ms_min),
+            election_timeout_ms_max: self
+                .election_timeout_ms_max
+                .or(file.election_timeout_ms_max),
             heartbeat_interval_ms: self.heartbeat_interval_ms.or(file.heartbeat_interval_ms),
             fsync: self.fsync.or(file.fsync),
         }
@@ -180,10 +184,14 @@ impl PartialConfig {
                 ));
             }
             if addr.trim().is_empty() {
-                return Err(ConfigError::Invalid(format!("peer {peer_id} has an empty address")));
+                return Err(ConfigError::Invalid(format!(
+                    "peer {peer_id} has an empty address"
+                )));
             }
             if peers.insert(peer_id, addr.trim().to_owned()).is_some() {
-                return Err(ConfigError::Invalid(format!("peer {peer_id} is listed twice")));
+                return Err(ConfigError::Invalid(format!(
+                    "peer {peer_id} is listed twice"
+                )));
             }
         }
         let own_addr = peers.get(&id).ok_or_else(|| {
@@ -235,7 +243,10 @@ pub fn parse_peer_list(text: &str) -> Result<BTreeMap<String, String>, ConfigErr
         let (id, addr) = item.split_once('=').ok_or_else(|| {
             ConfigError::Invalid(format!("peer `{item}` is not of the form ID=HOST:PORT"))
         })?;
-        if peers.insert(id.trim().to_owned(), addr.trim().to_owned()).is_some() {
+        if peers
+            .insert(id.trim().to_owned(), addr.trim().to_owned())
+            .is_some()
+        {
             return Err(ConfigError::Invalid(format!("peer {id} is listed twice")));
         }
     }
@@ -285,7 +296,10 @@ mod tests {
             ..PartialConfig::default()
         };
         let error = base.clone().build().unwrap_err().to_string();
-        assert!(error.contains("node id 4 is not among the peers"), "{error}");
+        assert!(
+            error.contains("node id 4 is not among the peers"),
+            "{error}"
+        );
         let error = PartialConfig {
             id: Some(1),
             heartbeat_interval_ms: Some(500),
@@ -306,7 +320,9 @@ mod tests {
         assert!(error.contains("data-dir"), "{error}");
         let error = parse_peer_list("1:7001").unwrap_err().to_string();
         assert!(error.contains("ID=HOST:PORT"), "{error}");
-        let error = toml::from_str::<PartialConfig>("idd = 1").unwrap_err().to_string();
+        let error = toml::from_str::<PartialConfig>("idd = 1")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("idd"), "{error}");
     }
 }

@@ -49,7 +49,10 @@ pub fn validate_value(value: &[u8]) -> Result<(), ConvertError> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(ConvertError::Invalid {
             field: "value",
-            why: format!("{} bytes, above the limit of {MAX_VALUE_BYTES}", value.len()),
+            why: format!(
+                "{} bytes, above the limit of {MAX_VALUE_BYTES}",
+                value.len()
+            ),
         });
     }
     Ok(())
@@ -165,7 +168,9 @@ fn require_term(term: u64) -> Result<u64, ConvertError> {
 }
 
 /// Validates and converts a Peer message.
-pub fn message_from_pb(message: pb::peer_envelope::Message) -> Result<Message<Command>, ConvertError> {
+pub fn message_from_pb(
+    message: pb::peer_envelope::Message,
+) -> Result<Message<Command>, ConvertError> {
     {
         use pb::peer_envelope::Message as M;
         Ok(match message {
@@ -308,7 +313,14 @@ mod tests {
                 term: 3,
                 prev_log_index: 1,
                 prev_log_term: 1,
-                entries: vec![put(2, "a"), Entry { term: 3, command: None }, put(3, "b")],
+                entries: vec![
+                    put(2, "a"),
+                    Entry {
+                        term: 3,
+                        command: None,
+                    },
+                    put(3, "b"),
+                ],
                 leader_commit: 1,
             },
             Message::AppendEntriesResponse {
@@ -349,7 +361,10 @@ mod tests {
         });
         assert!(matches!(
             message_from_pb(unordered),
-            Err(ConvertError::Invalid { field: "entries", .. })
+            Err(ConvertError::Invalid {
+                field: "entries",
+                ..
+            })
         ));
         let empty_command = M::AppendEntriesRequest(pb::AppendEntriesRequest {
             term: 1,

@@ -18,8 +18,8 @@ use crate::command::Command;
 use crate::config::Timing;
 use crate::kv::{CommandResult, KvStore};
 use crate::storage::FileStorage;
-use model::{Entry, Index, Message, NodeId, Output, Peer, PeerError, RoleKind, Term, Timer};
 use model::TimerCommand;
+use model::{Entry, Index, Message, NodeId, Output, Peer, PeerError, RoleKind, Term, Timer};
 use slog::{crit, warn, Logger};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -133,6 +133,13 @@ pub trait Outbound: Send + 'static {
     /// Hands `message` over for delivery to `to`. Never blocks; delivery may fail silently,
     /// as Raft tolerates lost messages.
     fn send(&mut self, to: NodeId, message: Message<Command>);
+
+    /// Whether the links a commit needs are busy with earlier messages. While they are, the
+    /// driver holds new proposals back and proposes them together later: one larger
+    /// AppendEntries instead of many small ones queued behind each other.
+    fn congested(&self) -> bool {
+        false
+    }
 }
 
 /// A proposal that did not commit.
@@ -243,6 +250,11 @@ macro_rules! log_state {
     };
 }
 
+/// How often the driver checks whether held-back proposals can go.
+const DEFERRED_POLL: std::time::Duration = std::time::Duration::from_micros(500);
+/// At most this many proposals are held back; more go at once.
+const MAX_DEFERRED: usize = 4096;
+
 /// How many inputs one batch takes at most.
 pub const DEFAULT_MAX_BATCH: usize = 4096;
 
@@ -261,6 +273,8 @@ pub struct Driver<T: Timers, O: Outbound> {
     waiting: BTreeMap<Index, (Term, oneshot::Sender<Result<Applied, ProposeError>>)>,
     /// What the batch's steps asked for that must wait for the persist.
     pending: Output<Command>,
+    /// Proposals held back while the outbound links are congested.
+    deferred: Vec<(Command, oneshot::Sender<Result<Applied, ProposeError>>)>,
     /// Inspect requests, answered after the batch's persist.
     inspections: Vec<(bool, oneshot::Sender<NodeState>)>,
     entries_written: u64,
@@ -293,6 +307,7 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             max_batch: max_batch.max(1),
             waiting: BTreeMap::new(),
             pending: Output::default(),
+            deferred: Vec::new(),
             inspections: Vec::new(),
             entries_written: 0,
             last_role,
@@ -327,6 +342,9 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                 break;
             }
         }
+        for (_, reply) in std::mem::take(&mut self.deferred) {
+            let _ = reply.send(Err(ProposeError::Stopped));
+        }
         for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
             let _ = reply.send(Err(ProposeError::Stopped));
         }
@@ -334,8 +352,17 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
     }
 
     fn wait_for_input(&self) -> Waited {
-        let result = match self.timers.next_deadline() {
-            None => self.inputs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let mut deadline = self.timers.next_deadline();
+        if !self.deferred.is_empty() {
+            // Look again soon whether the links have drained.
+            let soon = Instant::now() + DEFERRED_POLL;
+            deadline = Some(deadline.map_or(soon, |at| at.min(soon)));
+        }
+        let result = match deadline {
+            None => self
+                .inputs
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
             Some(deadline) => self
                 .inputs
                 .recv_timeout(deadline.saturating_duration_since(Instant::now())),
@@ -360,7 +387,9 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             match input {
                 Input::Message { from, message } => match self.peer.handle_message(from, message) {
                     Ok(output) => self.absorb(output),
-                    Err(error) => warn!(self.logger, "message refused by the Peer"; "from" => from, "error" => %error),
+                    Err(error) => {
+                        warn!(self.logger, "message refused by the Peer"; "from" => from, "error" => %error)
+                    }
                 },
                 Input::Propose { command, reply } => proposals.push((command, reply)),
                 Input::FireTimer { timer, reply } => {
@@ -377,13 +406,21 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                 Input::Shutdown => stop = true,
             }
         }
-        if !proposals.is_empty() {
+        self.deferred.extend(proposals);
+        let hold = self.peer.role_kind() == RoleKind::Leader
+            && self.deferred.len() < MAX_DEFERRED
+            && self.outbound.congested();
+        if !self.deferred.is_empty() && !hold {
+            let proposals = std::mem::take(&mut self.deferred);
             self.propose(proposals);
         }
         stop
     }
 
-    fn propose(&mut self, proposals: Vec<(Command, oneshot::Sender<Result<Applied, ProposeError>>)>) {
+    fn propose(
+        &mut self,
+        proposals: Vec<(Command, oneshot::Sender<Result<Applied, ProposeError>>)>,
+    ) {
         let (commands, replies): (Vec<_>, Vec<_>) = proposals.into_iter().unzip();
         match self.peer.propose(commands) {
             Ok((first, output)) => {
@@ -398,7 +435,9 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                     let _ = reply.send(Err(ProposeError::NotLeader { leader }));
                 }
             }
-            Err(other) => unreachable!("a proposal of commands can only fail with NotLeader: {other}"),
+            Err(other) => {
+                unreachable!("a proposal of commands can only fail with NotLeader: {other}")
+            }
         }
     }
 

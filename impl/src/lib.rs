@@ -1,7 +1,7 @@
 //! rdb-server: the model's Raft [`model::Peer`] run for real.
 
+pub mod client;
 pub mod command;
-pub mod storage;
 pub mod config;
 pub mod convert;
 pub mod driver;
@@ -9,5 +9,5 @@ pub mod kv;
 pub mod logging;
 pub mod node;
 pub mod service;
+pub mod storage;
 pub mod transport;
-pub mod client;

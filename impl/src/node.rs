@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// Why a node could not start.
 #[derive(Debug, Error)]
@@ -143,12 +143,14 @@ impl Node {
         let (peer, restore_output) = Peer::<Command>::restore(peer_config, durable)?;
         let listener = match options.listener {
             Some(listener) => listener,
-            None => TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.listen,
-                    source,
-                })?,
+            None => {
+                TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|source| StartError::Listen {
+                        addr: config.listen,
+                        source,
+                    })?
+            }
         };
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
             addr: config.listen,
@@ -178,15 +180,21 @@ impl Node {
             partition.clone(),
             logger.clone(),
         );
-        let kv_service = KvService::new(config.cluster_id.clone(), config.peers.clone(), inputs.clone());
+        let kv_service = KvService::new(
+            config.cluster_id.clone(),
+            config.peers.clone(),
+            inputs.clone(),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let server_logger = logger.clone();
+        // Small Raft messages must not wait for Nagle's algorithm.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(pb::raft_peer_server::RaftPeerServer::new(peer_service))
                 .add_service(pb::kv_server::KvServer::new(kv_service))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 })
                 .await;

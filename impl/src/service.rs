@@ -62,12 +62,13 @@ impl KvService {
                 let mut status = Status::failed_precondition(format!(
                     "not the leader; the leader is node {leader} at {addr}"
                 ));
-                status.metadata_mut().insert(
-                    pb::LEADER_ID_METADATA,
-                    MetadataValue::from(leader),
-                );
+                status
+                    .metadata_mut()
+                    .insert(pb::LEADER_ID_METADATA, MetadataValue::from(leader));
                 if let Ok(value) = addr.parse() {
-                    status.metadata_mut().insert(pb::LEADER_ADDR_METADATA, value);
+                    status
+                        .metadata_mut()
+                        .insert(pb::LEADER_ADDR_METADATA, value);
                 }
                 status
             }
@@ -77,7 +78,9 @@ impl KvService {
             ProposeError::Overwritten => Status::aborted(
                 "leadership changed before the command committed; it did not take effect, retry it",
             ),
-            ProposeError::Stopped => Status::unavailable("node is stopping; the outcome is unknown"),
+            ProposeError::Stopped => {
+                Status::unavailable("node is stopping; the outcome is unknown")
+            }
         }
     }
 

@@ -27,6 +27,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// Messages queued for one peer at most; beyond it new ones are dropped (Raft resends).
 pub const PEER_QUEUE: usize = 8192;
 
+/// A link with this many messages waiting behind the one in flight counts as congested.
+pub const CONGESTED_BACKLOG: usize = 1;
+
 /// A fault-injection switch for tests: the peers this node neither sends to nor accepts
 /// messages from. Empty in production.
 #[derive(Clone, Debug, Default)]
@@ -115,16 +118,28 @@ impl Outbound for GrpcOutbound {
             debug!(self.logger, "peer queue full or closed; message dropped"; "to" => to);
         }
     }
+
+    /// Congested when fewer than a quorum of followers have an idle queue (a commit needs a
+    /// majority counting the leader, so the `(n/2)`-th least busy follower decides).
+    fn congested(&self) -> bool {
+        let mut backlogs: Vec<usize> = self
+            .links
+            .values()
+            .map(|link| link.max_capacity() - link.capacity())
+            .collect();
+        if backlogs.is_empty() {
+            return false;
+        }
+        backlogs.sort_unstable();
+        let needed = backlogs.len().div_ceil(2);
+        backlogs[needed.max(1) - 1] >= CONGESTED_BACKLOG
+    }
 }
 
 /// Delivers queued messages to one peer, one call at a time so they arrive in order. After a
 /// failure the queue is emptied (those messages are stale by the time the peer is back; the
 /// Peer resends what matters) and the link backs off.
-async fn run_link(
-    addr: String,
-    mut queue: async_mpsc::Receiver<pb::PeerEnvelope>,
-    logger: Logger,
-) {
+async fn run_link(addr: String, mut queue: async_mpsc::Receiver<pb::PeerEnvelope>, logger: Logger) {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(endpoint) => endpoint
             .connect_timeout(PEER_CONNECT_TIMEOUT)
@@ -232,7 +247,9 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
             return Err(status);
         }
         if self.partition.is_blocked(envelope.from) {
-            return Err(Status::unavailable("partitioned from the sender (fault injection)"));
+            return Err(Status::unavailable(
+                "partitioned from the sender (fault injection)",
+            ));
         }
         self.inputs
             .send(Input::Message {

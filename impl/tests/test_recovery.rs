@@ -64,7 +64,10 @@ async fn test_recovery_isolated_leader_cannot_commit_and_steps_down() {
         "an isolated leader committed: {pending:?}"
     );
     let isolated = cluster.state(old).await;
-    assert_eq!(isolated.commit_index, before.commit_index, "commit moved without a majority");
+    assert_eq!(
+        isolated.commit_index, before.commit_index,
+        "commit moved without a majority"
+    );
     // ...the entry was appended locally only...
     assert!(isolated.last_log_index > before.last_log_index);
     // ...and check-quorum made the leader step down.
@@ -74,7 +77,10 @@ async fn test_recovery_isolated_leader_cannot_commit_and_steps_down() {
     let majority = others(&cluster, old);
     let new = cluster.wait_for_leader(&majority).await;
     let mut client = cluster.client_of(new);
-    let committed = client.put("after", b"1".to_vec()).await.expect("majority commits");
+    let committed = client
+        .put("after", b"1".to_vec())
+        .await
+        .expect("majority commits");
     assert!(cluster.state(new).await.term > before.term);
     assert!(committed.index > before.commit_index);
     cluster.stop_all().await;
@@ -84,7 +90,11 @@ async fn test_recovery_isolated_leader_cannot_commit_and_steps_down() {
 async fn test_recovery_conflicting_suffix_is_truncated() {
     let cluster = TestCluster::start(3).await;
     let old = cluster.wait_for_leader(&cluster.ids()).await;
-    cluster.client_of(old).put("base", b"0".to_vec()).await.expect("put");
+    cluster
+        .client_of(old)
+        .put("base", b"0".to_vec())
+        .await
+        .expect("put");
     let base = cluster.state(old).await;
 
     // The isolated leader appends entries no one else will ever hold.
@@ -96,7 +106,10 @@ async fn test_recovery_conflicting_suffix_is_truncated() {
     }
     let deadline = Instant::now() + PATIENCE;
     while cluster.state(old).await.last_log_index < base.last_log_index + 3 {
-        assert!(Instant::now() < deadline, "the isolated leader did not append");
+        assert!(
+            Instant::now() < deadline,
+            "the isolated leader did not append"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let conflicting = cluster.state(old).await;
@@ -107,7 +120,11 @@ async fn test_recovery_conflicting_suffix_is_truncated() {
     let mut client = cluster.client_of(new);
     let mut last = 0;
     for i in 0..5 {
-        last = client.put(&format!("kept-{i}"), b"y".to_vec()).await.expect("put").index;
+        last = client
+            .put(&format!("kept-{i}"), b"y".to_vec())
+            .await
+            .expect("put")
+            .index;
     }
 
     // After healing, the old leader's uncommitted suffix is replaced by the leader's entries.
@@ -166,7 +183,11 @@ async fn test_recovery_new_leader_holds_every_committed_entry() {
     for (_, key, value) in &acknowledged {
         assert_eq!(client.get(key).await.expect("get"), Some(value.clone()));
     }
-    let last = client.put("after", b"new".to_vec()).await.expect("put").index;
+    let last = client
+        .put("after", b"new".to_vec())
+        .await
+        .expect("put")
+        .index;
     cluster.restart(old).await;
     cluster.wait_applied(old, last).await;
     cluster.stop_all().await;

@@ -24,7 +24,11 @@ async fn test_replication_commits_on_a_majority_then_on_all() {
                 .is_some_and(|log| log.len() as u64 >= written.index)
         })
         .collect();
-    assert!(holding.len() >= 2, "only {} nodes hold the entry", holding.len());
+    assert!(
+        holding.len() >= 2,
+        "only {} nodes hold the entry",
+        holding.len()
+    );
     assert_same_prefix(&holding, written.index);
     assert!(states[&leader].commit_index >= written.index);
 
@@ -48,10 +52,17 @@ async fn test_replication_commits_on_a_majority_then_on_all() {
 async fn test_replication_through_any_node_with_redirects() {
     let cluster = TestCluster::start(3).await;
     let leader = cluster.wait_for_leader(&cluster.ids()).await;
-    let follower = cluster.ids().into_iter().find(|&id| id != leader).expect("a follower");
+    let follower = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("a follower");
     // A client that only knows a follower is redirected to the leader.
     let mut via_follower = cluster.client_of(follower);
-    via_follower.put("k", b"from-follower".to_vec()).await.expect("put");
+    via_follower
+        .put("k", b"from-follower".to_vec())
+        .await
+        .expect("put");
     for id in cluster.ids() {
         let mut client = cluster.client_of(id);
         assert_eq!(

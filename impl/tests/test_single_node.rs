@@ -13,12 +13,18 @@ async fn single_node_elects_itself_commits_and_applies() {
     let leader = cluster.wait_for_leader(&[1]).await;
     assert_eq!(leader, 1);
     let mut client = cluster.client();
-    let put = client.put("greeting", b"hello".to_vec()).await.expect("put");
+    let put = client
+        .put("greeting", b"hello".to_vec())
+        .await
+        .expect("put");
     assert!(!put.existed);
     let overwrite = client.put("greeting", b"hi".to_vec()).await.expect("put");
     assert!(overwrite.existed);
     assert!(overwrite.index > put.index);
-    assert_eq!(client.get("greeting").await.expect("get"), Some(b"hi".to_vec()));
+    assert_eq!(
+        client.get("greeting").await.expect("get"),
+        Some(b"hi".to_vec())
+    );
     assert_eq!(client.get("missing").await.expect("get"), None);
     let delete = client.delete("greeting").await.expect("delete");
     assert!(delete.existed);

@@ -78,7 +78,10 @@ async fn main() -> anyhow::Result<()> {
             listen: peers[&id].parse()?,
             peers: peers.clone(),
             data_dir: dirs[index].path().to_owned(),
-            timing: Timing::default(),
+            timing: Timing {
+                heartbeat_interval_ms: 20,
+                ..Timing::default()
+            },
             fsync: !args.no_fsync,
         };
         let options = StartOptions {
@@ -188,13 +191,19 @@ async fn run(args: &Args, clients: usize, leader: &str, node: &Node) -> anyhow::
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = node.inspect(false).await.ok_or_else(|| anyhow::anyhow!("leader stopped"))?;
+    let before = node
+        .inspect(false)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("leader stopped"))?;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
     measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
-    let after = node.inspect(false).await.ok_or_else(|| anyhow::anyhow!("leader stopped"))?;
+    let after = node
+        .inspect(false)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("leader stopped"))?;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     let mut errors = 0;
@@ -220,6 +229,10 @@ async fn run(args: &Args, clients: usize, leader: &str, node: &Node) -> anyhow::
         seconds,
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
-        entries_per_fsync: if fsyncs == 0 { 0.0 } else { entries as f64 / fsyncs as f64 },
+        entries_per_fsync: if fsyncs == 0 {
+            0.0
+        } else {
+            entries as f64 / fsyncs as f64
+        },
     })
 }

@@ -11,7 +11,12 @@ use std::process::ExitCode;
 #[command(name = "rdb", version, verbatim_doc_comment)]
 struct Args {
     /// Server addresses (HOST:PORT), separated by commas.
-    #[arg(long, env = "RDB_SERVERS", value_delimiter = ',', default_value = "127.0.0.1:7001")]
+    #[arg(
+        long,
+        env = "RDB_SERVERS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7001"
+    )]
     servers: Vec<String>,
     #[command(subcommand)]
     command: Command,

@@ -133,7 +133,10 @@ impl TestCluster {
     }
 
     pub async fn state(&self, id: NodeId) -> NodeState {
-        self.nodes[&id].inspect(true).await.expect("node is running")
+        self.nodes[&id]
+            .inspect(true)
+            .await
+            .expect("node is running")
     }
 
     pub async fn states(&self) -> BTreeMap<NodeId, NodeState> {
