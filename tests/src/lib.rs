@@ -1,0 +1,1 @@
+//! Shared helpers for rdb's cross-cutting test targets (`tests/tests/*.rs`).
