@@ -9,6 +9,8 @@
 
 #![allow(missing_docs)]
 
+pub mod codec;
+
 tonic::include_proto!("rdb");
 
 /// The metadata key a non-leader sets to the leader's node id.
