@@ -22,6 +22,14 @@ pub enum ClientError {
         /// The last error seen.
         last: String,
     },
+    /// One server could not be reached or did not answer.
+    #[error("{server}: {reason}")]
+    Unreachable {
+        /// The server.
+        server: String,
+        /// Why.
+        reason: String,
+    },
     /// The client was given no server address.
     #[error("no server addresses given")]
     NoServers,
@@ -112,9 +120,9 @@ impl Client {
         kv.status(pb::StatusRequest {})
             .await
             .map(|response| response.into_inner())
-            .map_err(|status| ClientError::Unavailable {
-                attempts: 1,
-                last: format!("{server}: {}", status.message()),
+            .map_err(|status| ClientError::Unreachable {
+                server: server.to_owned(),
+                reason: status.message().to_owned(),
             })
     }
 

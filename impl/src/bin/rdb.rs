@@ -99,7 +99,7 @@ async fn status(servers: &[String]) -> ExitCode {
                     status.id, status.role, status.term, status.last_log_index, status.commit_index, status.applied_index
                 );
             }
-            Err(error) => println!("{server}: unreachable: {error}"),
+            Err(error) => println!("{server}: unreachable ({error})"),
         }
     }
     if reachable == 0 {
