@@ -48,6 +48,9 @@ pub struct StartOptions {
     pub listener: Option<TcpListener>,
     /// How many inputs the driver takes per batch; 1 makes every input its own step.
     pub max_batch: usize,
+    /// A bug of the model's catalogue to plant in the Peer (conformance tests only).
+    #[cfg(feature = "planted-bugs")]
+    pub bug: Option<model::bugs::Bug>,
 }
 
 impl Default for StartOptions {
@@ -55,6 +58,8 @@ impl Default for StartOptions {
         StartOptions {
             listener: None,
             max_batch: DEFAULT_MAX_BATCH,
+            #[cfg(feature = "planted-bugs")]
+            bug: None,
         }
     }
 }
@@ -93,15 +98,17 @@ impl Node {
     /// Starts a node in controlled mode: its timers fire only through
     /// [`Node::fire_timer`], and every message it sends goes to `outbound` instead of the
     /// network. Storage, the gRPC server and restart-from-files stay real.
+    /// Each input is its own batch (`options.max_batch` is ignored), so every step is
+    /// persisted before the next one, as in the model.
     pub async fn start_controlled(
         config: NodeConfig,
         logger: Logger,
-        listener: Option<TcpListener>,
+        options: StartOptions,
         outbound: impl Outbound,
     ) -> Result<Node, StartError> {
         let options = StartOptions {
-            listener,
             max_batch: 1,
+            ..options
         };
         let partition = Partition::default();
         Node::start_with(
@@ -140,7 +147,10 @@ impl Node {
             id: config.id,
             members: config.peers.keys().copied().collect(),
         };
-        let (peer, restore_output) = Peer::<Command>::restore(peer_config, durable)?;
+        #[allow(unused_mut)]
+        let (mut peer, restore_output) = Peer::<Command>::restore(peer_config, durable)?;
+        #[cfg(feature = "planted-bugs")]
+        peer.plant_bug(options.bug);
         let listener = match options.listener {
             Some(listener) => listener,
             None => {

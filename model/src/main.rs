@@ -5,6 +5,7 @@ use model::bugs::Bug;
 use model::checker::{check, ModelConfig, NetworkKind};
 use stateright::Model;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ enum Command {
     Explore(ExploreArgs),
     /// List the planted bugs, one per line: NAME, the property that catches it, what it does.
     Bugs,
+    /// Write traces (JSON Lines) for conformance replay and TLA+ trace validation: seeded
+    /// random walks, one per Sometimes example, one per planted bug's counterexample.
+    Traces(TracesArgs),
 }
 
 /// The model's dimensions. Giving any of them checks that one configuration instead of the
@@ -147,6 +151,31 @@ fn parse_bug(name: &str) -> Result<Bug, String> {
 }
 
 /// The configurations a check or explore runs: one configuration when a dimension or a bug is
+#[derive(Args, Debug)]
+struct TracesArgs {
+    /// Directory to write the trace files into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Number of random walks.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    count: usize,
+    /// Seed of the first walk; walk i uses seed S + i.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// At most this many steps per walk.
+    #[arg(long, value_name = "STEPS", default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_steps: u64,
+    /// Skip the Sometimes examples (their search takes the longest).
+    #[arg(long)]
+    no_examples: bool,
+    /// Skip the planted bugs' counterexamples.
+    #[arg(long)]
+    no_counterexamples: bool,
+    /// Walk this one configuration instead of the four walk configurations.
+    #[command(flatten)]
+    dimensions: Dimensions,
+}
+
 /// given, the default suite otherwise.
 fn configurations(dimensions: &Dimensions, bug: Option<Bug>) -> Vec<ModelConfig> {
     match (dimensions.any(), bug) {
@@ -208,12 +237,78 @@ fn run_explore(args: ExploreArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn run_traces(args: TracesArgs) -> ExitCode {
+    use model::checker::trace;
+    let walk_configs = if args.dimensions.any() {
+        let mut config = args.dimensions.apply(trace::walk_configs().remove(0));
+        config.name = "walk-custom".into();
+        config.symmetry = false;
+        vec![config]
+    } else {
+        trace::walk_configs()
+    };
+    for config in &walk_configs {
+        if let Err(why) = config.validate() {
+            return usage_error(&why);
+        }
+    }
+    if let Err(error) = std::fs::create_dir_all(&args.out) {
+        eprintln!("error: creating {}: {error}", args.out.display());
+        return ExitCode::from(2);
+    }
+    let mut traces = Vec::new();
+    eprintln!(
+        "writing {} random walks from seed {}",
+        args.count, args.seed
+    );
+    for i in 0..args.count {
+        let seed = args.seed.wrapping_add(i as u64);
+        let config = &walk_configs[i % walk_configs.len()];
+        let name = format!("walk-{seed:06}");
+        traces.push(trace::random_walk(
+            config,
+            seed,
+            args.max_steps as usize,
+            name,
+        ));
+    }
+    if !args.no_examples {
+        traces.extend(trace::examples(&mut |line| eprintln!("{line}")));
+    }
+    if !args.no_counterexamples {
+        for bug in Bug::ALL {
+            eprintln!("searching for the counterexample of {bug}");
+            match trace::counterexample(bug) {
+                Some(found) => traces.push(found),
+                None => eprintln!("warning: no counterexample found for {bug}"),
+            }
+        }
+    }
+    let mut steps = 0;
+    for found in &traces {
+        steps += found.steps.len();
+        let path = args.out.join(format!("{}.jsonl", found.header.name));
+        if let Err(error) = std::fs::write(&path, found.to_jsonl()) {
+            eprintln!("error: writing {}: {error}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    let crash_traces = traces.iter().filter(|t| t.has_crash()).count();
+    println!(
+        "traces: files={} steps={steps} crash_traces={crash_traces} out={}",
+        traces.len(),
+        args.out.display()
+    );
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => run_check(cli.check),
         Some(Command::Check(args)) => run_check(args),
         Some(Command::Explore(args)) => run_explore(args),
+        Some(Command::Traces(args)) => run_traces(args),
         Some(Command::Bugs) => {
             for bug in Bug::ALL {
                 println!(

@@ -9,6 +9,7 @@
 mod actor;
 pub mod properties;
 mod run;
+pub mod trace;
 
 pub use actor::{ClientState, Ghost, ModelActor, ModelMsg, NodeState, ServerState, Value};
 pub use run::{check, CheckReport, ConfigReport, PropertyReport, PropertyStatus};
