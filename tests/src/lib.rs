@@ -1,1 +1,4 @@
 //! Shared helpers for rdb's cross-cutting test targets (`tests/tests/*.rs`).
+
+pub mod cluster;
+pub mod linearizability;
