@@ -1,4 +1,5 @@
 //! Shared helpers for rdb's cross-cutting test targets (`tests/tests/*.rs`).
 
 pub mod cluster;
+pub mod conformance;
 pub mod linearizability;
