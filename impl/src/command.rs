@@ -4,7 +4,9 @@ use thiserror::Error;
 
 /// One state machine command. Reads are commands too: a `Get` goes through the log so that it
 /// observes every write committed before it (linearizable reads).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Command {
     /// Set `key` to `value`.
     Put {

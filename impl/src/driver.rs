@@ -17,6 +17,7 @@
 use crate::command::Command;
 use crate::config::Timing;
 use crate::kv::{CommandResult, KvStore};
+use crate::record::{RecordedEvent, RecordedInput, RecordedOutput, Recorder};
 use crate::storage::FileStorage;
 use model::TimerCommand;
 use model::{Entry, Index, Message, NodeId, Output, Peer, PeerError, RoleKind, Term, Timer};
@@ -279,6 +280,7 @@ pub struct Driver<T: Timers, O: Outbound> {
     inspections: Vec<(bool, oneshot::Sender<NodeState>)>,
     entries_written: u64,
     last_role: (RoleKind, Term, Option<NodeId>),
+    recorder: Option<Recorder>,
 }
 
 impl<T: Timers, O: Outbound> Driver<T, O> {
@@ -294,7 +296,15 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
         inputs: Receiver<Input>,
         logger: Logger,
         max_batch: usize,
+        mut recorder: Option<Recorder>,
     ) -> Self {
+        if let Some(recorder) = recorder.as_mut() {
+            recorder.record(RecordedEvent::Restore {
+                members: peer.config().members.clone(),
+                durable: peer.durable().clone(),
+                output: RecordedOutput::from(&restore_output),
+            });
+        }
         let last_role = (peer.role_kind(), peer.term(), peer.leader());
         let mut driver = Driver {
             peer,
@@ -311,6 +321,7 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             inspections: Vec::new(),
             entries_written: 0,
             last_role,
+            recorder,
         };
         driver.absorb(restore_output);
         driver.flush();
@@ -378,25 +389,18 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
     /// proposal in one call. Returns whether to stop.
     fn process(&mut self, timeouts: Vec<Timer>, batch: Vec<Input>) -> bool {
         for timer in timeouts {
-            let output = self.peer.handle_timeout(timer);
-            self.absorb(output);
+            self.timeout(timer);
         }
         let mut proposals = Vec::new();
         let mut stop = false;
         for input in batch {
             match input {
-                Input::Message { from, message } => match self.peer.handle_message(from, message) {
-                    Ok(output) => self.absorb(output),
-                    Err(error) => {
-                        warn!(self.logger, "message refused by the Peer"; "from" => from, "error" => %error)
-                    }
-                },
+                Input::Message { from, message } => self.message(from, message),
                 Input::Propose { command, reply } => proposals.push((command, reply)),
                 Input::FireTimer { timer, reply } => {
                     if self.timers.is_armed(timer) {
                         self.timers.cancel(timer);
-                        let output = self.peer.handle_timeout(timer);
-                        self.absorb(output);
+                        self.timeout(timer);
                         let _ = reply.send(Ok(()));
                     } else {
                         let _ = reply.send(Err(format!("timer {timer:?} is not armed")));
@@ -417,13 +421,44 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
         stop
     }
 
+    fn message(&mut self, from: NodeId, message: Message<Command>) {
+        let recorded = self.recorder.is_some().then(|| message.clone());
+        match self.peer.handle_message(from, message) {
+            Ok(output) => {
+                if let (Some(recorder), Some(message)) = (self.recorder.as_mut(), recorded) {
+                    recorder.step(
+                        RecordedInput::Message { from, message },
+                        &output,
+                        &self.peer,
+                    );
+                }
+                self.absorb(output);
+            }
+            Err(error) => {
+                warn!(self.logger, "message refused by the Peer"; "from" => from, "error" => %error)
+            }
+        }
+    }
+
+    fn timeout(&mut self, timer: Timer) {
+        let output = self.peer.handle_timeout(timer);
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.step(RecordedInput::Timeout(timer), &output, &self.peer);
+        }
+        self.absorb(output);
+    }
+
     fn propose(
         &mut self,
         proposals: Vec<(Command, oneshot::Sender<Result<Applied, ProposeError>>)>,
     ) {
         let (commands, replies): (Vec<_>, Vec<_>) = proposals.into_iter().unzip();
+        let recorded = self.recorder.is_some().then(|| commands.clone());
         match self.peer.propose(commands) {
             Ok((first, output)) => {
+                if let (Some(recorder), Some(commands)) = (self.recorder.as_mut(), recorded) {
+                    recorder.step(RecordedInput::Propose(commands), &output, &self.peer);
+                }
                 let term = self.peer.term();
                 for (offset, reply) in replies.into_iter().enumerate() {
                     self.waiting.insert(first + offset as Index, (term, reply));
@@ -479,6 +514,19 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                 eprintln!("rdb-server: fatal storage error: {error}");
                 std::process::exit(74);
             }
+            if let Some(recorder) = self.recorder.as_mut() {
+                let durable = self.peer.durable();
+                let entries = pending
+                    .persist
+                    .log_from
+                    .map_or_else(Vec::new, |from| durable.log[(from - 1) as usize..].to_vec());
+                recorder.record(RecordedEvent::Persisted {
+                    term: durable.term,
+                    voted_for: durable.voted_for,
+                    log_from: pending.persist.log_from,
+                    entries,
+                });
+            }
         }
         for (to, message) in pending.send_after_persist {
             self.outbound.send(to, message);
@@ -487,6 +535,9 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             log_state!(debug, self, "commit advanced", "new_commit" => commit);
         }
         self.apply();
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.flush();
+        }
         for (with_log, reply) in std::mem::take(&mut self.inspections) {
             let _ = reply.send(self.state(with_log));
         }

@@ -8,6 +8,7 @@ pub mod driver;
 pub mod kv;
 pub mod logging;
 pub mod node;
+pub mod record;
 pub mod service;
 pub mod storage;
 pub mod transport;

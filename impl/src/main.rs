@@ -53,6 +53,10 @@ struct Args {
     /// measurements only.
     #[arg(long)]
     no_fsync: bool,
+    /// Record every Peer input and output, and what storage made durable, to FILE (JSON
+    /// Lines, appended), for checking a run against the model. Off by default.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -106,7 +110,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let config = flags.or(file).build()?;
     let logger = logging::build(args.log_format, args.log_level);
-    let node = Node::start(config.clone(), logger.clone(), StartOptions::default())
+    let options = StartOptions {
+        record: args.record,
+        ..StartOptions::default()
+    };
+    let node = Node::start(config.clone(), logger.clone(), options)
         .await
         .with_context(|| format!("starting node {}", config.id))?;
     wait_for_signal().await?;

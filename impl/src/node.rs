@@ -6,6 +6,7 @@ use crate::driver::{
     Applied, ClockTimers, Driver, Input, ManualTimers, NodeState, Outbound, ProposeError, Timers,
     DEFAULT_MAX_BATCH,
 };
+use crate::record::Recorder;
 use crate::service::KvService;
 use crate::storage::{FileStorage, StorageError, StorageOptions};
 use crate::transport::{GrpcOutbound, Partition, PeerService};
@@ -37,6 +38,14 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The recording file could not be opened.
+    #[error("opening the recording {path}: {source}")]
+    Record {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The driver thread could not be spawned.
     #[error("spawning the driver thread: {0}")]
     Thread(std::io::Error),
@@ -48,6 +57,9 @@ pub struct StartOptions {
     pub listener: Option<TcpListener>,
     /// How many inputs the driver takes per batch; 1 makes every input its own step.
     pub max_batch: usize,
+    /// Record every Peer input and output, and what storage made durable, to this file
+    /// (appending). Off by default.
+    pub record: Option<std::path::PathBuf>,
     /// A bug of the model's catalogue to plant in the Peer (conformance tests only).
     #[cfg(feature = "planted-bugs")]
     pub bug: Option<model::bugs::Bug>,
@@ -58,6 +70,7 @@ impl Default for StartOptions {
         StartOptions {
             listener: None,
             max_batch: DEFAULT_MAX_BATCH,
+            record: None,
             #[cfg(feature = "planted-bugs")]
             bug: None,
         }
@@ -166,6 +179,17 @@ impl Node {
             addr: config.listen,
             source,
         })?;
+        let recorder = match &options.record {
+            Some(path) => {
+                Some(
+                    Recorder::open(path, config.id).map_err(|source| StartError::Record {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         let (inputs, receiver) = mpsc::channel();
         let driver = Driver::new(
             peer,
@@ -176,6 +200,7 @@ impl Node {
             receiver,
             logger.clone(),
             options.max_batch,
+            recorder,
         );
         let driver = std::thread::Builder::new()
             .name(format!("rdb-driver-{}", config.id))

@@ -3,3 +3,4 @@
 pub mod cluster;
 pub mod conformance;
 pub mod linearizability;
+pub mod validation;

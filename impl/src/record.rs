@@ -1,0 +1,177 @@
+//! The recorder: every Peer input and output of a node, and what storage made durable, as
+//! JSON Lines. Off unless asked for (`rdb-server --record FILE`); a checker in the `tests`
+//! package replays a recording through the model's Peer and checks the run against the model
+//! (see `tests/src/validation.rs`).
+
+use crate::command::Command;
+use model::TimerCommand;
+use model::{Durable, Entry, Index, Message, NodeId, Output, Peer, RoleKind, Term, Timer};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What the Peer was given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordedInput {
+    /// `handle_message(from, message)`.
+    Message {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        message: Message<Command>,
+    },
+    /// `handle_timeout(timer)`.
+    Timeout(Timer),
+    /// `propose(commands)`.
+    Propose(Vec<Command>),
+}
+
+/// What the Peer answered, field by field as in [`Output`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedOutput {
+    /// `persist.hard_state`.
+    pub hard_state: bool,
+    /// `persist.log_from`.
+    pub log_from: Option<Index>,
+    /// `send_now`.
+    pub send_now: Vec<(NodeId, Message<Command>)>,
+    /// `send_after_persist`.
+    pub send_after_persist: Vec<(NodeId, Message<Command>)>,
+    /// `commit`.
+    pub commit: Option<Index>,
+    /// `timers`: `true` sets, `false` cancels.
+    pub timers: Vec<(Timer, bool)>,
+}
+
+impl From<&Output<Command>> for RecordedOutput {
+    fn from(output: &Output<Command>) -> Self {
+        RecordedOutput {
+            hard_state: output.persist.hard_state,
+            log_from: output.persist.log_from,
+            send_now: output.send_now.clone(),
+            send_after_persist: output.send_after_persist.clone(),
+            commit: output.commit,
+            timers: output
+                .timers
+                .iter()
+                .map(|command| match command {
+                    TimerCommand::Set(timer) => (*timer, true),
+                    TimerCommand::Cancel(timer) => (*timer, false),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One line of a recording.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordedEvent {
+    /// The node started: `Peer::restore(members, durable)` and its output.
+    Restore {
+        /// The cluster's members.
+        members: Vec<NodeId>,
+        /// What storage gave back.
+        durable: Durable<Command>,
+        /// What `restore` answered.
+        output: RecordedOutput,
+    },
+    /// One Peer call and its answer, with the Peer's role, term and commit after it.
+    Step {
+        /// The call.
+        input: RecordedInput,
+        /// The answer.
+        output: RecordedOutput,
+        /// The role after the call.
+        role: RoleKind,
+        /// The term after the call.
+        term: Term,
+        /// The commit index after the call.
+        commit: Index,
+    },
+    /// Storage made this durable (one fsync'd save): the hard state, and the log from
+    /// `log_from` on when it changed.
+    Persisted {
+        /// The term written.
+        term: Term,
+        /// The vote written.
+        voted_for: Option<NodeId>,
+        /// Where the log was rewritten from, if it was.
+        log_from: Option<Index>,
+        /// The entries written from `log_from` on.
+        entries: Vec<Entry<Command>>,
+    },
+}
+
+/// A line with its time and node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// Microseconds since the Unix epoch (all nodes of one machine share this clock).
+    pub micros: u64,
+    /// The node.
+    pub node: NodeId,
+    /// The event.
+    pub event: RecordedEvent,
+}
+
+/// Writes a node's recording. A failure to write is reported once and ends the recording,
+/// never the node.
+pub struct Recorder {
+    node: NodeId,
+    out: Option<BufWriter<File>>,
+}
+
+impl Recorder {
+    /// Appends to `path` (a restarted node continues its file).
+    pub fn open(path: &Path, node: NodeId) -> std::io::Result<Recorder> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Recorder {
+            node,
+            out: Some(BufWriter::new(file)),
+        })
+    }
+
+    /// Records one event.
+    pub fn record(&mut self, event: RecordedEvent) {
+        let Some(out) = self.out.as_mut() else { return };
+        let line = Recorded {
+            micros: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            node: self.node,
+            event,
+        };
+        let written = serde_json::to_writer(&mut *out, &line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"));
+        if let Err(error) = written {
+            eprintln!("rdb-server: recording stopped: {error}");
+            self.out = None;
+        }
+    }
+
+    /// Records a Peer call.
+    pub fn step(&mut self, input: RecordedInput, output: &Output<Command>, peer: &Peer<Command>) {
+        self.record(RecordedEvent::Step {
+            input,
+            output: RecordedOutput::from(output),
+            role: peer.role_kind(),
+            term: peer.term(),
+            commit: peer.commit_index(),
+        });
+    }
+
+    /// Pushes buffered lines to the file (after each batch).
+    pub fn flush(&mut self) {
+        if let Some(out) = self.out.as_mut() {
+            if let Err(error) = out.flush() {
+                eprintln!("rdb-server: recording stopped: {error}");
+                self.out = None;
+            }
+        }
+    }
+}
