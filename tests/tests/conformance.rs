@@ -106,6 +106,7 @@ async fn an_altered_expected_value_is_reported_at_its_step() {
     let mismatch: Mismatch = replay(&trace, ReplayOptions::default())
         .await
         .expect_err("the altered trace must not replay");
+    println!("{mismatch}");
     assert_eq!(mismatch.step, target, "{mismatch}");
     assert_eq!(mismatch.what, format!("node {server} term"), "{mismatch}");
     assert_eq!(
