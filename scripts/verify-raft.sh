@@ -44,6 +44,7 @@ declare -a ADDRS=()  # ADDRS[node] = its client/peer address
 declare -A ACKED=()  # key -> value of every acknowledged write
 BG_PID=""        # the bounded command being waited for
 CLIENT_PID=""    # a client running in the background
+BUILD_PID=""     # cargo, in a process group of its own
 PASSED=0
 FAILED=0
 SKIPPED=0
@@ -72,6 +73,9 @@ remove_namespaces() { # TAG
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
+  if [[ -n "$BUILD_PID" ]]; then
+    kill -TERM -- "-$BUILD_PID" 2>/dev/null
+  fi
   local pid
   for pid in $BG_PID $CLIENT_PID; do
     kill "$pid" 2>/dev/null
@@ -579,15 +583,16 @@ check_partition() {
 
 main() {
   echo "== building: cargo build --release -p rdb-server"
-  (cd "$ROOT" && exec cargo build --release -p rdb-server --bin rdb-server --bin rdb) &
-  BG_PID=$!
-  wait "$BG_PID" || {
-    BG_PID=""
+  # In a process group of its own, so that an interrupt stops rustc too.
+  (cd "$ROOT" && exec setsid cargo build --release -p rdb-server --bin rdb-server --bin rdb) &
+  BUILD_PID=$!
+  wait "$BUILD_PID" || {
+    BUILD_PID=""
     echo "FAIL build: cargo build --release -p rdb-server failed"
     FAILED=1
     exit 1
   }
-  BG_PID=""
+  BUILD_PID=""
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/verify-raft.XXXXXX")
 
   echo "== three nodes on 127.0.0.1 (data in $WORK)"
