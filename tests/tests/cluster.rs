@@ -22,6 +22,7 @@
 use rdb_proto as pb;
 use rdb_server::client::Client;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -616,12 +617,17 @@ fn linearizable_under_kills_and_partitions() {
             .collect();
         lost.extend(lost_puts(&of_key, finals[key]).into_iter().cloned());
     }
-    println!(
-        "cluster: ops={operations} faults={} linearizable={} lost={}",
+    // Written to stdout itself rather than with println!, which the test harness captures:
+    // `cargo test` shows this line even when the test passes.
+    let summary = format!(
+        "cluster: ops={operations} faults={} linearizable={} lost={}\n",
         faults.len(),
         bad.is_empty(),
         lost.len()
     );
+    std::io::stdout()
+        .write_all(summary.as_bytes())
+        .expect("writing to stdout");
     assert!(
         bad.is_empty(),
         "not linearizable: {bad:#?}\n(history in {})",
