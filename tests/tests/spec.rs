@@ -1,0 +1,1122 @@
+//! The TLA+ spec `tla/Raft.tla`, checked with the `tla-checker` crate as a library:
+//!
+//! - `Raft.tla` and `MCRaft.tla` parse, define one action per trace action and one invariant
+//!   (or action property) per Always property of the model, with the same names;
+//! - `MCRaft.cfg`'s bounded configuration is model-checked to completion without violation;
+//! - model traces (the checked-in corpus and freshly generated walks) are replayed against
+//!   `Raft.tla`: every step, mapped into TLA+ variables, must be a step of `Next` through the
+//!   trace's action, and every state must satisfy the invariants;
+//! - a trace with one illegal step is rejected at that step, and each planted bug's
+//!   counterexample is rejected at the step where the correct Peer parts from it;
+//! - deliberately broken copies of the spec violate ElectionSafety, LogMatching and
+//!   StateMachineSafety, so those invariants can fail.
+//!
+//! `cargo test -p tests --test spec` prints `spec: distinct_states=N traces_validated=M`.
+
+use model::checker::properties::{self, Expect};
+use model::checker::trace::{self, NodeView, Sent, Step, Trace};
+use model::{Config, Durable, Entry, Message, NodeId, Peer, Timer};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tla_checker::ast::{Env, Expr, Spec, State, Value};
+use tla_checker::checker::{self as tlc, CheckResult};
+use tla_checker::eval::{self, Definitions, EvalContext};
+use tla_checker::load::prepare_from_path;
+
+/// The actions of the trace format, which are the actions of `Raft.tla`'s `Next`.
+const ACTIONS: [&str; 10] = [
+    "ElectionTimeout",
+    "HeartbeatTimeout",
+    "ClientRequest",
+    "HandleRequestVoteRequest",
+    "HandleRequestVoteResponse",
+    "HandleAppendEntriesRequest",
+    "HandleAppendEntriesResponse",
+    "Crash",
+    "Recover",
+    "DropMessage",
+];
+
+/// Walks generated in the test, on top of the checked-in corpus.
+const GENERATED_WALKS: usize = 60;
+const GENERATED_SEED: u64 = 5000;
+const GENERATED_MAX_STEPS: usize = 40;
+
+fn tla_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tla")
+}
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/traces")
+}
+
+fn name(text: &str) -> Arc<str> {
+    Arc::from(text)
+}
+
+fn always_properties() -> Vec<&'static str> {
+    properties::ALL
+        .iter()
+        .filter(|p| p.expectation == Expect::Always)
+        .map(|p| p.name)
+        .collect()
+}
+
+// ----- Loading the spec -----
+
+/// `Raft.tla` prepared for evaluation under one binding of its constants.
+struct Loaded {
+    spec: Spec,
+    env: Env,
+    defs: Definitions,
+    primed: Vec<Arc<str>>,
+    index: BTreeMap<String, usize>,
+    duplicating: bool,
+}
+
+impl Loaded {
+    /// `Raft.tla` with servers `0..servers` (as in traces), the given values, and the
+    /// network's kind.
+    fn new(
+        source_dir: &Path,
+        servers: usize,
+        values: &[u8],
+        duplicating: bool,
+        lossy: bool,
+    ) -> Self {
+        let constants = vec![
+            (
+                name("Server"),
+                Value::set((0..servers as i64).map(Value::Int).collect()),
+            ),
+            (
+                name("Value"),
+                Value::set(values.iter().map(|v| Value::Int(i64::from(*v))).collect()),
+            ),
+            (name("Nil"), Value::Model(name("Nil"))),
+            (name("Duplicating"), Value::Bool(duplicating)),
+            (name("Lossy"), Value::Bool(lossy)),
+        ];
+        let prepared = prepare_from_path(&source_dir.join("Raft.tla"), None, &constants)
+            .unwrap_or_else(|e| panic!("Raft.tla does not load: {e}"));
+        let (env, defs) = tlc::prepare_spec(
+            &prepared.spec,
+            &prepared.domains,
+            Some(&prepared.spec_path),
+            true,
+        )
+        .unwrap_or_else(|e| panic!("Raft.tla does not prepare: {e:?}"));
+        let spec = prepared.spec;
+        let primed = eval::make_primed_names(&spec.vars);
+        let index = spec
+            .vars
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.to_string(), i))
+            .collect();
+        Loaded {
+            spec,
+            env,
+            defs,
+            primed,
+            index,
+            duplicating,
+        }
+    }
+
+    fn for_trace(trace: &Trace) -> Self {
+        let config = &trace.header.config;
+        Loaded::new(
+            &tla_dir(),
+            trace.header.servers,
+            &trace.header.values,
+            config.network == "duplicating",
+            config.lossy,
+        )
+    }
+
+    fn var<'a>(&self, state: &'a State, var: &str) -> &'a Value {
+        &state.values[self.index[var]]
+    }
+
+    fn init_states(&self) -> Vec<State> {
+        let init = self.spec.init.as_ref().expect("Raft.tla defines Init");
+        eval::init_states(init, &self.spec.vars, &self.env, &self.defs)
+            .unwrap_or_else(|e| panic!("Init: {}", tlc::format_eval_error(&e)))
+    }
+
+    /// The successors of `state` through `action` with `bindings` in scope.
+    fn successors(&self, action: &Expr, state: &State, bindings: &[(&str, Value)]) -> Vec<State> {
+        let mut env = self.env.clone();
+        for (var, value) in bindings {
+            env.insert(name(var), value.clone());
+        }
+        eval::next_states(
+            action,
+            state,
+            &self.spec.vars,
+            &self.primed,
+            &mut env,
+            &self.defs,
+        )
+        .unwrap_or_else(|e| panic!("evaluating an action: {}", tlc::format_eval_error(&e)))
+        .into_iter()
+        .map(|t| t.state)
+        .collect()
+    }
+
+    fn next_successors(&self, state: &State) -> Vec<State> {
+        let next = self.spec.next.as_ref().expect("Raft.tla defines Next");
+        self.successors(next, state, &[])
+    }
+
+    /// The model's Always properties that the step from `before` to `after` violates: the
+    /// state invariants are evaluated on `after`, the action properties (`[][A]_vars`) on
+    /// the step.
+    fn violated_properties(&self, before: &State, after: &State) -> Vec<&'static str> {
+        let mut env = self.env.clone();
+        for (var, value) in self.spec.vars.iter().zip(&before.values) {
+            env.insert(var.clone(), value.clone());
+        }
+        for (primed, value) in self.primed.iter().zip(&after.values) {
+            env.insert(primed.clone(), value.clone());
+        }
+        let mut after_env = self.env.clone();
+        for (var, value) in self.spec.vars.iter().zip(&after.values) {
+            after_env.insert(var.clone(), value.clone());
+        }
+        let context = EvalContext {
+            state_vars: self.spec.vars.clone(),
+        };
+        always_properties()
+            .into_iter()
+            .filter(|property| {
+                let (_, body) = &self.defs[*property];
+                let holds = match body.as_ref() {
+                    Expr::BoxAction(action, _) => {
+                        eval::eval_with_context(action, &mut env, &self.defs, &context)
+                    }
+                    invariant => {
+                        eval::eval_with_context(invariant, &mut after_env, &self.defs, &context)
+                    }
+                };
+                !matches!(holds, Ok(Value::Bool(true)))
+            })
+            .collect()
+    }
+}
+
+// ----- TLA+ values of trace data, and back -----
+
+fn int(value: &Value) -> i64 {
+    match value {
+        Value::Int(i) => *i,
+        other => panic!("expected an integer, found {}", tlc::format_value(other)),
+    }
+}
+
+/// `f[key]` for a function, sequence or record value.
+fn apply<'a>(f: &'a Value, key: &Value) -> &'a Value {
+    let found = match (f, key) {
+        (Value::Fn(map), key) => map.get(key),
+        (Value::Tuple(items), Value::Int(i)) => {
+            usize::try_from(*i - 1).ok().and_then(|i| items.get(i))
+        }
+        (Value::Record(fields), Value::Str(field)) => fields.get(field),
+        _ => None,
+    };
+    found.unwrap_or_else(|| {
+        panic!(
+            "{} has no element {}",
+            tlc::format_value(f),
+            tlc::format_value(key)
+        )
+    })
+}
+
+fn field<'a>(record: &'a Value, name: &str) -> &'a Value {
+    apply(record, &Value::Str(Arc::from(name)))
+}
+
+fn server(id: NodeId) -> Value {
+    Value::Int(id as i64)
+}
+
+fn optional_server(value: &Value) -> Option<NodeId> {
+    match value {
+        Value::Int(i) => Some(*i as NodeId),
+        _ => None,
+    }
+}
+
+fn record(fields: Vec<(&str, Value)>) -> Value {
+    Value::record(fields.into_iter().map(|(k, v)| (name(k), v)).collect())
+}
+
+fn entry_value(entry: &Entry<u8>) -> Value {
+    record(vec![
+        ("term", Value::Int(entry.term as i64)),
+        (
+            "command",
+            entry
+                .command
+                .map_or(Value::Model(name("Nil")), |c| Value::Int(i64::from(c))),
+        ),
+    ])
+}
+
+fn entries_value(entries: &[Entry<u8>]) -> Value {
+    Value::tuple(entries.iter().map(entry_value).collect())
+}
+
+/// A message with its envelope, as `Raft.tla` writes it.
+fn message_value(from: NodeId, to: NodeId, message: &Message<u8>) -> Value {
+    let int = |n: u64| Value::Int(n as i64);
+    let mut fields = vec![
+        ("type", Value::Str(name(message.kind()))),
+        ("term", int(message.term())),
+        ("from", server(from)),
+        ("to", server(to)),
+    ];
+    match message {
+        Message::RequestVoteRequest {
+            last_log_index,
+            last_log_term,
+            ..
+        } => {
+            fields.push(("last_log_index", int(*last_log_index)));
+            fields.push(("last_log_term", int(*last_log_term)));
+        }
+        Message::RequestVoteResponse { granted, .. } => {
+            fields.push(("granted", Value::Bool(*granted)));
+        }
+        Message::AppendEntriesRequest {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+            ..
+        } => {
+            fields.push(("prev_log_index", int(*prev_log_index)));
+            fields.push(("prev_log_term", int(*prev_log_term)));
+            fields.push(("entries", entries_value(entries)));
+            fields.push(("leader_commit", int(*leader_commit)));
+        }
+        Message::AppendEntriesResponse { success, index, .. } => {
+            fields.push(("success", Value::Bool(*success)));
+            fields.push(("index", int(*index)));
+        }
+    }
+    record(fields)
+}
+
+type Bag = BTreeMap<Value, i64>;
+
+fn bag(value: &Value) -> Bag {
+    match value {
+        Value::Fn(map) => map.iter().map(|(k, v)| (k.clone(), int(v))).collect(),
+        Value::Tuple(items) if items.is_empty() => Bag::new(),
+        other => panic!("messages is not a bag: {}", tlc::format_value(other)),
+    }
+}
+
+fn format_bag(bag: &Bag) -> String {
+    let items: Vec<String> = bag
+        .iter()
+        .map(|(m, n)| {
+            let shown = tlc::format_value(m);
+            if *n == 1 {
+                shown
+            } else {
+                format!("{n} x {shown}")
+            }
+        })
+        .collect();
+    format!("{{{}}}", items.join(", "))
+}
+
+fn log_of(value: &Value) -> Vec<Entry<u8>> {
+    let Value::Tuple(items) = value else {
+        panic!("a log is a sequence, found {}", tlc::format_value(value));
+    };
+    items
+        .iter()
+        .map(|e| Entry {
+            term: int(field(e, "term")) as u64,
+            command: match field(e, "command") {
+                Value::Int(c) => Some(*c as u8),
+                _ => None,
+            },
+        })
+        .collect()
+}
+
+impl Loaded {
+    /// Server `i` of `state` as a trace shows it: a crashed server shows its persisted term,
+    /// vote and log, and no role, leader or commit index.
+    fn node_view(&self, state: &State, i: NodeId) -> NodeView {
+        let at = |var: &str| apply(self.var(state, var), &server(i));
+        let crashed = matches!(at("crashed"), Value::Bool(true));
+        let role = match at("role") {
+            Value::Str(role) => match role.as_ref() {
+                "Follower" => model::RoleKind::Follower,
+                "Candidate" => model::RoleKind::Candidate,
+                "Leader" => model::RoleKind::Leader,
+                other => panic!("unknown role {other}"),
+            },
+            other => panic!("a role is a string, found {}", tlc::format_value(other)),
+        };
+        NodeView {
+            id: i,
+            crashed,
+            role: (!crashed).then_some(role),
+            term: int(at("currentTerm")) as u64,
+            voted_for: optional_server(at("votedFor")),
+            leader: if crashed {
+                None
+            } else {
+                optional_server(at("leader"))
+            },
+            log: log_of(at("log")),
+            commit: if crashed {
+                0
+            } else {
+                int(at("commitIndex")) as u64
+            },
+        }
+    }
+
+    fn node_views(&self, state: &State, servers: usize) -> Vec<NodeView> {
+        (0..servers as NodeId)
+            .map(|i| self.node_view(state, i))
+            .collect()
+    }
+}
+
+/// The TLA+ variables in which two node views differ, with both values.
+fn node_differences(spec: &NodeView, trace: &NodeView) -> Vec<String> {
+    let i = trace.id;
+    let mut out = Vec::new();
+    let mut differ = |var: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{var}[{i}]: spec {a}, trace {b}"));
+        }
+    };
+    differ(
+        "crashed",
+        spec.crashed.to_string(),
+        trace.crashed.to_string(),
+    );
+    differ(
+        "role",
+        format!("{:?}", spec.role),
+        format!("{:?}", trace.role),
+    );
+    differ("currentTerm", spec.term.to_string(), trace.term.to_string());
+    differ(
+        "votedFor",
+        format!("{:?}", spec.voted_for),
+        format!("{:?}", trace.voted_for),
+    );
+    differ(
+        "leader",
+        format!("{:?}", spec.leader),
+        format!("{:?}", trace.leader),
+    );
+    differ("log", format!("{:?}", spec.log), format!("{:?}", trace.log));
+    differ(
+        "commitIndex",
+        spec.commit.to_string(),
+        trace.commit.to_string(),
+    );
+    out
+}
+
+// ----- Replaying a trace against the spec -----
+
+/// Why a trace is not a behaviour of the spec.
+#[derive(Debug)]
+struct Rejection {
+    trace: String,
+    step: usize,
+    reason: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "trace {}: step {} is not a step of Raft.tla's Next: {}",
+            self.trace, self.step, self.reason
+        )
+    }
+}
+
+/// The instance of a `Next` disjunct that a trace step names, with the values it binds.
+fn instance(step: &Step) -> Result<(String, Vec<(&'static str, Value)>), String> {
+    let node = ("node", server(step.node));
+    let message = || -> Result<(&'static str, Value), String> {
+        let from = step.from.ok_or("a message action without `from`")?;
+        let message = step
+            .message
+            .as_ref()
+            .ok_or("a message action without `message`")?;
+        Ok(("msg", message_value(from, step.node, message)))
+    };
+    let handler = |kind: &str| -> Result<(String, Vec<(&'static str, Value)>), String> {
+        let msg = message()?;
+        let expected = format!("Handle{}", field_str(&msg.1, "type"));
+        if expected != step.action {
+            return Err(format!(
+                "{} carries a {}",
+                step.action,
+                field_str(&msg.1, "type")
+            ));
+        }
+        Ok((
+            format!(
+                "msg \\in BagToSet(messages) /\\ msg.type = \"{kind}\" \
+                 /\\ {}(msg.to, msg.from, msg)",
+                step.action
+            ),
+            vec![msg],
+        ))
+    };
+    match step.action.as_str() {
+        "ElectionTimeout" | "HeartbeatTimeout" | "Crash" | "Recover" => {
+            Ok((format!("{}(node)", step.action), vec![node]))
+        }
+        "ClientRequest" => {
+            let value = step.value.ok_or("ClientRequest without `value`")?;
+            Ok((
+                "ClientRequest(node, value)".into(),
+                vec![node, ("value", Value::Int(i64::from(value)))],
+            ))
+        }
+        "HandleRequestVoteRequest" => handler("RequestVoteRequest"),
+        "HandleRequestVoteResponse" => handler("RequestVoteResponse"),
+        "HandleAppendEntriesRequest" => handler("AppendEntriesRequest"),
+        "HandleAppendEntriesResponse" => handler("AppendEntriesResponse"),
+        "DropMessage" => Ok((
+            "msg \\in BagToSet(messages) /\\ DropMessage(msg)".into(),
+            vec![message()?],
+        )),
+        other => Err(format!("unknown action `{other}`")),
+    }
+}
+
+fn field_str(record: &Value, name: &str) -> String {
+    match field(record, name) {
+        Value::Str(s) => s.to_string(),
+        other => tlc::format_value(other),
+    }
+}
+
+impl Loaded {
+    /// The messages in flight after `step` from `before`, as the trace says.
+    fn expected_network(&self, before: &State, step: &Step) -> Bag {
+        let mut network = bag(self.var(before, "messages"));
+        let consumes = match step.action.as_str() {
+            "DropMessage" => true,
+            action => action.starts_with("Handle") && !self.duplicating,
+        };
+        if consumes {
+            if let (Some(from), Some(message)) = (step.from, &step.message) {
+                let consumed = message_value(from, step.node, message);
+                if let Some(count) = network.get_mut(&consumed) {
+                    *count -= 1;
+                    if *count == 0 {
+                        network.remove(&consumed);
+                    }
+                }
+            }
+        }
+        for Sent { from, to, message } in &step.sent {
+            *network
+                .entry(message_value(*from, *to, message))
+                .or_insert(0) += 1;
+        }
+        network
+    }
+
+    /// How the spec's successor `after` differs from what the trace says of the step.
+    fn differences(&self, before: &State, after: &State, step: &Step) -> Vec<String> {
+        let mut out = Vec::new();
+        for expected in &step.nodes {
+            let actual = self.node_view(after, expected.id);
+            out.extend(node_differences(&actual, expected));
+        }
+        let expected = self.expected_network(before, step);
+        let actual = bag(self.var(after, "messages"));
+        if expected != actual {
+            out.push(format!(
+                "messages: spec {}, trace {}",
+                format_bag(&actual),
+                format_bag(&expected)
+            ));
+        }
+        out
+    }
+
+    /// Why the step's action instance has no successor from `state`.
+    fn disabled_reason(&self, state: &State, step: &Step, bindings: &[(&str, Value)]) -> String {
+        let node = server(step.node);
+        let crashed = matches!(apply(self.var(state, "crashed"), &node), Value::Bool(true));
+        let role = field_str_value(apply(self.var(state, "role"), &node));
+        let mut why = format!("it is not enabled (server {} ", step.node);
+        if crashed {
+            why.push_str("is crashed");
+        } else {
+            write!(why, "is a running {role}").expect("writing to a String");
+        }
+        if let Some((_, msg)) = bindings.iter().find(|(n, _)| *n == "msg") {
+            let network = bag(self.var(state, "messages"));
+            if !network.contains_key(msg) {
+                write!(
+                    why,
+                    "; the message {} is not in flight",
+                    tlc::format_value(msg)
+                )
+                .expect("writing to a String");
+            }
+        }
+        why.push(')');
+        why
+    }
+
+    /// Replays `trace`; returns the number of steps, or where and why the spec disagrees.
+    fn validate(&self, trace: &Trace) -> Result<usize, Rejection> {
+        let servers = trace.header.servers;
+        let reject = |step: usize, reason: String| Rejection {
+            trace: trace.header.name.clone(),
+            step,
+            reason,
+        };
+        let init = self.init_states();
+        let mut current: Vec<State> = init
+            .into_iter()
+            .filter(|s| self.node_views(s, servers) == trace.init.nodes)
+            .collect();
+        if current.is_empty() {
+            return Err(reject(0, "the initial state is not an Init state".into()));
+        }
+        for step in &trace.steps {
+            let (text, bindings) = instance(step).map_err(|why| reject(step.step, why))?;
+            let action = tla_checker::parser::parse_expr(&text)
+                .unwrap_or_else(|e| panic!("parsing `{text}`: {e:?}"));
+            let mut next: Vec<State> = Vec::new();
+            let mut reasons = Vec::new();
+            for before in &current {
+                let successors = self.successors(&action, before, &bindings);
+                if successors.is_empty() {
+                    reasons.push(format!(
+                        "{} {}",
+                        step.action,
+                        self.disabled_reason(before, step, &bindings)
+                    ));
+                    continue;
+                }
+                let mut of_next: Option<Vec<State>> = None;
+                for after in successors {
+                    let differences = self.differences(before, &after, step);
+                    if !differences.is_empty() {
+                        reasons.push(format!(
+                            "after {} the spec and the trace differ in {}",
+                            step.action,
+                            differences.join("; ")
+                        ));
+                        continue;
+                    }
+                    let of_next = of_next.get_or_insert_with(|| self.next_successors(before));
+                    if !of_next.contains(&after) {
+                        reasons.push(format!(
+                            "the {} step is not among Next's successors",
+                            step.action
+                        ));
+                        continue;
+                    }
+                    let violated = self.violated_properties(before, &after);
+                    if !violated.is_empty() {
+                        reasons.push(format!("the state after it violates {violated:?}"));
+                        continue;
+                    }
+                    if !next.contains(&after) {
+                        next.push(after);
+                    }
+                }
+            }
+            if next.is_empty() {
+                reasons.dedup();
+                return Err(reject(step.step, reasons.join(" | ")));
+            }
+            current = next;
+        }
+        Ok(trace.steps.len())
+    }
+}
+
+fn field_str_value(value: &Value) -> String {
+    match value {
+        Value::Str(s) => s.to_string(),
+        other => tlc::format_value(other),
+    }
+}
+
+// ----- Replaying a trace against the correct Peer (to locate a planted bug's step) -----
+
+fn peer_view(id: NodeId, peer: &Peer<u8>) -> NodeView {
+    NodeView {
+        id,
+        crashed: false,
+        role: Some(peer.role_kind()),
+        term: peer.term(),
+        voted_for: peer.voted_for(),
+        leader: peer.leader(),
+        log: peer.log().to_vec(),
+        commit: peer.commit_index(),
+    }
+}
+
+fn crashed_view(id: NodeId, durable: &Durable<u8>) -> NodeView {
+    NodeView {
+        id,
+        crashed: true,
+        role: None,
+        term: durable.term,
+        voted_for: durable.voted_for,
+        leader: None,
+        log: durable.log.clone(),
+        commit: 0,
+    }
+}
+
+/// The first step at which the correct Peer does not do what the trace says: the step where
+/// a planted bug shows. `None` if the Peer follows the whole trace.
+fn first_peer_divergence(trace: &Trace) -> Option<usize> {
+    let members: Vec<NodeId> = (0..trace.header.servers as NodeId).collect();
+    let config = |id| Config {
+        id,
+        members: members.clone(),
+    };
+    let mut peers: Vec<Peer<u8>> = members
+        .iter()
+        .map(|&id| {
+            Peer::restore(config(id), Durable::default())
+                .expect("a valid config")
+                .0
+        })
+        .collect();
+    let mut crashed: Vec<Option<Durable<u8>>> = vec![None; members.len()];
+    for step in &trace.steps {
+        let i = step.node as usize;
+        let message = || Some((step.from?, step.message.clone()?));
+        let output = match step.action.as_str() {
+            "ElectionTimeout" => Some(peers[i].handle_timeout(Timer::Election)),
+            "HeartbeatTimeout" => Some(peers[i].handle_timeout(Timer::Heartbeat)),
+            "ClientRequest" => peers[i]
+                .propose(vec![step.value?])
+                .ok()
+                .map(|(_, output)| output),
+            "Crash" => {
+                crashed[i] = Some(peers[i].durable().clone());
+                None
+            }
+            "Recover" => {
+                let durable = crashed[i].take()?;
+                peers[i] = Peer::restore(config(step.node), durable).ok()?.0;
+                None
+            }
+            "DropMessage" => None,
+            _ => {
+                let (from, message) = message()?;
+                Some(peers[i].handle_message(from, message).ok()?)
+            }
+        };
+        let sent: Vec<Sent> = output
+            .iter()
+            .flat_map(|o| o.messages())
+            .map(|(to, message)| Sent {
+                from: step.node,
+                to: *to,
+                message: message.clone(),
+            })
+            .collect();
+        let views: Vec<NodeView> = members
+            .iter()
+            .map(|&id| match &crashed[id as usize] {
+                Some(durable) => crashed_view(id, durable),
+                None => peer_view(id, &peers[id as usize]),
+            })
+            .collect();
+        if views != step.nodes || sent != step.sent {
+            return Some(step.step);
+        }
+    }
+    None
+}
+
+// ----- Traces -----
+
+fn corpus() -> Vec<Trace> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).expect("a readable trace");
+            Trace::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .collect()
+}
+
+fn is_counterexample(trace: &Trace) -> bool {
+    trace.header.origin == "counterexample"
+}
+
+/// Every trace that must be a behaviour of the spec: the corpus's walks and examples, and
+/// freshly generated walks (so that the spec keeps up with the current model).
+fn valid_traces() -> Vec<Trace> {
+    let mut traces: Vec<Trace> = corpus()
+        .into_iter()
+        .filter(|t| !is_counterexample(t))
+        .collect();
+    traces.extend(trace::walks(
+        GENERATED_WALKS,
+        GENERATED_SEED,
+        GENERATED_MAX_STEPS,
+    ));
+    traces
+}
+
+/// Validates every trace; panics with every rejection.
+fn validate_all(traces: &[Trace]) -> (usize, usize) {
+    let mut steps = 0;
+    let mut rejections = Vec::new();
+    for trace in traces {
+        match Loaded::for_trace(trace).validate(trace) {
+            Ok(n) => steps += n,
+            Err(rejection) => rejections.push(rejection.to_string()),
+        }
+    }
+    assert!(
+        rejections.is_empty(),
+        "{} of {} traces are not behaviours of Raft.tla:\n{}",
+        rejections.len(),
+        traces.len(),
+        rejections.join("\n")
+    );
+    (traces.len(), steps)
+}
+
+// ----- Model checking -----
+
+struct CheckFigures {
+    distinct_states: usize,
+    max_depth: usize,
+    elapsed_s: f64,
+}
+
+fn describe(result: &CheckResult, spec: &Spec) -> String {
+    match result {
+        CheckResult::InvariantViolation(counterexample, _) => {
+            let name = spec
+                .invariant_names
+                .get(counterexample.violated_invariant)
+                .cloned()
+                .flatten()
+                .map_or("?".to_string(), |n| n.to_string());
+            format!(
+                "invariant {name} violated:\n{}",
+                tlc::format_trace_with_actions(
+                    &counterexample.trace,
+                    &counterexample.actions,
+                    &spec.vars
+                )
+            )
+        }
+        CheckResult::PropertyViolation(violation, _) => format!(
+            "property {} violated:\n{}",
+            violation.property,
+            tlc::format_trace_with_actions(&violation.trace, &violation.actions, &spec.vars)
+        ),
+        CheckResult::NextError(e, _, _) => format!("error in Next: {}", tlc::format_eval_error(e)),
+        CheckResult::InvariantError(e, _, _) => {
+            format!("error in an invariant: {}", tlc::format_eval_error(e))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// Model-checks `module` under `cfg` to completion.
+fn model_check(module: &Path, cfg: &Path) -> (CheckResult, Spec) {
+    let prepared = prepare_from_path(module, Some(cfg), &[])
+        .unwrap_or_else(|e| panic!("{} does not load: {e}", module.display()));
+    let mut config = prepared.checker_config;
+    config.max_states = 10_000_000;
+    config.max_depth = 1_000_000;
+    config.quiet = true;
+    let result = tlc::check(&prepared.spec, &prepared.domains, &config);
+    (result, prepared.spec)
+}
+
+fn check_mcraft() -> CheckFigures {
+    let start = Instant::now();
+    let (result, spec) = model_check(&tla_dir().join("MCRaft.tla"), &tla_dir().join("MCRaft.cfg"));
+    match result {
+        CheckResult::Ok(stats) => CheckFigures {
+            distinct_states: stats.states_explored,
+            max_depth: stats.max_depth_reached,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        },
+        other => panic!(
+            "MCRaft did not complete cleanly: {}",
+            describe(&other, &spec)
+        ),
+    }
+}
+
+// ----- Tests -----
+
+/// The one test that prints the figures: the bounded model check (in its own thread) and the
+/// replay of every valid trace.
+#[test]
+fn model_check_and_trace_validation() {
+    let checker = std::thread::spawn(check_mcraft);
+    let start = Instant::now();
+    let traces = valid_traces();
+    assert!(
+        traces.len() >= 100,
+        "only {} traces to validate",
+        traces.len()
+    );
+    let (validated, steps) = validate_all(&traces);
+    let validation_s = start.elapsed().as_secs_f64();
+    let figures = checker.join().expect("the model check finished");
+    assert!(figures.distinct_states > 0);
+    // Written past the test harness's capture, so that `cargo test` shows the figures.
+    let mut out = std::io::stdout();
+    writeln!(
+        out,
+        "spec: MCRaft complete: distinct_states={} max_depth={} in {:.1}s; \
+         {validated} traces ({steps} steps) validated in {validation_s:.1}s",
+        figures.distinct_states, figures.max_depth, figures.elapsed_s
+    )
+    .expect("writing to stdout");
+    writeln!(
+        out,
+        "spec: distinct_states={} traces_validated={validated}",
+        figures.distinct_states
+    )
+    .expect("writing to stdout");
+}
+
+#[test]
+fn spec_and_model_configuration_parse() {
+    for module in ["Raft.tla", "MCRaft.tla"] {
+        let path = tla_dir().join(module);
+        let cfg = (module == "MCRaft.tla").then(|| tla_dir().join("MCRaft.cfg"));
+        let constants = [];
+        let prepared = prepare_from_path(&path, cfg.as_deref(), &constants)
+            .unwrap_or_else(|e| panic!("{module} does not parse: {e}"));
+        let unparsed: Vec<String> = prepared
+            .spec
+            .definitions
+            .keys()
+            .filter_map(|d| prepared.spec.unparsed_definition(d).map(|u| u.to_string()))
+            .collect();
+        assert!(unparsed.is_empty(), "{module}: {unparsed:?}");
+        let warnings: Vec<&String> = prepared.warnings.iter().map(|w| &w.value).collect();
+        assert!(warnings.is_empty(), "{module}: {warnings:?}");
+        for action in ACTIONS {
+            assert!(
+                prepared.spec.definitions.contains_key(action),
+                "{module} does not define the action {action}"
+            );
+        }
+        for property in always_properties() {
+            assert!(
+                prepared.spec.definitions.contains_key(property),
+                "{module} does not define {property}, an Always property of the model"
+            );
+        }
+    }
+    // Every action is a disjunct of Next, and MCRaft.cfg checks every Always property.
+    let raft = std::fs::read_to_string(tla_dir().join("Raft.tla")).expect("Raft.tla");
+    let next = &raft[raft.find("\nNext ==").expect("Raft.tla defines Next")..];
+    let next = &next[..next.find("\n\n").expect("Next ends")];
+    for action in ACTIONS {
+        assert!(next.contains(&format!(" {action}(")), "Next lacks {action}");
+    }
+    let cfg = std::fs::read_to_string(tla_dir().join("MCRaft.cfg")).expect("MCRaft.cfg");
+    let listed: BTreeSet<&str> = cfg.split_whitespace().collect();
+    for property in always_properties() {
+        assert!(
+            listed.contains(property),
+            "MCRaft.cfg does not check {property}"
+        );
+    }
+}
+
+/// A trace of the correct model with one step altered is rejected at that step, and the
+/// rejection names the variable.
+#[test]
+fn a_trace_with_one_illegal_step_is_rejected_there() {
+    let walk = trace::walks(1, GENERATED_SEED, GENERATED_MAX_STEPS).remove(0);
+    let loaded = Loaded::for_trace(&walk);
+    if let Err(rejection) = loaded.validate(&walk) {
+        panic!("the unaltered walk is rejected: {rejection}");
+    }
+    let k = walk
+        .steps
+        .iter()
+        .position(|s| s.action == "ElectionTimeout")
+        .expect("the walk has an election");
+
+    // The server's term after its election timeout is one too high.
+    let mut wrong_term = walk.clone();
+    let step = &mut wrong_term.steps[k];
+    let node = step.node as usize;
+    step.nodes[node].term += 1;
+    let rejection = loaded
+        .validate(&wrong_term)
+        .expect_err("a wrong term is rejected");
+    assert_eq!(rejection.step, k + 1, "{rejection}");
+    assert!(
+        rejection.reason.contains(&format!("currentTerm[{node}]")),
+        "{rejection}"
+    );
+
+    // A vote request is missing from what the step sent.
+    let mut lost_send = walk.clone();
+    lost_send.steps[k].sent.pop();
+    let rejection = loaded
+        .validate(&lost_send)
+        .expect_err("a missing send is rejected");
+    assert_eq!(rejection.step, k + 1, "{rejection}");
+    assert!(rejection.reason.contains("messages"), "{rejection}");
+
+    // A heartbeat timer fires on a server that is not a leader.
+    let mut not_leader = walk.clone();
+    not_leader.steps[k].action = "HeartbeatTimeout".into();
+    let rejection = loaded
+        .validate(&not_leader)
+        .expect_err("a follower's heartbeat is rejected");
+    assert_eq!(rejection.step, k + 1, "{rejection}");
+    assert!(rejection.reason.contains("not enabled"), "{rejection}");
+}
+
+/// Each planted bug's counterexample is not a behaviour of the spec: it is rejected exactly
+/// at the step where the correct Peer parts from it.
+#[test]
+fn planted_bug_counterexamples_are_rejected_at_the_buggy_step() {
+    let counterexamples: Vec<Trace> = corpus().into_iter().filter(is_counterexample).collect();
+    assert!(
+        counterexamples.len() >= 6,
+        "the corpus has {} counterexamples",
+        counterexamples.len()
+    );
+    for trace in &counterexamples {
+        let buggy = first_peer_divergence(trace)
+            .unwrap_or_else(|| panic!("{}: the correct Peer follows it", trace.header.name));
+        let rejection = Loaded::for_trace(trace)
+            .validate(trace)
+            .expect_err("a counterexample is rejected");
+        assert_eq!(
+            rejection.step, buggy,
+            "{}: rejected at step {}, the Peer parts at step {buggy}: {rejection}",
+            trace.header.name, rejection.step
+        );
+    }
+}
+
+/// The correct Peer follows every valid trace: the buggy-step locator above is sound.
+#[test]
+fn the_peer_follows_every_corpus_walk() {
+    for trace in corpus().iter().filter(|t| !is_counterexample(t)) {
+        assert_eq!(first_peer_divergence(trace), None, "{}", trace.header.name);
+    }
+}
+
+// ----- Each invariant can fail -----
+
+/// Model-checks a copy of the spec with `from` replaced by `to` in Raft.tla, under bounds
+/// `constants`, checking only `invariant`; returns the violated invariant's name.
+fn violated_by_mutant(from: &str, to: &str, constants: &str, invariant: &str) -> String {
+    let source = std::fs::read_to_string(tla_dir().join("Raft.tla")).expect("Raft.tla");
+    assert_eq!(
+        source.matches(from).count(),
+        1,
+        "`{from}` occurs once in Raft.tla"
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("Raft.tla"), source.replace(from, to)).expect("write");
+    std::fs::copy(tla_dir().join("MCRaft.tla"), dir.path().join("MCRaft.tla")).expect("copy");
+    let cfg = format!(
+        "CONSTANTS\n    Server = {{s1, s2, s3}}\n    Nil = Nil\n    Duplicating = FALSE\n    \
+         Lossy = FALSE\n{constants}\nSPECIFICATION Spec\nINVARIANT {invariant}\n\
+         CONSTRAINT MCBounds\nSYMMETRY MCSymmetry\nCHECK_DEADLOCK FALSE\n"
+    );
+    std::fs::write(dir.path().join("Mutant.cfg"), cfg).expect("write");
+    let (result, spec) = model_check(
+        &dir.path().join("MCRaft.tla"),
+        &dir.path().join("Mutant.cfg"),
+    );
+    match result {
+        CheckResult::InvariantViolation(counterexample, _) => spec.invariant_names
+            [counterexample.violated_invariant]
+            .as_ref()
+            .map_or("?".into(), |n| n.to_string()),
+        other => panic!("the mutant was not caught: {}", describe(&other, &spec)),
+    }
+}
+
+/// A server that votes again in a term it already voted in lets two leaders share a term.
+#[test]
+fn election_safety_can_fail() {
+    let violated = violated_by_mutant(
+        "/\\ newer \\/ votedFor[i] = Nil \\/ votedFor[i] = j",
+        "/\\ TRUE",
+        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 0\n    MaxInFlight = 5\n    \
+         MaxCrashed = 0",
+        "ElectionSafety",
+    );
+    assert_eq!(violated, "ElectionSafety");
+}
+
+/// A leader that replaces its log with each new command, instead of appending it, holds two
+/// different entries of one term at one index over time, and a follower keeps the first.
+#[test]
+fn log_matching_can_fail() {
+    let violated = violated_by_mutant(
+        "Append(@, [term |-> currentTerm[i], command |-> v])",
+        "<<[term |-> currentTerm[i], command |-> v]>>",
+        "    Value = {1, 2}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 5\n    \
+         MaxCrashed = 0",
+        "LogMatching",
+    );
+    assert_eq!(violated, "LogMatching");
+}
+
+/// A cluster that takes any one server for a majority elects a leader per server in one
+/// term, and each commits its own command at the same index.
+#[test]
+fn state_machine_safety_can_fail() {
+    let violated = violated_by_mutant(
+        "Majority == Cardinality(Server) \\div 2 + 1",
+        "Majority == 1",
+        "    Value = {1, 2}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 6\n    \
+         MaxCrashed = 0",
+        "StateMachineSafety",
+    );
+    assert_eq!(violated, "StateMachineSafety");
+}

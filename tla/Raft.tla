@@ -1,0 +1,475 @@
+-------------------------------- MODULE Raft --------------------------------
+(***************************************************************************)
+(* rdb's Raft protocol, stated from the one place it is implemented: the   *)
+(* sans-IO Peer in model/src/peer/mod.rs. Each action is one call into the *)
+(* Peer (a timer firing, a message handled, a proposal) or one event of    *)
+(* its environment (a crash, a recovery, a lost message), and carries the  *)
+(* name the model's traces give that step. The invariants carry the names  *)
+(* of the model's Always properties (model/src/checker/properties.rs).     *)
+(* tla/README.md maps both to the code.                                    *)
+(*                                                                         *)
+(* Scope, as in the Peer: elections with the up-to-date check (§5.4.1);    *)
+(* AppendEntries with the consistency check, truncation of conflicting     *)
+(* entries only and a back-off hint that skips a whole conflicting term;   *)
+(* optimistic pipelining; commit of current-term entries by majority       *)
+(* (§5.4.2); heartbeats; check-quorum. A new leader appends no blank entry.*)
+(*                                                                         *)
+(* Persistence: a step that changes a server's term, vote or log asks for  *)
+(* them to be persisted (Output.persist), and the model saves them before  *)
+(* anything the step sends can be received. The persisted state is         *)
+(* therefore always currentTerm, votedFor and log, and Crash keeps exactly *)
+(* those three.                                                            *)
+(***************************************************************************)
+EXTENDS Naturals, Sequences, FiniteSets, Bags
+
+CONSTANTS
+    Server,       \* The servers of the cluster.
+    Value,        \* The commands clients may propose.
+    Nil,          \* No server: no vote cast, no leader known.
+    Duplicating,  \* TRUE: a delivered message stays in flight and may be delivered again.
+    Lossy         \* TRUE: the network may lose a message in flight.
+
+VARIABLES
+    \* Durable (model/src/peer/types.rs), per server.
+    currentTerm,  \* Durable.term: the latest term the server has seen.
+    votedFor,     \* Durable.voted_for: its vote in currentTerm, or Nil.
+    log,          \* Durable.log: a sequence of [term, command] records.
+    \* The Peer's volatile state, per server.
+    commitIndex,  \* Peer.commit_index.
+    role,         \* "Follower", "Candidate" or "Leader" (Role).
+    leader,       \* Peer::leader(): a follower's known leader, a leader itself, or Nil.
+    votes,        \* Role::Candidate.votes: servers that granted their vote; {} otherwise.
+    nextIndex,    \* Role::Leader.progress[j].next; 0 where there is no progress entry.
+    matchIndex,   \* Role::Leader.progress[j].matched; 0 where there is no progress entry.
+    heardFrom,    \* Role::Leader.heard_from (check-quorum); {} otherwise.
+    \* The environment.
+    crashed,      \* Whether the server is down. Its last state stays until it recovers.
+    messages      \* The network: a bag of messages in flight.
+
+durableVars == <<currentTerm, votedFor, log>>
+roleVars == <<role, leader, votes, nextIndex, matchIndex, heardFrom>>
+vars == <<currentTerm, votedFor, log, commitIndex, role, leader, votes,
+          nextIndex, matchIndex, heardFrom, crashed, messages>>
+
+-----------------------------------------------------------------------------
+(* Helpers. Actions stay small and call these for the values they compute. *)
+
+Majority == Cardinality(Server) \div 2 + 1    \* quorum::majority
+Min(a, b) == IF a <= b THEN a ELSE b
+Max(a, b) == IF a >= b THEN a ELSE b
+SetMax(S) == CHOOSE x \in S : \A y \in S : x >= y
+SetMin(S) == CHOOSE x \in S : \A y \in S : x <= y
+Others(i) == Server \ {i}
+NoProgress == [j \in Server |-> 0]
+
+\* Peer::term_at: the term of the entry at k; 0 for index 0 or past the end.
+TermAt(xlog, k) == IF k = 0 \/ k > Len(xlog) THEN 0 ELSE xlog[k].term
+LastTerm(xlog) == TermAt(xlog, Len(xlog))
+
+IsPrefix(s, t) == Len(s) <= Len(t) /\ SubSeq(t, 1, Len(s)) = s
+Committed(i) == SubSeq(log[i], 1, commitIndex[i])
+
+\* Log a is at least as up-to-date as log b (§5.4.1).
+AtLeastAsUpToDate(a, b) ==
+    \/ LastTerm(a) > LastTerm(b)
+    \/ LastTerm(a) = LastTerm(b) /\ Len(a) >= Len(b)
+
+\* The network. A step consumes at most one message and sends a set of messages
+\* (distinct: they differ in their receiver).
+Consume(m) == IF Duplicating THEN messages ELSE messages (-) SetToBag({m})
+Send(ms) == SetToBag(ms)
+
+\* Peer::send_append from leader i to j: every entry from next on, after the entry at
+\* next - 1, with the leader's term and commit index.
+AppendEntriesTo(i, j, next, xlog) ==
+    [type |-> "AppendEntriesRequest", term |-> currentTerm[i],
+     prev_log_index |-> next - 1, prev_log_term |-> TermAt(xlog, next - 1),
+     entries |-> SubSeq(xlog, next, Len(xlog)), leader_commit |-> commitIndex[i],
+     from |-> i, to |-> j]
+
+\* Peer::broadcast_append: what leader i sends every follower from its next index.
+BroadcastAppend(i, xlog) ==
+    {AppendEntriesTo(i, j, nextIndex[i][j], xlog) : j \in Others(i)}
+
+\* A leader's next indexes once it sent every follower all of xlog: optimistic
+\* pipelining, a lost message is repaired by the next rejection.
+AllSent(i, xlog) == [j \in Server |-> IF j = i THEN 0 ELSE Len(xlog) + 1]
+
+\* Servers that store index k by leader i's knowledge, the leader included.
+Agree(i, xlog, xmatch, k) == {i} \cup {j \in Others(i) : xmatch[j] >= k}
+
+\* Peer::maybe_commit: the highest index stored on a majority, if that entry is of the
+\* current term (§5.4.2); otherwise the commit index stays.
+NewCommitIndex(i, xlog, xmatch) ==
+    LET quorumIndex ==
+            SetMax({k \in 0..Len(xlog) : Cardinality(Agree(i, xlog, xmatch, k)) >= Majority})
+    IN IF quorumIndex > commitIndex[i] /\ TermAt(xlog, quorumIndex) = currentTerm[i]
+       THEN quorumIndex
+       ELSE commitIndex[i]
+
+\* Peer::handle_request_vote_request's decision, after observe_term: the candidate's term
+\* is the receiver's (possibly just adopted) term, the receiver is a follower that has not
+\* voted for another in it (§5.2), and the candidate's log is at least as up-to-date.
+GrantsVote(i, j, m) ==
+    LET newer == m.term > currentTerm[i]
+    IN /\ m.term >= currentTerm[i]
+       /\ newer \/ role[i] = "Follower"
+       /\ newer \/ votedFor[i] = Nil \/ votedFor[i] = j
+       /\ \/ m.last_log_term > LastTerm(log[i])
+          \/ m.last_log_term = LastTerm(log[i]) /\ m.last_log_index >= Len(log[i])
+
+\* A candidate counts a vote granted in its term.
+CountsVote(i, m) == m.term = currentTerm[i] /\ m.granted /\ role[i] = "Candidate"
+
+\* The AppendEntries consistency check (§5.3): i's log holds the entry before the new ones.
+LogOk(i, m) ==
+    m.prev_log_index <= Len(log[i]) /\ TermAt(log[i], m.prev_log_index) = m.prev_log_term
+
+\* Peer::rejection_hint: the highest index at which i's log may still match the leader's
+\* when the entry at prev did not. The whole run of the conflicting term is skipped, but
+\* never below the commit index.
+RejectionHint(i, prev) ==
+    IF prev > Len(log[i]) THEN Len(log[i])
+    ELSE IF prev = 0 THEN 0
+    ELSE SetMax({k \in 0..(prev - 1) :
+                   k <= commitIndex[i] \/ TermAt(log[i], k) /= TermAt(log[i], prev)})
+
+\* Peer::append_entries: entries already present with the same term are kept; the log is
+\* cut at the first entry that conflicts or is missing, and the rest appended (§5.3). A
+\* stale or reordered request therefore never truncates what a later one appended.
+NewEntries(xlog, prev, entries) ==
+    {k \in 1..Len(entries) : prev + k > Len(xlog) \/ xlog[prev + k].term /= entries[k].term}
+AppendedLog(xlog, prev, entries) ==
+    IF NewEntries(xlog, prev, entries) = {} THEN xlog
+    ELSE LET k == SetMin(NewEntries(xlog, prev, entries))
+         IN SubSeq(xlog, 1, prev + k - 1) \o SubSeq(entries, k, Len(entries))
+
+AppendEntriesResponse(i, j, term, success, index) ==
+    [type |-> "AppendEntriesResponse", term |-> term, success |-> success, index |-> index,
+     from |-> i, to |-> j]
+
+-----------------------------------------------------------------------------
+(* Role changes, each setting every role variable of server i. *)
+
+\* Role::Follower { leader: l }.
+BecomeFollower(i, l) ==
+    /\ role' = [role EXCEPT ![i] = "Follower"]
+    /\ leader' = [leader EXCEPT ![i] = l]
+    /\ votes' = [votes EXCEPT ![i] = {}]
+    /\ nextIndex' = [nextIndex EXCEPT ![i] = NoProgress]
+    /\ matchIndex' = [matchIndex EXCEPT ![i] = NoProgress]
+    /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+
+\* Role::Candidate { votes: {i} }.
+BecomeCandidate(i) ==
+    /\ role' = [role EXCEPT ![i] = "Candidate"]
+    /\ leader' = [leader EXCEPT ![i] = Nil]
+    /\ votes' = [votes EXCEPT ![i] = {i}]
+    /\ nextIndex' = [nextIndex EXCEPT ![i] = NoProgress]
+    /\ matchIndex' = [matchIndex EXCEPT ![i] = NoProgress]
+    /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+
+\* Peer::maybe_become_leader on a majority of votes: every follower's next index is just
+\* past the leader's log and nothing is known to match. The caller sends the empty
+\* AppendEntries of Peer::broadcast_append. No blank entry is appended.
+BecomeLeader(i) ==
+    /\ role' = [role EXCEPT ![i] = "Leader"]
+    /\ leader' = [leader EXCEPT ![i] = i]
+    /\ votes' = [votes EXCEPT ![i] = {}]
+    /\ nextIndex' = [nextIndex EXCEPT ![i] = AllSent(i, log[i])]
+    /\ matchIndex' = [matchIndex EXCEPT ![i] = NoProgress]
+    /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+
+\* What a new leader sends: an empty AppendEntries after its last entry to every follower.
+NewLeaderAppends(i) ==
+    {AppendEntriesTo(i, j, Len(log[i]) + 1, log[i]) : j \in Others(i)}
+
+-----------------------------------------------------------------------------
+(* Initial state: every server a follower of term 0 with an empty log, as *)
+(* Peer::restore(config, Durable::default()) builds it.                    *)
+
+Init ==
+    /\ currentTerm = [i \in Server |-> 0]
+    /\ votedFor = [i \in Server |-> Nil]
+    /\ log = [i \in Server |-> << >>]
+    /\ commitIndex = [i \in Server |-> 0]
+    /\ role = [i \in Server |-> "Follower"]
+    /\ leader = [i \in Server |-> Nil]
+    /\ votes = [i \in Server |-> {}]
+    /\ nextIndex = [i \in Server |-> NoProgress]
+    /\ matchIndex = [i \in Server |-> NoProgress]
+    /\ heardFrom = [i \in Server |-> {}]
+    /\ crashed = [i \in Server |-> FALSE]
+    /\ messages = EmptyBag
+
+-----------------------------------------------------------------------------
+(* Timers: Peer::handle_timeout. *)
+
+\* A leader's election timer: Peer::check_quorum. A leader that heard from a majority
+\* (itself included) since the last check starts counting again; one that did not steps
+\* down, keeping its term and vote. Only AppendEntries responses of its term count.
+CheckQuorum(i) ==
+    /\ UNCHANGED <<durableVars, commitIndex, crashed, messages>>
+    /\ IF Cardinality(heardFrom[i]) + 1 >= Majority
+       THEN /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+            /\ UNCHANGED <<role, leader, votes, nextIndex, matchIndex>>
+       ELSE BecomeFollower(i, Nil)
+
+\* A follower's or candidate's election timer: Peer::start_election. A new term, a vote
+\* for itself (persisted before the requests leave), and a RequestVote to every other
+\* server with its last log index and term. A cluster of one elects itself at once.
+StartElection(i) ==
+    /\ currentTerm' = [currentTerm EXCEPT ![i] = @ + 1]
+    /\ votedFor' = [votedFor EXCEPT ![i] = i]
+    /\ messages' = messages (+)
+          Send({[type |-> "RequestVoteRequest", term |-> currentTerm[i] + 1,
+                 last_log_index |-> Len(log[i]), last_log_term |-> LastTerm(log[i]),
+                 from |-> i, to |-> j] : j \in Others(i)})
+    /\ UNCHANGED <<log, commitIndex, crashed>>
+    /\ IF Majority = 1 THEN BecomeLeader(i) ELSE BecomeCandidate(i)
+
+\* Timer::Election fires on a running server (the timer is always armed on one).
+ElectionTimeout(i) ==
+    /\ ~crashed[i]
+    /\ IF role[i] = "Leader" THEN CheckQuorum(i) ELSE StartElection(i)
+
+\* Timer::Heartbeat fires on a leader: AppendEntries to every follower from its next index.
+HeartbeatTimeout(i) ==
+    /\ ~crashed[i]
+    /\ role[i] = "Leader"
+    /\ messages' = messages (+) Send(BroadcastAppend(i, log[i]))
+    /\ nextIndex' = [nextIndex EXCEPT ![i] = AllSent(i, log[i])]
+    /\ UNCHANGED <<durableVars, commitIndex, role, leader, votes, matchIndex, heardFrom,
+                   crashed>>
+
+-----------------------------------------------------------------------------
+(* Client proposals: Peer::propose on the leader. *)
+
+\* The leader appends the command in its term and sends every follower what it lacks
+\* (these sends may overlap with persisting the entry: Output.send_now). Only in a cluster
+\* of one does it commit at once.
+ClientRequest(i, v) ==
+    /\ ~crashed[i]
+    /\ role[i] = "Leader"
+    /\ log' = [log EXCEPT ![i] = Append(@, [term |-> currentTerm[i], command |-> v])]
+    /\ messages' = messages (+) Send(BroadcastAppend(i, log'[i]))
+    /\ nextIndex' = [nextIndex EXCEPT ![i] = AllSent(i, log'[i])]
+    /\ commitIndex' = [commitIndex EXCEPT ![i] = NewCommitIndex(i, log'[i], matchIndex[i])]
+    /\ UNCHANGED <<currentTerm, votedFor, role, leader, votes, matchIndex, heardFrom, crashed>>
+
+-----------------------------------------------------------------------------
+(* Messages: Peer::handle_message, server i handling message m from j. Every *)
+(* handler first applies Peer::observe_term: a message of a newer term makes  *)
+(* the receiver a follower of that term with no vote and no known leader.     *)
+
+\* Peer::observe_term alone, for a response of a newer term (nothing else happens then).
+StepDown(i, term) ==
+    /\ currentTerm' = [currentTerm EXCEPT ![i] = term]
+    /\ votedFor' = [votedFor EXCEPT ![i] = Nil]
+    /\ BecomeFollower(i, Nil)
+
+\* Peer::handle_request_vote_request: grant or refuse, and answer with the term.
+HandleRequestVoteRequest(i, j, m) ==
+    /\ m.type = "RequestVoteRequest"
+    /\ ~crashed[i]
+    /\ currentTerm' = [currentTerm EXCEPT ![i] = Max(@, m.term)]
+    /\ votedFor' = [votedFor EXCEPT ![i] = IF GrantsVote(i, j, m) THEN j
+                                            ELSE IF m.term > currentTerm[i] THEN Nil
+                                            ELSE @]
+    /\ messages' = Consume(m) (+)
+          Send({[type |-> "RequestVoteResponse", term |-> Max(currentTerm[i], m.term),
+                 granted |-> GrantsVote(i, j, m), from |-> i, to |-> j]})
+    /\ UNCHANGED <<log, commitIndex, crashed>>
+    /\ IF m.term > currentTerm[i] THEN BecomeFollower(i, Nil) ELSE UNCHANGED roleVars
+
+\* Peer::handle_request_vote_response: a candidate counts a granted vote of its term and
+\* becomes leader on a majority. Anything else changes nothing beyond observe_term.
+HandleRequestVoteResponse(i, j, m) ==
+    /\ m.type = "RequestVoteResponse"
+    /\ ~crashed[i]
+    /\ UNCHANGED <<log, commitIndex, crashed>>
+    /\ IF m.term > currentTerm[i]
+       THEN /\ StepDown(i, m.term)
+            /\ messages' = Consume(m)
+       ELSE IF CountsVote(i, m) /\ Cardinality(votes[i] \cup {j}) >= Majority
+       THEN /\ BecomeLeader(i)
+            /\ messages' = Consume(m) (+) Send(NewLeaderAppends(i))
+            /\ UNCHANGED <<currentTerm, votedFor>>
+       ELSE IF CountsVote(i, m)
+       THEN /\ votes' = [votes EXCEPT ![i] = @ \cup {j}]
+            /\ messages' = Consume(m)
+            /\ UNCHANGED <<currentTerm, votedFor, role, leader, nextIndex, matchIndex,
+                           heardFrom>>
+       ELSE /\ messages' = Consume(m)
+            /\ UNCHANGED <<currentTerm, votedFor, roleVars>>
+
+\* Peer::handle_append_entries_request. A request of an older term is refused with the
+\* receiver's term. Otherwise the receiver follows the sender in that term (a candidate
+\* gives up, §5.2) and checks its log (§5.3): on a mismatch it refuses with the back-off
+\* hint; on a match it stores the entries, learns the commit index up to the last of them
+\* and acknowledges that index.
+HandleAppendEntriesRequest(i, j, m) ==
+    /\ m.type = "AppendEntriesRequest"
+    /\ ~crashed[i]
+    /\ UNCHANGED crashed
+    /\ IF m.term < currentTerm[i]
+       THEN /\ messages' = Consume(m) (+)
+                  Send({AppendEntriesResponse(i, j, currentTerm[i], FALSE, 0)})
+            /\ UNCHANGED <<durableVars, commitIndex, roleVars>>
+       ELSE /\ currentTerm' = [currentTerm EXCEPT ![i] = m.term]
+            /\ votedFor' = [votedFor EXCEPT ![i] = IF m.term > currentTerm[i] THEN Nil ELSE @]
+            /\ BecomeFollower(i, j)
+            /\ IF LogOk(i, m)
+               THEN /\ log' = [log EXCEPT ![i] =
+                                  AppendedLog(@, m.prev_log_index, m.entries)]
+                    /\ commitIndex' = [commitIndex EXCEPT ![i] =
+                          Max(@, Min(m.leader_commit, m.prev_log_index + Len(m.entries)))]
+                    /\ messages' = Consume(m) (+)
+                          Send({AppendEntriesResponse(i, j, m.term, TRUE,
+                                                      m.prev_log_index + Len(m.entries))})
+               ELSE /\ messages' = Consume(m) (+)
+                          Send({AppendEntriesResponse(i, j, m.term, FALSE,
+                                                      RejectionHint(i, m.prev_log_index))})
+                    /\ UNCHANGED <<log, commitIndex>>
+
+\* Peer::handle_append_entries_response. The leader of the response's term notes that it
+\* heard from the sender (check-quorum). On success it raises the follower's match index
+\* (never past its own log) and next index, and commits what a majority stores. On a
+\* refusal it backs off to the hint, never below what is known to match, and sends again.
+HandleAppendEntriesResponse(i, j, m) ==
+    /\ m.type = "AppendEntriesResponse"
+    /\ ~crashed[i]
+    /\ UNCHANGED crashed
+    /\ IF m.term > currentTerm[i]
+       THEN /\ StepDown(i, m.term)
+            /\ messages' = Consume(m)
+            /\ UNCHANGED <<log, commitIndex>>
+       ELSE IF m.term = currentTerm[i] /\ role[i] = "Leader"
+       THEN /\ heardFrom' = [heardFrom EXCEPT ![i] = @ \cup {j}]
+            /\ UNCHANGED <<currentTerm, votedFor, log, role, leader, votes>>
+            /\ IF m.success
+               THEN /\ matchIndex' = [matchIndex EXCEPT ![i][j] =
+                                         Max(@, Min(m.index, Len(log[i])))]
+                    /\ nextIndex' = [nextIndex EXCEPT ![i][j] =
+                                        Max(@, Min(m.index, Len(log[i])) + 1)]
+                    /\ commitIndex' = [commitIndex EXCEPT ![i] =
+                                          NewCommitIndex(i, log[i], matchIndex'[i])]
+                    /\ messages' = Consume(m)
+               ELSE IF m.index + 1 < nextIndex[i][j]
+               THEN /\ nextIndex' = [nextIndex EXCEPT ![i][j] = Len(log[i]) + 1]
+                    /\ messages' = Consume(m) (+)
+                          Send({AppendEntriesTo(i, j, Max(m.index, matchIndex[i][j]) + 1,
+                                                log[i])})
+                    /\ UNCHANGED <<matchIndex, commitIndex>>
+               ELSE /\ messages' = Consume(m)
+                    /\ UNCHANGED <<nextIndex, matchIndex, commitIndex>>
+       ELSE /\ messages' = Consume(m)
+            /\ UNCHANGED <<durableVars, commitIndex, roleVars>>
+
+-----------------------------------------------------------------------------
+(* The environment. *)
+
+\* The server stops. Only its persisted term, vote and log matter when it recovers. As in
+\* the model, its commit index stays visible to the invariants until then (it was true
+\* when the server crashed); its role state is gone. Messages to it stay in flight.
+Crash(i) ==
+    /\ ~crashed[i]
+    /\ crashed' = [crashed EXCEPT ![i] = TRUE]
+    /\ BecomeFollower(i, Nil)
+    /\ UNCHANGED <<durableVars, commitIndex, messages>>
+
+\* Peer::restore from what it persisted: a follower with commit index 0, no known leader.
+Recover(i) ==
+    /\ crashed[i]
+    /\ crashed' = [crashed EXCEPT ![i] = FALSE]
+    /\ commitIndex' = [commitIndex EXCEPT ![i] = 0]
+    /\ BecomeFollower(i, Nil)
+    /\ UNCHANGED <<durableVars, messages>>
+
+\* The network loses one copy of a message in flight.
+DropMessage(m) ==
+    /\ Lossy
+    /\ messages' = messages (-) SetToBag({m})
+    /\ UNCHANGED <<durableVars, commitIndex, roleVars, crashed>>
+
+-----------------------------------------------------------------------------
+
+\* Each message handler is tried only on messages of its type, so that a checker need not
+\* instantiate every handler for every message.
+Next ==
+    \/ \E i \in Server : ElectionTimeout(i)
+    \/ \E i \in Server : HeartbeatTimeout(i)
+    \/ \E i \in Server : \E v \in Value : ClientRequest(i, v)
+    \/ \E m \in BagToSet(messages) :
+          m.type = "RequestVoteRequest" /\ HandleRequestVoteRequest(m.to, m.from, m)
+    \/ \E m \in BagToSet(messages) :
+          m.type = "RequestVoteResponse" /\ HandleRequestVoteResponse(m.to, m.from, m)
+    \/ \E m \in BagToSet(messages) :
+          m.type = "AppendEntriesRequest" /\ HandleAppendEntriesRequest(m.to, m.from, m)
+    \/ \E m \in BagToSet(messages) :
+          m.type = "AppendEntriesResponse" /\ HandleAppendEntriesResponse(m.to, m.from, m)
+    \/ \E i \in Server : Crash(i)
+    \/ \E i \in Server : Recover(i)
+    \/ \E m \in BagToSet(messages) : DropMessage(m)
+
+Spec == Init /\ [][Next]_vars
+
+-----------------------------------------------------------------------------
+(* Invariants, named as the model's Always properties. As in the model, a   *)
+(* crashed server's last log and commit index count (they were true when it *)
+(* crashed), while only running servers count as leaders.                   *)
+
+LiveLeaders == {i \in Server : ~crashed[i] /\ role[i] = "Leader"}
+
+\* At most one leader per term (§5.2).
+ElectionSafety ==
+    \A i, j \in LiveLeaders : currentTerm[i] = currentTerm[j] => i = j
+
+\* Two logs with an entry of the same index and term agree up to it (§5.3).
+LogMatching ==
+    \A i \in Server : \A j \in Others(i) :
+        \A k \in 1..Min(Len(log[i]), Len(log[j])) :
+            log[i][k].term = log[j][k].term => SubSeq(log[i], 1, k) = SubSeq(log[j], 1, k)
+
+\* A leader holds every entry committed in its term or before (§5.4). A server of a
+\* later term may know of commits the leader cannot.
+LeaderCompleteness ==
+    \A l \in LiveLeaders, i \in Server :
+        currentTerm[i] > currentTerm[l] \/ IsPrefix(Committed(i), log[l])
+
+\* A server whose log is at least as up-to-date as a majority's logs (so it could win
+\* their votes, §5.4.1) holds every committed entry.
+ElectableHoldsCommitted ==
+    \A c \in Server :
+        \/ \A i \in Server : IsPrefix(Committed(i), log[c])
+        \/ Cardinality({v \in Server : AtLeastAsUpToDate(log[c], log[v])}) < Majority
+
+\* No two servers commit different entries at one index (§5.4.3).
+StateMachineSafety ==
+    \A i \in Server : \A j \in Others(i) :
+        SubSeq(log[i], 1, Min(commitIndex[i], commitIndex[j]))
+            = SubSeq(log[j], 1, Min(commitIndex[i], commitIndex[j]))
+
+\* Every committed entry is in the persisted log of a majority.
+NoCommitOnMinority ==
+    \A i \in Server :
+        commitIndex[i] = 0
+            \/ Cardinality({j \in Server : IsPrefix(Committed(i), log[j])}) >= Majority
+
+\* What a running server has committed is in its own persisted log, so it survives a
+\* crash of that server.
+CommittedSurvivesCrash ==
+    \A i \in Server : ~crashed[i] => commitIndex[i] <= Len(log[i])
+
+(* The two properties about history are action properties: they hold of    *)
+(* every step rather than of every state.                                   *)
+
+\* A server's term never decreases, not even across a crash (it is persisted).
+MonotonicTerm ==
+    [][\A i \in Server : currentTerm'[i] >= currentTerm[i]]_vars
+
+\* A running server's commit index never decreases (a recovered server starts at 0).
+MonotonicCommit ==
+    [][\A i \in Server : ~crashed[i] /\ ~crashed'[i] => commitIndex'[i] >= commitIndex[i]]_vars
+
+=============================================================================
