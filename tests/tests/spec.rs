@@ -2,7 +2,8 @@
 //!
 //! - `Raft.tla` and `MCRaft.tla` parse, define one action per trace action and one invariant
 //!   (or action property) per Always property of the model, with the same names;
-//! - `MCRaft.cfg`'s bounded configuration is model-checked to completion without violation;
+//! - the bounded configurations `MCRaft.cfg` (two terms) and `MCRaftCrash.cfg` (one term, one
+//!   crash at a time) are model-checked to completion without violation;
 //! - model traces (the checked-in corpus and freshly generated walks) are replayed against
 //!   `Raft.tla`: every step, mapped into TLA+ variables, must be a step of `Next` through the
 //!   trace's action, and every state must satisfy the invariants;
@@ -456,8 +457,11 @@ impl std::fmt::Display for Rejection {
     }
 }
 
+/// An action instance: the expression, and the values of the names it uses.
+type Instance = (String, Vec<(&'static str, Value)>);
+
 /// The instance of a `Next` disjunct that a trace step names, with the values it binds.
-fn instance(step: &Step) -> Result<(String, Vec<(&'static str, Value)>), String> {
+fn instance(step: &Step) -> Result<Instance, String> {
     let node = ("node", server(step.node));
     let message = || -> Result<(&'static str, Value), String> {
         let from = step.from.ok_or("a message action without `from`")?;
@@ -467,7 +471,7 @@ fn instance(step: &Step) -> Result<(String, Vec<(&'static str, Value)>), String>
             .ok_or("a message action without `message`")?;
         Ok(("msg", message_value(from, step.node, message)))
     };
-    let handler = |kind: &str| -> Result<(String, Vec<(&'static str, Value)>), String> {
+    let handler = |kind: &str| -> Result<Instance, String> {
         let msg = message()?;
         let expected = format!("Handle{}", field_str(&msg.1, "type"));
         if expected != step.action {
@@ -869,9 +873,13 @@ fn model_check(module: &Path, cfg: &Path) -> (CheckResult, Spec) {
     (result, prepared.spec)
 }
 
-fn check_mcraft() -> CheckFigures {
+/// The bounded configurations of `MCRaft.tla`: two terms without crashes, and one term with
+/// one crash at a time.
+const CONFIGURATIONS: [&str; 2] = ["MCRaft.cfg", "MCRaftCrash.cfg"];
+
+fn check_mcraft(cfg: &str) -> CheckFigures {
     let start = Instant::now();
-    let (result, spec) = model_check(&tla_dir().join("MCRaft.tla"), &tla_dir().join("MCRaft.cfg"));
+    let (result, spec) = model_check(&tla_dir().join("MCRaft.tla"), &tla_dir().join(cfg));
     match result {
         CheckResult::Ok(stats) => CheckFigures {
             distinct_states: stats.states_explored,
@@ -879,7 +887,7 @@ fn check_mcraft() -> CheckFigures {
             elapsed_s: start.elapsed().as_secs_f64(),
         },
         other => panic!(
-            "MCRaft did not complete cleanly: {}",
+            "{cfg} did not complete cleanly: {}",
             describe(&other, &spec)
         ),
     }
@@ -887,11 +895,14 @@ fn check_mcraft() -> CheckFigures {
 
 // ----- Tests -----
 
-/// The one test that prints the figures: the bounded model check (in its own thread) and the
-/// replay of every valid trace.
+/// The one test that prints the figures: the bounded model checks (each in its own thread)
+/// and the replay of every valid trace.
 #[test]
 fn model_check_and_trace_validation() {
-    let checker = std::thread::spawn(check_mcraft);
+    let checkers: Vec<_> = CONFIGURATIONS
+        .iter()
+        .map(|cfg| (cfg, std::thread::spawn(move || check_mcraft(cfg))))
+        .collect();
     let start = Instant::now();
     let traces = valid_traces();
     assert!(
@@ -901,21 +912,29 @@ fn model_check_and_trace_validation() {
     );
     let (validated, steps) = validate_all(&traces);
     let validation_s = start.elapsed().as_secs_f64();
-    let figures = checker.join().expect("the model check finished");
-    assert!(figures.distinct_states > 0);
     // Written past the test harness's capture, so that `cargo test` shows the figures.
     let mut out = std::io::stdout();
+    let mut distinct_states = 0;
+    for (cfg, checker) in checkers {
+        let figures = checker.join().expect("the model check finished");
+        assert!(figures.distinct_states > 0);
+        distinct_states += figures.distinct_states;
+        writeln!(
+            out,
+            "spec: {cfg} complete, no violation: distinct_states={} max_depth={} in {:.1}s",
+            figures.distinct_states, figures.max_depth, figures.elapsed_s
+        )
+        .expect("writing to stdout");
+    }
     writeln!(
         out,
-        "spec: MCRaft complete: distinct_states={} max_depth={} in {:.1}s; \
-         {validated} traces ({steps} steps) validated in {validation_s:.1}s",
-        figures.distinct_states, figures.max_depth, figures.elapsed_s
+        "spec: {validated} traces ({steps} steps) are behaviours of Raft.tla, checked in \
+         {validation_s:.1}s"
     )
     .expect("writing to stdout");
     writeln!(
         out,
-        "spec: distinct_states={} traces_validated={validated}",
-        figures.distinct_states
+        "spec: distinct_states={distinct_states} traces_validated={validated}"
     )
     .expect("writing to stdout");
 }
@@ -924,7 +943,7 @@ fn model_check_and_trace_validation() {
 fn spec_and_model_configuration_parse() {
     for module in ["Raft.tla", "MCRaft.tla"] {
         let path = tla_dir().join(module);
-        let cfg = (module == "MCRaft.tla").then(|| tla_dir().join("MCRaft.cfg"));
+        let cfg = (module == "MCRaft.tla").then(|| tla_dir().join(CONFIGURATIONS[0]));
         let constants = [];
         let prepared = prepare_from_path(&path, cfg.as_deref(), &constants)
             .unwrap_or_else(|e| panic!("{module} does not parse: {e}"));
@@ -950,20 +969,22 @@ fn spec_and_model_configuration_parse() {
             );
         }
     }
-    // Every action is a disjunct of Next, and MCRaft.cfg checks every Always property.
+    // Every action is a disjunct of Next, and each configuration checks every Always property.
     let raft = std::fs::read_to_string(tla_dir().join("Raft.tla")).expect("Raft.tla");
     let next = &raft[raft.find("\nNext ==").expect("Raft.tla defines Next")..];
     let next = &next[..next.find("\n\n").expect("Next ends")];
     for action in ACTIONS {
         assert!(next.contains(&format!(" {action}(")), "Next lacks {action}");
     }
-    let cfg = std::fs::read_to_string(tla_dir().join("MCRaft.cfg")).expect("MCRaft.cfg");
-    let listed: BTreeSet<&str> = cfg.split_whitespace().collect();
-    for property in always_properties() {
-        assert!(
-            listed.contains(property),
-            "MCRaft.cfg does not check {property}"
-        );
+    for name in CONFIGURATIONS {
+        let cfg = std::fs::read_to_string(tla_dir().join(name)).expect("a configuration");
+        let listed: BTreeSet<&str> = cfg.split_whitespace().collect();
+        for property in always_properties() {
+            assert!(
+                listed.contains(property),
+                "{name} does not check {property}"
+            );
+        }
     }
 }
 
