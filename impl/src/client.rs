@@ -30,6 +30,11 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// A write may or may not have taken effect: the server stopped or timed out after the
+    /// command was proposed, or the connection broke mid-call. The client does not retry it,
+    /// since a retried write could take effect twice.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The client was given no server address.
     #[error("no server addresses given")]
     NoServers,
@@ -81,7 +86,7 @@ impl Client {
             key: key.to_owned(),
             value,
         };
-        self.call(move |mut kv| {
+        self.call(false, move |mut kv| {
             let request = request.clone();
             async move { kv.put(request).await }
         })
@@ -93,7 +98,7 @@ impl Client {
         let request = pb::DeleteRequest {
             key: key.to_owned(),
         };
-        self.call(move |mut kv| {
+        self.call(false, move |mut kv| {
             let request = request.clone();
             async move { kv.delete(request).await }
         })
@@ -106,7 +111,7 @@ impl Client {
             key: key.to_owned(),
         };
         let response = self
-            .call(move |mut kv| {
+            .call(true, move |mut kv| {
                 let request = request.clone();
                 async move { kv.get(request).await }
             })
@@ -127,7 +132,10 @@ impl Client {
     }
 
     /// Calls the believed leader and follows redirects until an answer or `max_attempts`.
-    async fn call<R, F, Fut>(&mut self, mut attempt: F) -> Result<R, ClientError>
+    /// A call is retried only when the server said the command did not take effect
+    /// (`UNAVAILABLE`: not proposed; `FAILED_PRECONDITION`: not the leader; `ABORTED`: another
+    /// entry committed in its place), or when it is a read (`idempotent`).
+    async fn call<R, F, Fut>(&mut self, idempotent: bool, mut attempt: F) -> Result<R, ClientError>
     where
         F: FnMut(pb::kv_client::KvClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
@@ -153,6 +161,8 @@ impl Client {
                 }
                 // The command did not take effect (overwritten); safe to retry at once.
                 Code::Aborted => {}
+                Code::Unavailable => self.next_server(),
+                _ if !idempotent => return Err(ClientError::OutcomeUnknown(last)),
                 _ => {
                     self.next_server();
                     if attempts % self.servers.len() == 0 {
@@ -161,7 +171,12 @@ impl Client {
                 }
             }
             if status.code() == Code::Unavailable {
-                tokio::time::sleep(self.retry_delay / 4).await;
+                let delay = if attempts % self.servers.len() == 0 {
+                    self.retry_delay
+                } else {
+                    self.retry_delay / 4
+                };
+                tokio::time::sleep(delay).await;
             }
         }
         Err(ClientError::Unavailable {

@@ -152,9 +152,8 @@ pub enum ProposeError {
         /// The leader, when known.
         leader: Option<NodeId>,
     },
-    /// The entry was replaced by another leader's entry: it did not commit, and retrying is
-    /// safe.
-    #[error("leadership changed and the entry was overwritten; it did not commit")]
+    /// Another entry committed at the proposal's index: it never will, and retrying is safe.
+    #[error("another entry committed in the proposal's place; it did not take effect")]
     Overwritten,
     /// The node is shutting down; the outcome is unknown.
     #[error("the node is stopping; the outcome is unknown")]
@@ -270,7 +269,9 @@ pub struct Driver<T: Timers, O: Outbound> {
     logger: Logger,
     max_batch: usize,
     /// Proposals waiting for their entry to be applied, by index, with the term they were
-    /// appended in: if another term's entry is applied there, the proposal was lost.
+    /// appended in: if another term's entry is applied there, the proposal was lost. A
+    /// truncation of the local log proves nothing (another server may still hold the entry
+    /// and commit it), so only the apply decides.
     waiting: BTreeMap<Index, (Term, oneshot::Sender<Result<Applied, ProposeError>>)>,
     /// What the batch's steps asked for that must wait for the persist.
     pending: Output<Command>,
@@ -489,9 +490,6 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
         for (to, message) in output.send_now.drain(..) {
             self.outbound.send(to, message);
         }
-        if let Some(from) = output.persist.log_from {
-            self.fail_overwritten(from);
-        }
         self.pending.merge(output);
         self.note_role_change();
         if sent_early && self.pending.persist.is_needed() {
@@ -563,21 +561,6 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
         }
         if commit >= from {
             log_state!(debug, self, "applied", "from" => from);
-        }
-    }
-
-    /// Answers the proposals whose entries a truncation at `from` may have removed.
-    fn fail_overwritten(&mut self, from: Index) {
-        let lost: Vec<Index> = self
-            .waiting
-            .range(from..)
-            .filter(|(index, (term, _))| self.peer.entry(**index).map(|e| e.term) != Some(*term))
-            .map(|(index, _)| *index)
-            .collect();
-        for index in lost {
-            if let Some((_, reply)) = self.waiting.remove(&index) {
-                let _ = reply.send(Err(ProposeError::Overwritten));
-            }
         }
     }
 

@@ -47,7 +47,9 @@ impl KvService {
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "not committed within {COMMIT_WAIT:?}; the outcome is unknown"
             ))),
-            Ok(Err(_)) => Err(Status::unavailable("node stopped; the outcome is unknown")),
+            // After the proposal, only UNKNOWN or DEADLINE_EXCEEDED: a client retries
+            // UNAVAILABLE, which must mean the command was not proposed.
+            Ok(Err(_)) => Err(Status::unknown("node stopped; the outcome is unknown")),
             Ok(Ok(Ok(applied))) => Ok(applied),
             Ok(Ok(Err(error))) => Err(self.status_for(error)),
         }
@@ -76,11 +78,9 @@ impl KvService {
                 Status::unavailable("not the leader, and no leader is known yet; retry shortly")
             }
             ProposeError::Overwritten => Status::aborted(
-                "leadership changed before the command committed; it did not take effect, retry it",
+                "another entry committed in the command's place; it did not take effect, retry it",
             ),
-            ProposeError::Stopped => {
-                Status::unavailable("node is stopping; the outcome is unknown")
-            }
+            ProposeError::Stopped => Status::unknown("node is stopping; the outcome is unknown"),
         }
     }
 
