@@ -557,10 +557,19 @@ impl Loaded {
         let expected = self.expected_network(before, step);
         let actual = bag(self.var(after, "messages"));
         if expected != actual {
+            // Only what differs: the messages one side has more copies of than the other.
+            let surplus = |a: &Bag, b: &Bag| -> Bag {
+                a.iter()
+                    .filter_map(|(m, n)| {
+                        let extra = n - b.get(m).copied().unwrap_or(0);
+                        (extra > 0).then(|| (m.clone(), extra))
+                    })
+                    .collect()
+            };
             out.push(format!(
-                "messages: spec {}, trace {}",
-                format_bag(&actual),
-                format_bag(&expected)
+                "messages in flight: only the spec has {}, only the trace has {}",
+                format_bag(&surplus(&actual, &expected)),
+                format_bag(&surplus(&expected, &actual))
             ));
         }
         out
@@ -1052,12 +1061,33 @@ fn planted_bug_counterexamples_are_rejected_at_the_buggy_step() {
         let rejection = Loaded::for_trace(trace)
             .validate(trace)
             .expect_err("a counterexample is rejected");
+        eprintln!(
+            "{}: {rejection}",
+            trace.header.bug.as_deref().unwrap_or("?")
+        );
         assert_eq!(
             rejection.step, buggy,
             "{}: rejected at step {}, the Peer parts at step {buggy}: {rejection}",
             trace.header.name, rejection.step
         );
     }
+}
+
+/// A hand-written trace (`tests/testdata/spec/`) in which server 2 votes for two candidates
+/// in term 1: the steps before the second vote are behaviours of the spec, the second vote is
+/// not, and the rejection names the vote.
+#[test]
+fn a_hand_written_double_vote_is_rejected_at_the_second_vote() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/spec/double-vote-by-hand.jsonl");
+    let text = std::fs::read_to_string(&path).expect("the hand-written trace");
+    let trace = Trace::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(first_peer_divergence(&trace), Some(4));
+    let rejection = Loaded::for_trace(&trace)
+        .validate(&trace)
+        .expect_err("a second vote in one term is rejected");
+    assert_eq!(rejection.step, 4, "{rejection}");
+    assert!(rejection.reason.contains("votedFor[2]"), "{rejection}");
 }
 
 /// The correct Peer follows every valid trace: the buggy-step locator above is sound.
