@@ -810,13 +810,18 @@ fn valid_traces() -> Vec<Trace> {
     traces
 }
 
-/// Validates every trace; panics with every rejection.
-fn validate_all(traces: &[Trace]) -> (usize, usize) {
-    let mut steps = 0;
+/// Validates every trace; panics with every rejection. Returns the number of traces and of
+/// validated steps per action.
+fn validate_all(traces: &[Trace]) -> (usize, BTreeMap<String, usize>) {
+    let mut steps: BTreeMap<String, usize> = BTreeMap::new();
     let mut rejections = Vec::new();
     for trace in traces {
         match Loaded::for_trace(trace).validate(trace) {
-            Ok(n) => steps += n,
+            Ok(_) => {
+                for step in &trace.steps {
+                    *steps.entry(step.action.clone()).or_default() += 1;
+                }
+            }
             Err(rejection) => rejections.push(rejection.to_string()),
         }
     }
@@ -918,7 +923,14 @@ fn model_check_and_trace_validation() {
         "only {} traces to validate",
         traces.len()
     );
-    let (validated, steps) = validate_all(&traces);
+    let (validated, by_action) = validate_all(&traces);
+    let steps: usize = by_action.values().sum();
+    for action in ACTIONS {
+        assert!(
+            by_action.contains_key(action),
+            "no validated trace has a {action} step"
+        );
+    }
     let validation_s = start.elapsed().as_secs_f64();
     // Written past the test harness's capture, so that `cargo test` shows the figures.
     let mut out = std::io::stdout();
@@ -937,7 +949,7 @@ fn model_check_and_trace_validation() {
     writeln!(
         out,
         "spec: {validated} traces ({steps} steps) are behaviours of Raft.tla, checked in \
-         {validation_s:.1}s"
+         {validation_s:.1}s; steps by action: {by_action:?}"
     )
     .expect("writing to stdout");
     writeln!(
