@@ -96,13 +96,13 @@ BroadcastAppend(i, xlog) ==
 AllSent(i, xlog) == [j \in Server |-> IF j = i THEN 0 ELSE Len(xlog) + 1]
 
 \* Servers that store index k by leader i's knowledge, the leader included.
-Agree(i, xlog, xmatch, k) == {i} \cup {j \in Others(i) : xmatch[j] >= k}
+Agree(i, xmatch, k) == {i} \cup {j \in Others(i) : xmatch[j] >= k}
 
 \* Peer::maybe_commit: the highest index stored on a majority, if that entry is of the
 \* current term (§5.4.2); otherwise the commit index stays.
 NewCommitIndex(i, xlog, xmatch) ==
     LET quorumIndex ==
-            SetMax({k \in 0..Len(xlog) : Cardinality(Agree(i, xlog, xmatch, k)) >= Majority})
+            SetMax({k \in 0..Len(xlog) : Cardinality(Agree(i, xmatch, k)) >= Majority})
     IN IF quorumIndex > commitIndex[i] /\ TermAt(xlog, quorumIndex) = currentTerm[i]
        THEN quorumIndex
        ELSE commitIndex[i]
