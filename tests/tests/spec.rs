@@ -9,8 +9,8 @@
 //!   trace's action, and every state must satisfy the invariants;
 //! - a trace with one illegal step is rejected at that step, and each planted bug's
 //!   counterexample is rejected at the step where the correct Peer parts from it;
-//! - deliberately broken copies of the spec violate ElectionSafety, LogMatching and
-//!   StateMachineSafety, so those invariants can fail.
+//! - deliberately broken copies of the spec violate ElectionSafety, LogMatching,
+//!   StateMachineSafety and the action property MonotonicTerm, so those can fail.
 //!
 //! `cargo test -p tests --test spec` prints `spec: distinct_states=N traces_validated=M`.
 
@@ -1119,8 +1119,9 @@ fn the_peer_follows_every_corpus_walk() {
 // ----- Each invariant can fail -----
 
 /// Model-checks a copy of the spec with `from` replaced by `to` in Raft.tla, under bounds
-/// `constants`, checking only `invariant`; returns the violated invariant's name.
-fn violated_by_mutant(from: &str, to: &str, constants: &str, invariant: &str) -> String {
+/// `constants`, checking only `property` (an invariant, or an action property when its name
+/// starts with `Monotonic`); returns the name of the property found violated.
+fn violated_by_mutant(from: &str, to: &str, constants: &str, property: &str) -> String {
     let source = std::fs::read_to_string(tla_dir().join("Raft.tla")).expect("Raft.tla");
     assert_eq!(
         source.matches(from).count(),
@@ -1130,9 +1131,14 @@ fn violated_by_mutant(from: &str, to: &str, constants: &str, invariant: &str) ->
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::write(dir.path().join("Raft.tla"), source.replace(from, to)).expect("write");
     std::fs::copy(tla_dir().join("MCRaft.tla"), dir.path().join("MCRaft.tla")).expect("copy");
+    let directive = if property.starts_with("Monotonic") {
+        "PROPERTY"
+    } else {
+        "INVARIANT"
+    };
     let cfg = format!(
         "CONSTANTS\n    Server = {{s1, s2, s3}}\n    Nil = Nil\n    Duplicating = FALSE\n    \
-         Lossy = FALSE\n{constants}\nSPECIFICATION Spec\nINVARIANT {invariant}\n\
+         Lossy = FALSE\n{constants}\nSPECIFICATION Spec\n{directive} {property}\n\
          CONSTRAINT MCBounds\nSYMMETRY MCSymmetry\nCHECK_DEADLOCK FALSE\n"
     );
     std::fs::write(dir.path().join("Mutant.cfg"), cfg).expect("write");
@@ -1145,6 +1151,7 @@ fn violated_by_mutant(from: &str, to: &str, constants: &str, invariant: &str) ->
             [counterexample.violated_invariant]
             .as_ref()
             .map_or("?".into(), |n| n.to_string()),
+        CheckResult::PropertyViolation(violation, _) => violation.property.to_string(),
         other => panic!("the mutant was not caught: {}", describe(&other, &spec)),
     }
 }
@@ -1188,4 +1195,18 @@ fn state_machine_safety_can_fail() {
         "StateMachineSafety",
     );
     assert_eq!(violated, "StateMachineSafety");
+}
+
+/// A server that recovers without its persisted term goes back to term 0.
+#[test]
+fn monotonic_term_can_fail() {
+    let violated = violated_by_mutant(
+        "/\\ BecomeFollower(i, Nil)\n    /\\ UNCHANGED <<durableVars, messages>>",
+        "/\\ BecomeFollower(i, Nil)\n    /\\ currentTerm' = [currentTerm EXCEPT ![i] = 0]\n    \
+         /\\ UNCHANGED <<votedFor, log, messages>>",
+        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 0\n    MaxInFlight = 2\n    \
+         MaxCrashed = 1",
+        "MonotonicTerm",
+    );
+    assert_eq!(violated, "MonotonicTerm");
 }
