@@ -93,103 +93,22 @@ pub fn value_of(command: &Command) -> Result<Value, String> {
     }
 }
 
-fn entry_to_node(entry: &Entry<Value>) -> Entry<Command> {
-    Entry {
-        term: entry.term,
-        command: entry.command.map(command_of),
-    }
-}
-
 fn entry_to_model(entry: &Entry<Command>) -> Result<Entry<Value>, String> {
-    Ok(Entry {
-        term: entry.term,
-        command: entry.command.as_ref().map(value_of).transpose()?,
-    })
+    entry.try_map_command(value_of)
 }
 
 /// A model message as a node sends it.
 pub fn message_to_node(message: &Message<Value>) -> Message<Command> {
-    match message {
-        Message::RequestVoteRequest {
-            term,
-            last_log_index,
-            last_log_term,
-        } => Message::RequestVoteRequest {
-            term: *term,
-            last_log_index: *last_log_index,
-            last_log_term: *last_log_term,
-        },
-        Message::RequestVoteResponse { term, granted } => Message::RequestVoteResponse {
-            term: *term,
-            granted: *granted,
-        },
-        Message::AppendEntriesRequest {
-            term,
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => Message::AppendEntriesRequest {
-            term: *term,
-            prev_log_index: *prev_log_index,
-            prev_log_term: *prev_log_term,
-            entries: entries.iter().map(entry_to_node).collect(),
-            leader_commit: *leader_commit,
-        },
-        Message::AppendEntriesResponse {
-            term,
-            success,
-            index,
-        } => Message::AppendEntriesResponse {
-            term: *term,
-            success: *success,
-            index: *index,
-        },
+    let converted: Result<_, std::convert::Infallible> =
+        message.try_map_commands(|value| Ok(command_of(*value)));
+    match converted {
+        Ok(message) => message,
     }
 }
 
 /// A node's message in the model's terms.
 pub fn message_to_model(message: &Message<Command>) -> Result<Message<Value>, String> {
-    Ok(match message {
-        Message::RequestVoteRequest {
-            term,
-            last_log_index,
-            last_log_term,
-        } => Message::RequestVoteRequest {
-            term: *term,
-            last_log_index: *last_log_index,
-            last_log_term: *last_log_term,
-        },
-        Message::RequestVoteResponse { term, granted } => Message::RequestVoteResponse {
-            term: *term,
-            granted: *granted,
-        },
-        Message::AppendEntriesRequest {
-            term,
-            prev_log_index,
-            prev_log_term,
-            entries,
-            leader_commit,
-        } => Message::AppendEntriesRequest {
-            term: *term,
-            prev_log_index: *prev_log_index,
-            prev_log_term: *prev_log_term,
-            entries: entries
-                .iter()
-                .map(entry_to_model)
-                .collect::<Result<_, _>>()?,
-            leader_commit: *leader_commit,
-        },
-        Message::AppendEntriesResponse {
-            term,
-            success,
-            index,
-        } => Message::AppendEntriesResponse {
-            term: *term,
-            success: *success,
-            index: *index,
-        },
-    })
+    message.try_map_commands(value_of)
 }
 
 type Captured = Arc<Mutex<Vec<(NodeId, NodeId, Message<Command>)>>>;

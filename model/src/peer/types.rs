@@ -97,7 +97,65 @@ pub enum Message<C> {
     },
 }
 
+impl<C> Entry<C> {
+    /// The same entry with its command passed through `f` (a driver's own command type).
+    pub fn try_map_command<D, E>(&self, f: impl FnOnce(&C) -> Result<D, E>) -> Result<Entry<D>, E> {
+        Ok(Entry {
+            term: self.term,
+            command: self.command.as_ref().map(f).transpose()?,
+        })
+    }
+}
+
 impl<C> Message<C> {
+    /// The same message with every entry's command passed through `f`; the first error stops
+    /// the mapping.
+    pub fn try_map_commands<D, E>(
+        &self,
+        mut f: impl FnMut(&C) -> Result<D, E>,
+    ) -> Result<Message<D>, E> {
+        Ok(match self {
+            Message::RequestVoteRequest {
+                term,
+                last_log_index,
+                last_log_term,
+            } => Message::RequestVoteRequest {
+                term: *term,
+                last_log_index: *last_log_index,
+                last_log_term: *last_log_term,
+            },
+            Message::RequestVoteResponse { term, granted } => Message::RequestVoteResponse {
+                term: *term,
+                granted: *granted,
+            },
+            Message::AppendEntriesRequest {
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => Message::AppendEntriesRequest {
+                term: *term,
+                prev_log_index: *prev_log_index,
+                prev_log_term: *prev_log_term,
+                entries: entries
+                    .iter()
+                    .map(|entry| entry.try_map_command(&mut f))
+                    .collect::<Result<_, _>>()?,
+                leader_commit: *leader_commit,
+            },
+            Message::AppendEntriesResponse {
+                term,
+                success,
+                index,
+            } => Message::AppendEntriesResponse {
+                term: *term,
+                success: *success,
+                index: *index,
+            },
+        })
+    }
+
     /// The sender's term, carried by every message.
     pub fn term(&self) -> Term {
         match self {
