@@ -79,7 +79,10 @@ async fn conformance_replays_the_corpus_and_fresh_walks() {
         Bug::ALL.len(),
         "one counterexample per planted bug"
     );
-    println!("conformance: traces={traces} steps={steps} crash_traces={crash_traces}");
+    // Written to stdout itself: the harness captures println!, and this line should show
+    // even when the test passes.
+    let line = format!("conformance: traces={traces} steps={steps} crash_traces={crash_traces}\n");
+    std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes()).expect("stdout");
     assert!(traces >= 500 && steps >= 10_000 && crash_traces >= 100);
 }
 

@@ -135,10 +135,13 @@ async fn a_real_cluster_run_is_a_run_of_the_model() {
     let run = run_cluster().await;
     let recordings = load(&run);
     let validated = validate(&recordings).unwrap_or_else(|why| panic!("{why}"));
-    println!(
-        "validation: events={} nodes={} restarts={}",
+    // Written to stdout itself: the harness captures println!, and this line should show
+    // even when the test passes.
+    let line = format!(
+        "validation: events={} nodes={} restarts={}\n",
         validated.events, validated.nodes, validated.restarts
     );
+    std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes()).expect("stdout");
     assert_eq!(validated.nodes, 3);
     assert_eq!(validated.restarts, run.restarts);
     assert!(validated.events > 0);
