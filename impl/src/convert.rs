@@ -88,27 +88,23 @@ impl From<Command> for pb::Command {
 
 /// Validates and converts a log entry.
 pub fn entry_from_pb(entry: pb::Entry) -> Result<Entry<Command>, ConvertError> {
-    {
-        if entry.term == 0 {
-            return Err(ConvertError::Invalid {
-                field: "entry.term",
-                why: "entries are created in term 1 or later".into(),
-            });
-        }
-        Ok(Entry {
-            term: entry.term,
-            command: entry.command.map(Command::try_from).transpose()?,
-        })
+    if entry.term == 0 {
+        return Err(ConvertError::Invalid {
+            field: "entry.term",
+            why: "entries are created in term 1 or later".into(),
+        });
     }
+    Ok(Entry {
+        term: entry.term,
+        command: entry.command.map(Command::try_from).transpose()?,
+    })
 }
 
 /// Converts a log entry for the wire.
 pub fn entry_to_pb(entry: Entry<Command>) -> pb::Entry {
-    {
-        pb::Entry {
-            term: entry.term,
-            command: entry.command.map(pb::Command::from),
-        }
+    pb::Entry {
+        term: entry.term,
+        command: entry.command.map(pb::Command::from),
     }
 }
 
@@ -171,115 +167,111 @@ fn require_term(term: u64) -> Result<u64, ConvertError> {
 pub fn message_from_pb(
     message: pb::peer_envelope::Message,
 ) -> Result<Message<Command>, ConvertError> {
-    {
-        use pb::peer_envelope::Message as M;
-        Ok(match message {
-            M::RequestVoteRequest(m) => {
-                if (m.last_log_index == 0) != (m.last_log_term == 0) {
-                    return Err(ConvertError::Invalid {
-                        field: "last_log_term",
-                        why: "must be 0 exactly when last_log_index is 0".into(),
-                    });
-                }
-                if m.last_log_term > m.term {
-                    return Err(ConvertError::Invalid {
-                        field: "last_log_term",
-                        why: format!("{} exceeds the message term {}", m.last_log_term, m.term),
-                    });
-                }
-                Message::RequestVoteRequest {
-                    term: require_term(m.term)?,
-                    last_log_index: m.last_log_index,
-                    last_log_term: m.last_log_term,
-                }
+    use pb::peer_envelope::Message as M;
+    Ok(match message {
+        M::RequestVoteRequest(m) => {
+            if (m.last_log_index == 0) != (m.last_log_term == 0) {
+                return Err(ConvertError::Invalid {
+                    field: "last_log_term",
+                    why: "must be 0 exactly when last_log_index is 0".into(),
+                });
             }
-            M::RequestVoteResponse(m) => Message::RequestVoteResponse {
+            if m.last_log_term > m.term {
+                return Err(ConvertError::Invalid {
+                    field: "last_log_term",
+                    why: format!("{} exceeds the message term {}", m.last_log_term, m.term),
+                });
+            }
+            Message::RequestVoteRequest {
                 term: require_term(m.term)?,
-                granted: m.granted,
-            },
-            M::AppendEntriesRequest(m) => {
-                let term = require_term(m.term)?;
-                if (m.prev_log_index == 0) != (m.prev_log_term == 0) {
+                last_log_index: m.last_log_index,
+                last_log_term: m.last_log_term,
+            }
+        }
+        M::RequestVoteResponse(m) => Message::RequestVoteResponse {
+            term: require_term(m.term)?,
+            granted: m.granted,
+        },
+        M::AppendEntriesRequest(m) => {
+            let term = require_term(m.term)?;
+            if (m.prev_log_index == 0) != (m.prev_log_term == 0) {
+                return Err(ConvertError::Invalid {
+                    field: "prev_log_term",
+                    why: "must be 0 exactly when prev_log_index is 0".into(),
+                });
+            }
+            let entries = m
+                .entries
+                .into_iter()
+                .map(entry_from_pb)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut previous = m.prev_log_term;
+            for entry in &entries {
+                if entry.term < previous || entry.term > term {
                     return Err(ConvertError::Invalid {
-                        field: "prev_log_term",
-                        why: "must be 0 exactly when prev_log_index is 0".into(),
+                        field: "entries",
+                        why: format!(
+                            "entry term {} breaks the order {previous}..={term}",
+                            entry.term
+                        ),
                     });
                 }
-                let entries = m
-                    .entries
-                    .into_iter()
-                    .map(entry_from_pb)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut previous = m.prev_log_term;
-                for entry in &entries {
-                    if entry.term < previous || entry.term > term {
-                        return Err(ConvertError::Invalid {
-                            field: "entries",
-                            why: format!(
-                                "entry term {} breaks the order {previous}..={term}",
-                                entry.term
-                            ),
-                        });
-                    }
-                    previous = entry.term;
-                }
-                Message::AppendEntriesRequest {
-                    term,
-                    prev_log_index: m.prev_log_index,
-                    prev_log_term: m.prev_log_term,
-                    entries,
-                    leader_commit: m.leader_commit,
-                }
+                previous = entry.term;
             }
-            M::AppendEntriesResponse(m) => Message::AppendEntriesResponse {
-                term: require_term(m.term)?,
-                success: m.success,
-                index: m.index,
-            },
-        })
-    }
+            Message::AppendEntriesRequest {
+                term,
+                prev_log_index: m.prev_log_index,
+                prev_log_term: m.prev_log_term,
+                entries,
+                leader_commit: m.leader_commit,
+            }
+        }
+        M::AppendEntriesResponse(m) => Message::AppendEntriesResponse {
+            term: require_term(m.term)?,
+            success: m.success,
+            index: m.index,
+        },
+    })
 }
 
 /// Converts a Peer message for the wire.
 pub fn message_to_pb(message: Message<Command>) -> pb::peer_envelope::Message {
-    {
-        use pb::peer_envelope::Message as M;
-        match message {
-            Message::RequestVoteRequest {
-                term,
-                last_log_index,
-                last_log_term,
-            } => M::RequestVoteRequest(pb::RequestVoteRequest {
-                term,
-                last_log_index,
-                last_log_term,
-            }),
-            Message::RequestVoteResponse { term, granted } => {
-                M::RequestVoteResponse(pb::RequestVoteResponse { term, granted })
-            }
-            Message::AppendEntriesRequest {
-                term,
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            } => M::AppendEntriesRequest(pb::AppendEntriesRequest {
-                term,
-                prev_log_index,
-                prev_log_term,
-                entries: entries.into_iter().map(entry_to_pb).collect(),
-                leader_commit,
-            }),
-            Message::AppendEntriesResponse {
-                term,
-                success,
-                index,
-            } => M::AppendEntriesResponse(pb::AppendEntriesResponse {
-                term,
-                success,
-                index,
-            }),
+    use pb::peer_envelope::Message as M;
+    match message {
+        Message::RequestVoteRequest {
+            term,
+            last_log_index,
+            last_log_term,
+        } => M::RequestVoteRequest(pb::RequestVoteRequest {
+            term,
+            last_log_index,
+            last_log_term,
+        }),
+        Message::RequestVoteResponse { term, granted } => {
+            M::RequestVoteResponse(pb::RequestVoteResponse { term, granted })
         }
+        Message::AppendEntriesRequest {
+            term,
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => M::AppendEntriesRequest(pb::AppendEntriesRequest {
+            term,
+            prev_log_index,
+            prev_log_term,
+            entries: entries.into_iter().map(entry_to_pb).collect(),
+            leader_commit,
+        }),
+        Message::AppendEntriesResponse {
+            term,
+            success,
+            index,
+        } => M::AppendEntriesResponse(pb::AppendEntriesResponse {
+            term,
+            success,
+            index,
+        }),
     }
 }
 

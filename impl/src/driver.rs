@@ -548,8 +548,7 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             let entry = self
                 .peer
                 .entry(index)
-                .expect("committed entries are in the log")
-                .clone();
+                .expect("committed entries are in the log");
             let result = self.kv.apply(index, entry.command.as_ref());
             if let Some((term, reply)) = self.waiting.remove(&index) {
                 let outcome = match result {

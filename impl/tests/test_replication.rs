@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{assert_same_prefix, TestCluster, PATIENCE};
+use common::{assert_same_prefix, TestCluster};
 use model::RoleKind;
-use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_replication_commits_on_a_majority_then_on_all() {
@@ -98,11 +97,9 @@ async fn test_replication_of_many_concurrent_writes() {
         last = last.max(task.await.expect("writer"));
     }
     assert!(last >= 200);
-    let deadline = Instant::now() + PATIENCE;
     for id in cluster.ids() {
         cluster.wait_applied(id, last).await;
     }
-    assert!(Instant::now() < deadline + Duration::from_secs(1));
     let states = cluster.states().await;
     let all: Vec<_> = states.values().collect();
     assert_same_prefix(&all, last);

@@ -683,19 +683,6 @@ fn field_str_value(value: &Value) -> String {
 
 // ----- Replaying a trace against the correct Peer (to locate a planted bug's step) -----
 
-fn peer_view(id: NodeId, peer: &Peer<u8>) -> NodeView {
-    NodeView {
-        id,
-        crashed: false,
-        role: Some(peer.role_kind()),
-        term: peer.term(),
-        voted_for: peer.voted_for(),
-        leader: peer.leader(),
-        log: peer.log().to_vec(),
-        commit: peer.commit_index(),
-    }
-}
-
 fn crashed_view(id: NodeId, durable: &Durable<u8>) -> NodeView {
     NodeView {
         id,
@@ -764,7 +751,7 @@ fn first_peer_divergence(trace: &Trace) -> Option<usize> {
             .iter()
             .map(|&id| match &crashed[id as usize] {
                 Some(durable) => crashed_view(id, durable),
-                None => peer_view(id, &peers[id as usize]),
+                None => NodeView::of_peer(id, &peers[id as usize]),
             })
             .collect();
         if views != step.nodes || sent != step.sent {

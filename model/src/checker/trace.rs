@@ -108,6 +108,36 @@ pub struct NodeView {
     pub commit: Index,
 }
 
+impl NodeView {
+    /// What a running server shows.
+    pub fn of_peer(id: NodeId, peer: &Peer<Value>) -> NodeView {
+        NodeView {
+            id,
+            crashed: false,
+            role: Some(peer.role_kind()),
+            term: peer.term(),
+            voted_for: peer.voted_for(),
+            leader: peer.leader(),
+            log: peer.log().to_vec(),
+            commit: peer.commit_index(),
+        }
+    }
+
+    /// What a crashed server shows: what it persisted.
+    pub fn of_persisted(id: NodeId, durable: crate::peer::Durable<Value>) -> NodeView {
+        NodeView {
+            id,
+            crashed: true,
+            role: None,
+            term: durable.term,
+            voted_for: durable.voted_for,
+            leader: None,
+            log: durable.log,
+            commit: 0,
+        }
+    }
+}
+
 /// Line 2 of a trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Init {
@@ -233,30 +263,11 @@ pub fn node_views(config: &ModelConfig, state: &RaftState) -> Vec<NodeView> {
             let server = state.actor_states[i]
                 .server()
                 .expect("the first actors are servers");
-            let peer = &server.peer;
             if state.crashed[i] {
                 let durable = state.actor_storages[i].clone().unwrap_or_default();
-                NodeView {
-                    id: i as NodeId,
-                    crashed: true,
-                    role: None,
-                    term: durable.term,
-                    voted_for: durable.voted_for,
-                    leader: None,
-                    log: durable.log,
-                    commit: 0,
-                }
+                NodeView::of_persisted(i as NodeId, durable)
             } else {
-                NodeView {
-                    id: i as NodeId,
-                    crashed: false,
-                    role: Some(peer.role_kind()),
-                    term: peer.term(),
-                    voted_for: peer.voted_for(),
-                    leader: peer.leader(),
-                    log: peer.log().to_vec(),
-                    commit: peer.commit_index(),
-                }
+                NodeView::of_peer(i as NodeId, &server.peer)
             }
         })
         .collect()
