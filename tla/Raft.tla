@@ -44,12 +44,17 @@ VARIABLES
     heardFrom,    \* Role::Leader.heard_from (check-quorum); {} otherwise.
     \* The environment.
     crashed,      \* Whether the server is down. Its last state stays until it recovers.
-    messages      \* The network: a bag of messages in flight.
+    messages,     \* The network: a bag of messages in flight.
+    \* History (ghost variables, as the model's Ghost in model/src/checker/actor.rs): no
+    \* action reads them; RecordHistory sets them on every step of Next.
+    regressedTerm,   \* Ghost.regressed_term: the server's term ever went down.
+    regressedCommit  \* Ghost.regressed_commit: a running server's commit index went down.
 
 durableVars == <<currentTerm, votedFor, log>>
 roleVars == <<role, leader, votes, nextIndex, matchIndex, heardFrom>>
+historyVars == <<regressedTerm, regressedCommit>>
 vars == <<currentTerm, votedFor, log, commitIndex, role, leader, votes,
-          nextIndex, matchIndex, heardFrom, crashed, messages>>
+          nextIndex, matchIndex, heardFrom, crashed, messages, historyVars>>
 
 -----------------------------------------------------------------------------
 (* Helpers. Actions stay small and call these for the values they compute. *)
@@ -201,6 +206,8 @@ Init ==
     /\ heardFrom = [i \in Server |-> {}]
     /\ crashed = [i \in Server |-> FALSE]
     /\ messages = EmptyBag
+    /\ regressedTerm = [i \in Server |-> FALSE]
+    /\ regressedCommit = [i \in Server |-> FALSE]
 
 -----------------------------------------------------------------------------
 (* Timers: Peer::handle_timeout. *)
@@ -394,30 +401,43 @@ DropMessage(m) ==
 
 -----------------------------------------------------------------------------
 
-\* Each message handler is tried only on messages of its type, so that a checker need not
-\* instantiate every handler for every message.
+\* The history of a step: a server's term going down (even across a crash and recovery),
+\* or the commit index of a server that is running before and after the step going down.
+\* A flag once set stays set.
+RecordHistory ==
+    /\ regressedTerm' =
+          [i \in Server |-> regressedTerm[i] \/ currentTerm'[i] < currentTerm[i]]
+    /\ regressedCommit' =
+          [i \in Server |-> regressedCommit[i] \/
+                            ~crashed[i] /\ ~crashed'[i] /\ commitIndex'[i] < commitIndex[i]]
+
+\* Every step is one action, together with RecordHistory. Each message handler is tried
+\* only on messages of its type, so that a checker need not instantiate every handler for
+\* every message.
 Next ==
-    \/ \E i \in Server : ElectionTimeout(i)
-    \/ \E i \in Server : HeartbeatTimeout(i)
-    \/ \E i \in Server : \E v \in Value : ClientRequest(i, v)
-    \/ \E m \in BagToSet(messages) :
-          m.type = "RequestVoteRequest" /\ HandleRequestVoteRequest(m.to, m.from, m)
-    \/ \E m \in BagToSet(messages) :
-          m.type = "RequestVoteResponse" /\ HandleRequestVoteResponse(m.to, m.from, m)
-    \/ \E m \in BagToSet(messages) :
-          m.type = "AppendEntriesRequest" /\ HandleAppendEntriesRequest(m.to, m.from, m)
-    \/ \E m \in BagToSet(messages) :
-          m.type = "AppendEntriesResponse" /\ HandleAppendEntriesResponse(m.to, m.from, m)
-    \/ \E i \in Server : Crash(i)
-    \/ \E i \in Server : Recover(i)
-    \/ \E m \in BagToSet(messages) : DropMessage(m)
+    /\ \/ \E i \in Server : ElectionTimeout(i)
+       \/ \E i \in Server : HeartbeatTimeout(i)
+       \/ \E i \in Server : \E v \in Value : ClientRequest(i, v)
+       \/ \E m \in BagToSet(messages) :
+             m.type = "RequestVoteRequest" /\ HandleRequestVoteRequest(m.to, m.from, m)
+       \/ \E m \in BagToSet(messages) :
+             m.type = "RequestVoteResponse" /\ HandleRequestVoteResponse(m.to, m.from, m)
+       \/ \E m \in BagToSet(messages) :
+             m.type = "AppendEntriesRequest" /\ HandleAppendEntriesRequest(m.to, m.from, m)
+       \/ \E m \in BagToSet(messages) :
+             m.type = "AppendEntriesResponse" /\ HandleAppendEntriesResponse(m.to, m.from, m)
+       \/ \E i \in Server : Crash(i)
+       \/ \E i \in Server : Recover(i)
+       \/ \E m \in BagToSet(messages) : DropMessage(m)
+    /\ RecordHistory
 
 Spec == Init /\ [][Next]_vars
 
 -----------------------------------------------------------------------------
 (* Invariants, named as the model's Always properties. As in the model, a   *)
 (* crashed server's last log and commit index count (they were true when it *)
-(* crashed), while only running servers count as leaders.                   *)
+(* crashed), while only running servers count as leaders. The two about     *)
+(* history read the ghost variables that RecordHistory keeps.               *)
 
 LiveLeaders == {i \in Server : ~crashed[i] /\ role[i] = "Leader"}
 
@@ -461,15 +481,12 @@ NoCommitOnMinority ==
 CommittedSurvivesCrash ==
     \A i \in Server : ~crashed[i] => commitIndex[i] <= Len(log[i])
 
-(* The two properties about history are action properties: they hold of    *)
-(* every step rather than of every state.                                   *)
-
 \* A server's term never decreases, not even across a crash (it is persisted).
 MonotonicTerm ==
-    [][\A i \in Server : currentTerm'[i] >= currentTerm[i]]_vars
+    \A i \in Server : ~regressedTerm[i]
 
 \* A running server's commit index never decreases (a recovered server starts at 0).
 MonotonicCommit ==
-    [][\A i \in Server : ~crashed[i] /\ ~crashed'[i] => commitIndex'[i] >= commitIndex[i]]_vars
+    \A i \in Server : ~regressedCommit[i]
 
 =============================================================================

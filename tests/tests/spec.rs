@@ -1,7 +1,7 @@
 //! The TLA+ spec `tla/Raft.tla`, checked with the `tla-checker` crate as a library:
 //!
 //! - `Raft.tla` and `MCRaft.tla` parse, define one action per trace action and one invariant
-//!   (or action property) per Always property of the model, with the same names;
+//!   per Always property of the model, with the same names;
 //! - the bounded configurations `MCRaft.cfg` (two terms) and `MCRaftCrash.cfg` (one term, one
 //!   crash at a time) are model-checked to completion without violation;
 //! - model traces (the checked-in corpus and freshly generated walks) are replayed against
@@ -9,8 +9,8 @@
 //!   trace's action, and every state must satisfy the invariants;
 //! - a trace with one illegal step is rejected at that step, and each planted bug's
 //!   counterexample is rejected at the step where the correct Peer parts from it;
-//! - deliberately broken copies of the spec violate ElectionSafety, LogMatching,
-//!   StateMachineSafety and the action property MonotonicTerm, so those can fail.
+//! - deliberately broken copies of the spec violate each of the nine invariants in turn, so
+//!   each of them can fail.
 //!
 //! `cargo test -p tests --test spec` prints `spec: distinct_states=N traces_validated=M`.
 
@@ -177,20 +177,12 @@ impl Loaded {
         self.successors(next, state, &[])
     }
 
-    /// The model's Always properties that the step from `before` to `after` violates: the
-    /// state invariants are evaluated on `after`, the action properties (`[][A]_vars`) on
-    /// the step.
-    fn violated_properties(&self, before: &State, after: &State) -> Vec<&'static str> {
+    /// The model's Always properties that the state `after` violates (each is an invariant
+    /// of the spec; the two about history read the ghost variables the step set).
+    fn violated_properties(&self, after: &State) -> Vec<&'static str> {
         let mut env = self.env.clone();
-        for (var, value) in self.spec.vars.iter().zip(&before.values) {
-            env.insert(var.clone(), value.clone());
-        }
-        for (primed, value) in self.primed.iter().zip(&after.values) {
-            env.insert(primed.clone(), value.clone());
-        }
-        let mut after_env = self.env.clone();
         for (var, value) in self.spec.vars.iter().zip(&after.values) {
-            after_env.insert(var.clone(), value.clone());
+            env.insert(var.clone(), value.clone());
         }
         let context = EvalContext {
             state_vars: self.spec.vars.clone(),
@@ -199,14 +191,7 @@ impl Loaded {
             .into_iter()
             .filter(|property| {
                 let (_, body) = &self.defs[*property];
-                let holds = match body.as_ref() {
-                    Expr::BoxAction(action, _) => {
-                        eval::eval_with_context(action, &mut env, &self.defs, &context)
-                    }
-                    invariant => {
-                        eval::eval_with_context(invariant, &mut after_env, &self.defs, &context)
-                    }
-                };
+                let holds = eval::eval_with_context(body, &mut env, &self.defs, &context);
                 !matches!(holds, Ok(Value::Bool(true)))
             })
             .collect()
@@ -621,6 +606,9 @@ impl Loaded {
         }
         for step in &trace.steps {
             let (text, bindings) = instance(step).map_err(|why| reject(step.step, why))?;
+            // A step of Next is the action together with RecordHistory, which keeps the
+            // ghost variables; those are not in the trace and follow from the spec.
+            let text = format!("({text}) /\\ RecordHistory");
             let action = tla_checker::parser::parse_expr(&text)
                 .unwrap_or_else(|e| panic!("parsing `{text}`: {e:?}"));
             let mut next: Vec<State> = Vec::new();
@@ -654,7 +642,7 @@ impl Loaded {
                         ));
                         continue;
                     }
-                    let violated = self.violated_properties(before, &after);
+                    let violated = self.violated_properties(&after);
                     if !violated.is_empty() {
                         reasons.push(format!("the state after it violates {violated:?}"));
                         continue;
@@ -984,12 +972,23 @@ fn spec_and_model_configuration_parse() {
         assert!(next.contains(&format!(" {action}(")), "Next lacks {action}");
     }
     for name in CONFIGURATIONS {
-        let cfg = std::fs::read_to_string(tla_dir().join(name)).expect("a configuration");
-        let listed: BTreeSet<&str> = cfg.split_whitespace().collect();
+        let prepared = prepare_from_path(
+            &tla_dir().join("MCRaft.tla"),
+            Some(&tla_dir().join(name)),
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{name} does not load: {e}"));
+        let invariants: BTreeSet<&str> = prepared
+            .spec
+            .invariant_names
+            .iter()
+            .flatten()
+            .map(|n| n.as_ref())
+            .collect();
         for property in always_properties() {
             assert!(
-                listed.contains(property),
-                "{name} does not check {property}"
+                invariants.contains(property),
+                "{name} does not check {property} as an invariant"
             );
         }
     }
@@ -1106,8 +1105,8 @@ fn the_peer_follows_every_corpus_walk() {
 // ----- Each invariant can fail -----
 
 /// Model-checks a copy of the spec with `from` replaced by `to` in Raft.tla, under bounds
-/// `constants`, checking only `property` (an invariant, or an action property when its name
-/// starts with `Monotonic`); returns the name of the property found violated.
+/// `constants`, checking only the invariant `property`; returns the name of the invariant
+/// found violated.
 fn violated_by_mutant(from: &str, to: &str, constants: &str, property: &str) -> String {
     let source = std::fs::read_to_string(tla_dir().join("Raft.tla")).expect("Raft.tla");
     assert_eq!(
@@ -1118,14 +1117,9 @@ fn violated_by_mutant(from: &str, to: &str, constants: &str, property: &str) -> 
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::write(dir.path().join("Raft.tla"), source.replace(from, to)).expect("write");
     std::fs::copy(tla_dir().join("MCRaft.tla"), dir.path().join("MCRaft.tla")).expect("copy");
-    let directive = if property.starts_with("Monotonic") {
-        "PROPERTY"
-    } else {
-        "INVARIANT"
-    };
     let cfg = format!(
         "CONSTANTS\n    Server = {{s1, s2, s3}}\n    Nil = Nil\n    Duplicating = FALSE\n    \
-         Lossy = FALSE\n{constants}\nSPECIFICATION Spec\n{directive} {property}\n\
+         Lossy = FALSE\n{constants}\nSPECIFICATION Spec\nINVARIANT {property}\n\
          CONSTRAINT MCBounds\nSYMMETRY MCSymmetry\nCHECK_DEADLOCK FALSE\n"
     );
     std::fs::write(dir.path().join("Mutant.cfg"), cfg).expect("write");
@@ -1196,4 +1190,76 @@ fn monotonic_term_can_fail() {
         "MonotonicTerm",
     );
     assert_eq!(violated, "MonotonicTerm");
+}
+
+/// A follower that takes a stale AppendEntries's commit index as its own, instead of never
+/// lowering it, goes back on a commit when an older request arrives after a newer one.
+#[test]
+fn monotonic_commit_can_fail() {
+    let violated = violated_by_mutant(
+        "Max(@, Min(m.leader_commit, m.prev_log_index + Len(m.entries)))",
+        "Min(m.leader_commit, m.prev_log_index + Len(m.entries))",
+        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 4\n    \
+         MaxCrashed = 0",
+        "MonotonicCommit",
+    );
+    assert_eq!(violated, "MonotonicCommit");
+}
+
+/// A leader that counts a quorum one short commits an entry only it stores.
+#[test]
+fn no_commit_on_minority_can_fail() {
+    let violated = violated_by_mutant(
+        "Cardinality(Agree(i, xmatch, k)) >= Majority",
+        "Cardinality(Agree(i, xmatch, k)) >= Majority - 1",
+        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 3\n    \
+         MaxCrashed = 0",
+        "NoCommitOnMinority",
+    );
+    assert_eq!(violated, "NoCommitOnMinority");
+}
+
+/// The same short quorum leaves two servers whose empty logs could elect either of them,
+/// and neither holds the committed entry.
+#[test]
+fn electable_holds_committed_can_fail() {
+    let violated = violated_by_mutant(
+        "Cardinality(Agree(i, xmatch, k)) >= Majority",
+        "Cardinality(Agree(i, xmatch, k)) >= Majority - 1",
+        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 3\n    \
+         MaxCrashed = 0",
+        "ElectableHoldsCommitted",
+    );
+    assert_eq!(violated, "ElectableHoldsCommitted");
+}
+
+/// A voter that skips the up-to-date check (§5.4.1) elects a server that lacks an entry
+/// committed in an earlier term.
+#[test]
+fn leader_completeness_can_fail() {
+    let violated = violated_by_mutant(
+        "/\\ \\/ m.last_log_term > LastTerm(log[i])\n          \
+         \\/ m.last_log_term = LastTerm(log[i]) /\\ m.last_log_index >= Len(log[i])",
+        "/\\ TRUE",
+        "    Value = {1}\n    MaxTerm = 2\n    MaxLogLength = 1\n    MaxInFlight = 3\n    \
+         MaxCrashed = 0",
+        "LeaderCompleteness",
+    );
+    assert_eq!(violated, "LeaderCompleteness");
+}
+
+/// A server that persists its commit index but not its log recovers with a commit index
+/// past the end of its log.
+#[test]
+fn committed_survives_crash_can_fail() {
+    let violated = violated_by_mutant(
+        "/\\ commitIndex' = [commitIndex EXCEPT ![i] = 0]\n    /\\ BecomeFollower(i, Nil)\n    \
+         /\\ UNCHANGED <<durableVars, messages>>",
+        "/\\ BecomeFollower(i, Nil)\n    /\\ log' = [log EXCEPT ![i] = << >>]\n    \
+         /\\ UNCHANGED <<currentTerm, votedFor, commitIndex, messages>>",
+        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 3\n    \
+         MaxCrashed = 1",
+        "CommittedSurvivesCrash",
+    );
+    assert_eq!(violated, "CommittedSurvivesCrash");
 }
