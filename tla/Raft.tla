@@ -409,7 +409,7 @@ RecordHistory ==
           [i \in Server |-> regressedTerm[i] \/ currentTerm'[i] < currentTerm[i]]
     /\ regressedCommit' =
           [i \in Server |-> regressedCommit[i] \/
-                            ~crashed[i] /\ ~crashed'[i] /\ commitIndex'[i] < commitIndex[i]]
+                            (~crashed[i] /\ ~crashed'[i] /\ commitIndex'[i] < commitIndex[i])]
 
 \* Every step is one action, together with RecordHistory. Each message handler is tried
 \* only on messages of its type, so that a checker need not instantiate every handler for
