@@ -11,6 +11,11 @@
 //! messages and also needs a persist is flushed before the Peer sees more input, as the
 //! contract requires; proposals come last in a batch so that this costs nothing.
 //!
+//! With `--record`, the recording's buffered lines are written to its file before a save
+//! starts and before anything leaves the node (`send_now`, `send_after_persist`, answers), so
+//! that a process killed at any point has on file every step whose effect was seen, and at
+//! most an unseen tail is lost.
+//!
 //! Timers and outbound messages go through the [`Timers`] and [`Outbound`] traits, so the same
 //! driver runs with real clocks and gRPC, or under a test's control (conformance replay).
 
@@ -402,6 +407,7 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                     if self.timers.is_armed(timer) {
                         self.timers.cancel(timer);
                         self.timeout(timer);
+                        self.flush_recording();
                         let _ = reply.send(Ok(()));
                     } else {
                         let _ = reply.send(Err(format!("timer {timer:?} is not armed")));
@@ -467,6 +473,8 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                 self.absorb(output);
             }
             Err(PeerError::NotLeader { leader }) => {
+                // The answer tells what earlier steps did: their lines go first.
+                self.flush_recording();
                 for reply in replies {
                     let _ = reply.send(Err(ProposeError::NotLeader { leader }));
                 }
@@ -487,6 +495,10 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             }
         }
         let sent_early = !output.send_now.is_empty();
+        if sent_early {
+            // The steps behind these messages reach the recording before the messages leave.
+            self.flush_recording();
+        }
         for (to, message) in output.send_now.drain(..) {
             self.outbound.send(to, message);
         }
@@ -506,6 +518,9 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             if let Some(from) = pending.persist.log_from {
                 self.entries_written += self.peer.last_index().saturating_sub(from - 1);
             }
+            // The steps that asked for this save reach the recording before the save starts:
+            // whatever a crash mid-save leaves on disk, the recording explains it.
+            self.flush_recording();
             if let Err(error) = self.storage.save(self.peer.durable(), pending.persist) {
                 // What the Peer promised may not be durable: continuing could break safety.
                 crit!(self.logger, "storage failed; stopping the process"; "error" => %error);
@@ -526,6 +541,9 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                 });
             }
         }
+        // Every step and save recorded so far reaches the file before its effects leave the
+        // node: messages, answers to clients, inspections.
+        self.flush_recording();
         for (to, message) in pending.send_after_persist {
             self.outbound.send(to, message);
         }
@@ -533,11 +551,17 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             log_state!(debug, self, "commit advanced", "new_commit" => commit);
         }
         self.apply();
-        if let Some(recorder) = self.recorder.as_mut() {
-            recorder.flush();
-        }
         for (with_log, reply) in std::mem::take(&mut self.inspections) {
             let _ = reply.send(self.state(with_log));
+        }
+    }
+
+    /// Writes the recording's buffered lines to its file (write(2), no fsync: a killed
+    /// process loses nothing the kernel has), so that after a SIGKILL every effect the node
+    /// showed has its record on file.
+    fn flush_recording(&mut self) {
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.flush();
         }
     }
 

@@ -8,7 +8,7 @@ use model::TimerCommand;
 use model::{Durable, Entry, Index, Message, NodeId, Output, Peer, RoleKind, Term, Timer};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -123,12 +123,24 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Appends to `path` (a restarted node continues its file).
+    /// Appends to `path` (a restarted node continues its file). A process killed mid-write
+    /// may have left a torn last line; it is ended with a newline, so that this run's first
+    /// line starts a line of its own.
     pub fn open(path: &Path, node: NodeId) -> std::io::Result<Recorder> {
-        let file = std::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)?;
+        let length = file.metadata()?.len();
+        if length > 0 {
+            let mut last = [0u8];
+            file.seek(SeekFrom::Start(length - 1))?;
+            file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n")?;
+            }
+        }
         Ok(Recorder {
             node,
             out: Some(BufWriter::new(file)),
@@ -165,7 +177,7 @@ impl Recorder {
         });
     }
 
-    /// Pushes buffered lines to the file (after each batch).
+    /// Writes buffered lines to the file (one write(2) when any are buffered; no fsync).
     pub fn flush(&mut self) {
         if let Some(out) = self.out.as_mut() {
             if let Err(error) = out.flush() {
@@ -173,5 +185,64 @@ impl Recorder {
                 self.out = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "rdb-record-{}-{name}-{}.jsonl",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    fn timeout_step() -> RecordedEvent {
+        RecordedEvent::Step {
+            input: RecordedInput::Timeout(Timer::Election),
+            output: RecordedOutput::from(&Output::<Command>::default()),
+            role: RoleKind::Follower,
+            term: 0,
+            commit: 0,
+        }
+    }
+
+    #[test]
+    fn a_restarted_recorder_appends_and_ends_a_torn_line_first() {
+        let path = scratch("torn");
+        let mut first = Recorder::open(&path, 1).expect("open");
+        first.record(timeout_step());
+        first.flush();
+        drop(first);
+        // A process killed mid-write leaves part of a line.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("reopen");
+        file.write_all(b"{\"micros\":12,\"no").expect("torn write");
+        drop(file);
+        let mut second = Recorder::open(&path, 1).expect("open again");
+        second.record(timeout_step());
+        second.flush();
+        drop(second);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[1], "{\"micros\":12,\"no");
+        for line in [lines[0], lines[2]] {
+            let recorded: Recorded = serde_json::from_str(line).expect("a whole line");
+            assert_eq!(recorded.event, timeout_step());
+        }
+        // A file that ends with a whole line gets nothing added.
+        drop(Recorder::open(&path, 1).expect("open a third time"));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -264,15 +264,19 @@ pub enum Wiring {
     Namespaces(Namespaces),
 }
 
-/// `size` rdb-server processes with data in a temporary directory. Dropping it kills them
-/// (and removes the namespaces); when the thread is panicking, the directory with the data
-/// and the logs is kept and its path printed.
+/// `size` rdb-server processes with data in a temporary directory. Every node records its
+/// Peer calls and saves (`--record`) to [`ProcessCluster::recording_path`], and a restarted
+/// node appends to the same file. Dropping it kills them (and removes the namespaces); when
+/// the thread is panicking, the directory with the data, the logs and the recordings is kept
+/// and its path printed.
 pub struct ProcessCluster {
     binaries: Binaries,
     dir: Option<TempDir>,
     addrs: Vec<String>,
     wiring: Wiring,
     children: Vec<Option<Child>>,
+    /// Processes started so far, first starts included.
+    starts: usize,
     /// Extra flags for every node.
     pub extra_args: Vec<String>,
 }
@@ -312,6 +316,7 @@ impl ProcessCluster {
             addrs,
             wiring,
             children: (0..size).map(|_| None).collect(),
+            starts: 0,
             extra_args: Vec::new(),
         };
         for node in 1..=size {
@@ -346,6 +351,16 @@ impl ProcessCluster {
     /// Node `node`'s log file (stderr of every run, appended).
     pub fn log_path(&self, node: usize) -> PathBuf {
         self.dir().join(format!("node-{node}.log"))
+    }
+
+    /// Node `node`'s recording (`rdb-server --record`; every run appends).
+    pub fn recording_path(&self, node: usize) -> PathBuf {
+        self.dir().join(format!("node-{node}.record.jsonl"))
+    }
+
+    /// How many times a node was started again after its first start.
+    pub fn restarts(&self) -> usize {
+        self.starts.saturating_sub(self.size())
     }
 
     /// Whether node `node` runs.
@@ -390,6 +405,8 @@ impl ProcessCluster {
             .arg(&data_dir)
             .arg("--cluster-id")
             .arg("cluster-test")
+            .arg("--record")
+            .arg(self.recording_path(node))
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
@@ -398,6 +415,7 @@ impl ProcessCluster {
             .spawn()
             .with_context(|| format!("starting node {node}"))?;
         self.children[node - 1] = Some(child);
+        self.starts += 1;
         Ok(())
     }
 
@@ -409,6 +427,16 @@ impl ProcessCluster {
         // std's Child::kill sends SIGKILL on Unix.
         child.kill().context("SIGKILL")?;
         child.wait().context("reaping the killed node")?;
+        Ok(())
+    }
+
+    /// Kills every running node with SIGKILL and reaps it.
+    pub fn kill_all(&mut self) -> anyhow::Result<()> {
+        for node in 1..=self.size() {
+            if self.is_running(node) {
+                self.kill(node)?;
+            }
+        }
         Ok(())
     }
 

@@ -5,6 +5,22 @@
 //! model's Peer produces for the recorded input, and what storage made durable must be the
 //! Peer's durable state. Across nodes, every received message must have been sent, unchanged,
 //! by its sender, and the model's Always properties must hold over the merged history.
+//!
+//! A node killed with SIGKILL loses what it had not yet written to its recording. The node
+//! writes its buffered lines before a save starts and before any message or answer leaves
+//! (see `impl/src/driver.rs`), so what a kill can lose is only an unseen tail of the run: its
+//! last line torn part-way, and the lines after the last write. Two things are accepted for
+//! that, and nothing else:
+//!
+//! - a torn line (a prefix of a line, cut short) as the last line of a run: at the end of
+//!   the file, or right before the restarted node's `Restore`;
+//! - a restore that differs from the last recorded save, when a save in flight explains it:
+//!   its term and vote are those of the last recorded save or those the replayed Peer held
+//!   after its last recorded step (the save that was in flight), and its log is a prefix of
+//!   one of those two logs, no shorter than what both hold (recovery cuts a torn log tail).
+//!
+//! A graceful stop saves everything before it ends, so its restore equals the last recorded
+//! save and passes the exact check.
 
 use model::{Config, Durable, Entry, Index, Message, NodeId, Peer, RoleKind, Term};
 use rdb_server::command::Command;
@@ -21,18 +37,73 @@ pub struct Validated {
     pub nodes: usize,
     /// Restarts (restores after the first) seen.
     pub restarts: usize,
+    /// Restarts that restored something else than the last recorded save, explained by a save
+    /// in flight when the node was killed.
+    pub inflight_restores: usize,
+    /// Torn lines (a run's last line, cut short by a kill) skipped.
+    pub torn_lines: usize,
 }
 
-/// Reads one node's recording.
+/// One node's recording as read from its file.
+#[derive(Clone, Debug, Default)]
+pub struct Recording {
+    /// Each event with its line number in the file (from 1).
+    pub events: Vec<(usize, Recorded)>,
+    /// Torn lines skipped.
+    pub torn_lines: usize,
+}
+
+/// Parses one node's recording (`name` is what errors call it). A line that does not parse is
+/// accepted only as a torn line: a non-empty prefix of a line that ends early, as the last
+/// line of the file or right before a `Restore`.
+pub fn parse_recording(bytes: &[u8], name: &str) -> Result<Recording, String> {
+    let mut lines: Vec<&[u8]> = bytes.split(|byte| *byte == b'\n').collect();
+    if lines.last().is_some_and(|line| line.is_empty()) {
+        lines.pop();
+    }
+    let parsed: Vec<Result<Recorded, serde_json::Error>> = lines
+        .iter()
+        .map(|line| serde_json::from_slice(line))
+        .collect();
+    let mut recording = Recording::default();
+    for (number, result) in parsed.iter().enumerate() {
+        match result {
+            Ok(recorded) => recording.events.push((number + 1, recorded.clone())),
+            Err(error) => {
+                let ends_a_run = match parsed.get(number + 1) {
+                    None => true,
+                    Some(Ok(next)) => matches!(next.event, RecordedEvent::Restore { .. }),
+                    Some(Err(_)) => false,
+                };
+                if error.is_eof() && !lines[number].is_empty() && ends_a_run {
+                    recording.torn_lines += 1;
+                } else {
+                    let why = if error.is_eof() && !lines[number].is_empty() {
+                        " (a torn line, but not the last line of a run)"
+                    } else {
+                        ""
+                    };
+                    return Err(format!("{name} line {}: {error}{why}", number + 1));
+                }
+            }
+        }
+    }
+    Ok(recording)
+}
+
+/// Reads one node's recording file (see [`parse_recording`]).
+pub fn read_recording_file(path: &Path) -> Result<Recording, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_recording(&bytes, &path.display().to_string())
+}
+
+/// Reads one node's recording: its events, without line numbers.
 pub fn read_recording(path: &Path) -> Result<Vec<Recorded>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(number, line)| {
-            serde_json::from_str(line)
-                .map_err(|e| format!("{} line {}: {e}", path.display(), number + 1))
-        })
-        .collect()
+    Ok(read_recording_file(path)?
+        .events
+        .into_iter()
+        .map(|(_, recorded)| recorded)
+        .collect())
 }
 
 type Envelope = (NodeId, NodeId, Message<Command>);
@@ -71,19 +142,85 @@ fn compare(
     Ok(())
 }
 
-/// Replays one node's recording; returns how many events it checked and restarts it saw.
+/// Why a restore after a kill is not explained by the last recorded save (`saved`) and the
+/// save in flight (`in_flight`, the replayed Peer's durable state after its last recorded
+/// step); `None` when it is.
+fn unexplained_restore(
+    restored: &Durable<Command>,
+    saved: &Durable<Command>,
+    in_flight: &Durable<Command>,
+) -> Option<String> {
+    let hard_state = (restored.term, restored.voted_for);
+    if hard_state != (saved.term, saved.voted_for)
+        && hard_state != (in_flight.term, in_flight.voted_for)
+    {
+        return Some(format!(
+            "term {} vote {:?} is neither the last save's (term {} vote {:?}) nor the save in \
+             flight's (term {} vote {:?})",
+            restored.term,
+            restored.voted_for,
+            saved.term,
+            saved.voted_for,
+            in_flight.term,
+            in_flight.voted_for
+        ));
+    }
+    let shared = saved
+        .log
+        .iter()
+        .zip(&in_flight.log)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let log = &restored.log;
+    if log.len() >= shared && (saved.log.starts_with(log) || in_flight.log.starts_with(log)) {
+        return None;
+    }
+    for (offset, entry) in log.iter().enumerate() {
+        if saved.log.get(offset) != Some(entry) && in_flight.log.get(offset) != Some(entry) {
+            return Some(format!(
+                "entry {} ({entry:?}) was never recorded there: the last save holds {:?}, the \
+                 save in flight {:?}",
+                offset + 1,
+                saved.log.get(offset),
+                in_flight.log.get(offset)
+            ));
+        }
+    }
+    Some(if log.len() < shared {
+        format!(
+            "its log has {} entries, fewer than the {shared} that both the last save and the \
+             save in flight hold",
+            log.len()
+        )
+    } else {
+        "its log mixes entries of the last save and of the save in flight".to_string()
+    })
+}
+
+/// What one node's replay counted.
+#[derive(Default)]
+struct NodeCounts {
+    events: usize,
+    restores: usize,
+    inflight_restores: usize,
+}
+
+/// Replays one node's recording (each event with its line number).
 fn replay_node(
     node: NodeId,
-    events: &[Recorded],
+    events: &[(usize, &Recorded)],
     history: &mut History,
-) -> Result<(usize, usize), String> {
+) -> Result<NodeCounts, String> {
     let mut peer: Option<Peer<Command>> = None;
     let mut durable: Durable<Command> = Durable::default();
-    let mut restores: usize = 0;
+    let mut counts = NodeCounts {
+        events: events.len(),
+        ..NodeCounts::default()
+    };
     let mut last_term = 0;
     let mut last_commit = 0;
-    for (number, recorded) in events.iter().enumerate() {
-        let at = |why: String| format!("node {node} event {}: {why}", number + 1);
+    for &(line, recorded) in events {
+        let at = |why: String| format!("node {node} line {line}: {why}");
         if recorded.node != node {
             return Err(at(format!("recorded by node {}", recorded.node)));
         }
@@ -94,18 +231,32 @@ fn replay_node(
                 output,
             } => {
                 // CommittedSurvivesCrash and exact recovery: the node restored precisely what it
-                // had last made durable.
+                // had last made durable, or, after a kill, what a save in flight explains.
                 if *restored != durable {
-                    return Err(at(format!(
-                        "restart restored term {} vote {:?} and {} entries, but the node had made \
-                         durable term {} vote {:?} and {} entries",
-                        restored.term,
-                        restored.voted_for,
-                        restored.log.len(),
-                        durable.term,
-                        durable.voted_for,
-                        durable.log.len()
-                    )));
+                    let why = match &peer {
+                        Some(previous) => {
+                            unexplained_restore(restored, &durable, previous.durable())
+                        }
+                        None => Some("nothing was recorded before".to_string()),
+                    };
+                    if let Some(why) = why {
+                        return Err(at(format!(
+                            "restart restored term {} vote {:?} and {} entries, but the node had \
+                             made durable term {} vote {:?} and {} entries, and the Peer held \
+                             term {} vote {:?} and {} entries: {why}",
+                            restored.term,
+                            restored.voted_for,
+                            restored.log.len(),
+                            durable.term,
+                            durable.voted_for,
+                            durable.log.len(),
+                            peer.as_ref().map_or(0, |p| p.term()),
+                            peer.as_ref().and_then(|p| p.voted_for()),
+                            peer.as_ref().map_or(0, |p| p.log().len()),
+                        )));
+                    }
+                    counts.inflight_restores += 1;
+                    durable = restored.clone();
                 }
                 let config = Config {
                     id: node,
@@ -119,7 +270,10 @@ fn replay_node(
                     &RecordedOutput::from(&restore_output),
                 )?;
                 peer = Some(restored_peer);
-                restores += 1;
+                counts.restores += 1;
+                // A term the node held but never saved (a kill before the save) is gone, and
+                // no message carried it: its messages wait for the save.
+                last_term = restored.term;
                 last_commit = 0;
             }
             RecordedEvent::Step {
@@ -234,7 +388,7 @@ fn replay_node(
     if let Some(peer) = peer {
         history.final_logs.insert(node, peer.log().to_vec());
     }
-    Ok((events.len(), restores.saturating_sub(1)))
+    Ok(counts)
 }
 
 /// Records what the properties need after one step of `node`.
@@ -289,17 +443,52 @@ fn observe(
     Ok(())
 }
 
-/// Checks the recordings of a whole cluster (one file per node).
+/// Checks the recordings of a whole cluster (one list of events per node; errors number the
+/// events from 1 as lines).
 pub fn validate(recordings: &BTreeMap<NodeId, Vec<Recorded>>) -> Result<Validated, String> {
+    let numbered = recordings
+        .iter()
+        .map(|(node, events)| {
+            (
+                *node,
+                events.iter().enumerate().map(|(i, e)| (i + 1, e)).collect(),
+            )
+        })
+        .collect();
+    check(numbered)
+}
+
+/// Checks the recordings of a whole cluster as read from their files (one per node).
+pub fn validate_recordings(recordings: &BTreeMap<NodeId, Recording>) -> Result<Validated, String> {
+    let numbered = recordings
+        .iter()
+        .map(|(node, recording)| {
+            (
+                *node,
+                recording
+                    .events
+                    .iter()
+                    .map(|(line, recorded)| (*line, recorded))
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut validated = check(numbered)?;
+    validated.torn_lines = recordings.values().map(|r| r.torn_lines).sum();
+    Ok(validated)
+}
+
+fn check(recordings: BTreeMap<NodeId, Vec<(usize, &Recorded)>>) -> Result<Validated, String> {
     let mut history = History::default();
     let mut validated = Validated {
         nodes: recordings.len(),
         ..Validated::default()
     };
-    for (node, events) in recordings {
-        let (events, restarts) = replay_node(*node, events, &mut history)?;
-        validated.events += events;
-        validated.restarts += restarts;
+    for (node, events) in &recordings {
+        let counts = replay_node(*node, events, &mut history)?;
+        validated.events += counts.events;
+        validated.restarts += counts.restores.saturating_sub(1);
+        validated.inflight_restores += counts.inflight_restores;
     }
     // Every message a node received was sent by its sender, unchanged.
     for (envelope, received) in &history.received {
@@ -367,4 +556,320 @@ pub fn validate(recordings: &BTreeMap<NodeId, Vec<Recorded>>) -> Result<Validate
         }
     }
     Ok(validated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{Output, Timer};
+
+    /// Peers driven by hand, recorded as a node records itself.
+    #[derive(Clone)]
+    struct Sim {
+        peers: BTreeMap<NodeId, Peer<Command>>,
+        pending: BTreeMap<NodeId, Output<Command>>,
+        recordings: BTreeMap<NodeId, Vec<Recorded>>,
+        micros: u64,
+    }
+
+    fn put(key: &str, value: u8) -> Command {
+        Command::Put {
+            key: key.into(),
+            value: vec![value],
+        }
+    }
+
+    impl Sim {
+        fn new(size: NodeId) -> Sim {
+            let mut sim = Sim {
+                peers: BTreeMap::new(),
+                pending: BTreeMap::new(),
+                recordings: BTreeMap::new(),
+                micros: 0,
+            };
+            for node in 1..=size {
+                sim.restart(node, Durable::default());
+            }
+            sim
+        }
+
+        fn record(&mut self, node: NodeId, event: RecordedEvent) {
+            self.micros += 1;
+            self.recordings.entry(node).or_default().push(Recorded {
+                micros: self.micros,
+                node,
+                event,
+            });
+        }
+
+        /// The node starts from `durable` (a restart, after a stop or a kill).
+        fn restart(&mut self, node: NodeId, durable: Durable<Command>) {
+            let members = (1..=3).collect();
+            let config = Config {
+                id: node,
+                members: Vec::clone(&members),
+            };
+            let (peer, output) = Peer::restore(config, durable.clone()).expect("restore");
+            self.record(
+                node,
+                RecordedEvent::Restore {
+                    members,
+                    durable,
+                    output: RecordedOutput::from(&output),
+                },
+            );
+            self.peers.insert(node, peer);
+            self.pending.remove(&node);
+        }
+
+        /// One Peer call; returns the messages it sends.
+        fn step(&mut self, node: NodeId, input: RecordedInput) -> Vec<(NodeId, Message<Command>)> {
+            let peer = self.peers.get_mut(&node).expect("a running node");
+            let output = match input.clone() {
+                RecordedInput::Message { from, message } => {
+                    peer.handle_message(from, message).expect("a valid message")
+                }
+                RecordedInput::Timeout(timer) => peer.handle_timeout(timer),
+                RecordedInput::Propose(commands) => peer.propose(commands).expect("leader").1,
+            };
+            let event = RecordedEvent::Step {
+                input,
+                output: RecordedOutput::from(&output),
+                role: peer.role_kind(),
+                term: peer.term(),
+                commit: peer.commit_index(),
+            };
+            self.record(node, event);
+            let messages = output.messages().cloned().collect();
+            self.pending.entry(node).or_default().merge(output);
+            messages
+        }
+
+        /// The save of what the node's steps changed completes.
+        fn save(&mut self, node: NodeId) {
+            let persist = self.pending.remove(&node).unwrap_or_default().persist;
+            if !persist.is_needed() {
+                return;
+            }
+            let durable = self.peers[&node].durable().clone();
+            let entries = persist
+                .log_from
+                .map_or_else(Vec::new, |from| durable.log[(from - 1) as usize..].to_vec());
+            self.record(
+                node,
+                RecordedEvent::Persisted {
+                    term: durable.term,
+                    voted_for: durable.voted_for,
+                    log_from: persist.log_from,
+                    entries,
+                },
+            );
+        }
+
+        /// Node `from`'s messages delivered, each answer saved and delivered back.
+        fn exchange(&mut self, from: NodeId, messages: Vec<(NodeId, Message<Command>)>) {
+            for (to, message) in messages {
+                let answers = self.step(to, RecordedInput::Message { from, message });
+                self.save(to);
+                for (back, answer) in answers {
+                    self.step(
+                        back,
+                        RecordedInput::Message {
+                            from: to,
+                            message: answer,
+                        },
+                    );
+                    self.save(back);
+                }
+            }
+        }
+
+        fn jsonl(&self, node: NodeId) -> Vec<u8> {
+            let mut bytes = Vec::new();
+            for recorded in &self.recordings[&node] {
+                serde_json::to_writer(&mut bytes, recorded).expect("serialise");
+                bytes.push(b'\n');
+            }
+            bytes
+        }
+
+        fn parsed(&self) -> BTreeMap<NodeId, Recording> {
+            self.recordings
+                .keys()
+                .map(|node| {
+                    let recording = parse_recording(&self.jsonl(*node), "sim").expect("parses");
+                    (*node, recording)
+                })
+                .collect()
+        }
+    }
+
+    /// Node 1 is elected in term 1 and proposes two commands: its AppendEntries leave at once
+    /// and the save of the two entries starts; node 1 is killed before that save is recorded.
+    fn killed_mid_save() -> (Sim, Durable<Command>, Durable<Command>) {
+        let mut sim = Sim::new(3);
+        let requests = sim.step(1, RecordedInput::Timeout(Timer::Election));
+        sim.save(1);
+        sim.exchange(1, requests);
+        assert_eq!(sim.peers[&1].role_kind(), RoleKind::Leader);
+        let saved = sim.peers[&1].durable().clone();
+        sim.step(1, RecordedInput::Propose(vec![put("a", 1), put("b", 2)]));
+        let in_flight = sim.peers[&1].durable().clone();
+        assert_eq!(in_flight.log.len(), 2);
+        (sim, saved, in_flight)
+    }
+
+    #[test]
+    fn a_torn_last_line_is_accepted() {
+        let (sim, _, _) = killed_mid_save();
+        let whole = sim.jsonl(1);
+        // The step after, cut short at every byte: a process killed mid-write.
+        let mut next = sim.clone();
+        next.step(1, RecordedInput::Timeout(Timer::Heartbeat));
+        let mut extra = Vec::new();
+        serde_json::to_writer(&mut extra, next.recordings[&1].last().unwrap()).unwrap();
+        for cut in 1..extra.len() {
+            let mut bytes = whole.clone();
+            bytes.extend_from_slice(&extra[..cut]);
+            let recording = parse_recording(&bytes, "node-1")
+                .unwrap_or_else(|why| panic!("cut at {cut}: {why}"));
+            assert_eq!(recording.torn_lines, 1);
+            assert_eq!(recording.events.len(), sim.recordings[&1].len());
+            let mut all = sim.parsed();
+            all.insert(1, recording);
+            let validated = validate_recordings(&all).expect("valid");
+            assert_eq!(validated.torn_lines, 1);
+        }
+        // A torn line closed by the restarted node's newline, right before its Restore.
+        let mut restarted = sim.clone();
+        restarted.restart(1, sim.peers[&1].durable().clone());
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(&extra[..extra.len() / 2]);
+        bytes.push(b'\n');
+        let mut restore = Vec::new();
+        serde_json::to_writer(&mut restore, restarted.recordings[&1].last().unwrap()).unwrap();
+        bytes.extend_from_slice(&restore);
+        bytes.push(b'\n');
+        let recording = parse_recording(&bytes, "node-1").expect("torn line before a restore");
+        assert_eq!(recording.torn_lines, 1);
+        let last_line = recording.events.last().unwrap().0;
+        assert_eq!(
+            last_line,
+            sim.recordings[&1].len() + 2,
+            "lines keep their numbers"
+        );
+        let mut all = sim.parsed();
+        all.insert(1, recording);
+        let validated = validate_recordings(&all).expect("valid");
+        assert_eq!((validated.restarts, validated.inflight_restores), (1, 1));
+    }
+
+    #[test]
+    fn a_broken_line_anywhere_else_is_refused() {
+        let (sim, _, _) = killed_mid_save();
+        let whole = sim.jsonl(1);
+        let mut lines: Vec<&[u8]> = whole.split(|b| *b == b'\n').collect();
+        lines.pop();
+        let half = &lines[2][..lines[2].len() / 2];
+        // A torn line followed by more of the same run.
+        let mut middle = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            middle.extend_from_slice(if i == 2 { half } else { line });
+            middle.push(b'\n');
+        }
+        let why = parse_recording(&middle, "node-1").expect_err("torn mid-run");
+        assert!(
+            why.contains("node-1 line 3") && why.contains("not the last line of a run"),
+            "{why}"
+        );
+        // A last line that is not a prefix of a line, and an empty line.
+        for bad in [&b"{\"micros\":x}"[..], b"garbage", b""] {
+            let mut bytes = whole.clone();
+            bytes.extend_from_slice(bad);
+            bytes.extend_from_slice(b"\n");
+            let why = parse_recording(&bytes, "node-1").expect_err("not torn");
+            assert!(why.contains(&format!("line {}", lines.len() + 1)), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_kill_mid_save_is_accepted() {
+        let (sim, saved, in_flight) = killed_mid_save();
+        // The save did not start, wrote one entry (a torn second one cut at recovery), or
+        // completed before its line was written.
+        for kept in 0..=2 {
+            let mut restored = in_flight.clone();
+            restored.log.truncate(kept);
+            let mut run = sim.clone();
+            run.restart(1, restored.clone());
+            // The run goes on from what was restored.
+            let requests = run.step(1, RecordedInput::Timeout(Timer::Election));
+            run.save(1);
+            run.exchange(1, requests);
+            let validated = validate_recordings(&run.parsed())
+                .unwrap_or_else(|why| panic!("{kept} entries kept: {why}"));
+            assert_eq!(validated.restarts, 1);
+            assert_eq!(validated.inflight_restores, usize::from(restored != saved));
+        }
+        // A vote in flight: a follower of a higher term's candidate is killed before the save.
+        let mut run = sim.clone();
+        let requests = run.step(2, RecordedInput::Timeout(Timer::Election));
+        let request = requests.into_iter().find(|(to, _)| *to == 3).unwrap().1;
+        run.step(
+            3,
+            RecordedInput::Message {
+                from: 2,
+                message: request,
+            },
+        );
+        let voted = run.peers[&3].durable().clone();
+        assert_eq!((voted.term, voted.voted_for), (2, Some(2)));
+        run.restart(3, voted);
+        let validated = validate_recordings(&run.parsed()).expect("the vote's save completed");
+        assert_eq!(validated.inflight_restores, 1);
+    }
+
+    #[test]
+    fn a_restore_nothing_recorded_explains_is_refused() {
+        let (sim, saved, in_flight) = killed_mid_save();
+        let line = sim.recordings[&1].len() + 1;
+        // An entry never recorded anywhere.
+        let mut restored = in_flight.clone();
+        restored.log[1] = Entry {
+            term: 1,
+            command: Some(put("b", 3)),
+        };
+        let mut run = sim.clone();
+        run.restart(1, restored);
+        let why = validate_recordings(&run.parsed()).expect_err("an unknown entry");
+        assert!(
+            why.starts_with(&format!("node 1 line {line}: restart restored")),
+            "{why}"
+        );
+        assert!(
+            why.contains("entry 2") && why.contains("never recorded"),
+            "{why}"
+        );
+        // A term nobody recorded.
+        let mut restored = in_flight.clone();
+        restored.term = 2;
+        let mut run = sim.clone();
+        run.restart(1, restored);
+        let why = validate_recordings(&run.parsed()).expect_err("an unknown term");
+        assert!(why.contains("term 2 vote Some(1) is neither"), "{why}");
+        // Less than the last save (after a save that completed and was recorded).
+        let mut run = sim.clone();
+        run.save(1);
+        let mut restored = in_flight.clone();
+        restored.log.pop();
+        run.restart(1, restored);
+        let why = validate_recordings(&run.parsed()).expect_err("a lost entry");
+        assert!(why.contains("fewer than the 2"), "{why}");
+        // A first start that restores anything but empty storage.
+        let mut run = sim.clone();
+        run.recordings.get_mut(&1).unwrap().clear();
+        run.restart(1, saved);
+        let why = validate_recordings(&run.parsed()).expect_err("nothing before");
+        assert!(why.contains("nothing was recorded before"), "{why}");
+    }
 }

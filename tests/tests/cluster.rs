@@ -11,6 +11,11 @@
 //! whose put was acknowledged must exist, and a register's last value must not come from a put
 //! that an acknowledged put followed in real time.
 //!
+//! Every node records its Peer calls and saves (`rdb-server --record`, appended across
+//! restarts). After the history checks, every node is killed and the recordings are replayed
+//! through the model's Peer and checked (`tests::validation`): runs that ended in a SIGKILL,
+//! torn last lines and saves in flight included.
+//!
 //! As root the nodes run in network namespaces and the nemesis partitions them too; set
 //! `RDB_CLUSTER_NO_PARTITIONS=1` to keep them on 127.0.0.1 with kills only, as without root.
 //!
@@ -30,6 +35,7 @@ use tests::cluster::{build_release_binaries, is_root, write_report, ProcessClust
 use tests::linearizability::{
     check_history, lost_puts, render_events, Call, Completion, Operation, Value, Verdict,
 };
+use tests::validation::{read_recording_file, validate_recordings, Validated};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -617,10 +623,41 @@ fn linearizable_under_kills_and_partitions() {
             .collect();
         lost.extend(lost_puts(&of_key, finals[key]).into_iter().cloned());
     }
+    // The recordings, checked against the model once every node is killed (a last SIGKILL:
+    // each file may end torn).
+    let (validation, restarts) = {
+        let mut cluster = cluster.lock().expect("cluster lock");
+        cluster.kill_all().expect("killing the nodes");
+        let started = Instant::now();
+        let recordings = (1..=cluster.size())
+            .map(|node| {
+                read_recording_file(&cluster.recording_path(node))
+                    .map(|recording| (node as model::NodeId, recording))
+            })
+            .collect::<Result<BTreeMap<_, _>, String>>();
+        let validation = recordings.and_then(|recordings| validate_recordings(&recordings));
+        eprintln!(
+            "cluster: validated the recordings in {:.2}s",
+            started.elapsed().as_secs_f64()
+        );
+        (validation, cluster.restarts())
+    };
+    let validated = match &validation {
+        Ok(Validated {
+            events,
+            restarts,
+            inflight_restores,
+            torn_lines,
+            ..
+        }) => format!(
+            "validated_events={events} restarts={restarts} inflight_restores={inflight_restores} torn_lines={torn_lines}"
+        ),
+        Err(_) => "validated=false".to_string(),
+    };
     // Written to stdout itself rather than with println!, which the test harness captures:
     // `cargo test` shows this line even when the test passes.
     let summary = format!(
-        "cluster: ops={operations} faults={} linearizable={} lost={}\n",
+        "cluster: ops={operations} faults={} linearizable={} lost={} {validated}\n",
         faults.len(),
         bad.is_empty(),
         lost.len()
@@ -640,6 +677,19 @@ fn linearizable_under_kills_and_partitions() {
             .map(|op| op.to_string())
             .collect::<Vec<_>>()
             .join("\n")
+    );
+    let validated = validation.unwrap_or_else(|why| {
+        panic!(
+            "the recordings are not a run of the model: {why}\n(recordings in the kept directory)"
+        )
+    });
+    assert_eq!(validated.nodes, 3);
+    // Every restart of the nemesis is in the recordings, unless a node was killed before it
+    // wrote its first line.
+    assert!(
+        (1..=restarts).contains(&validated.restarts),
+        "{} restarts recorded, {restarts} made",
+        validated.restarts
     );
     assert!(operations >= 1000, "only {operations} operations");
     assert!(faults.len() >= 3, "only {} faults", faults.len());

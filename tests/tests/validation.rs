@@ -144,6 +144,8 @@ async fn a_real_cluster_run_is_a_run_of_the_model() {
     std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes()).expect("stdout");
     assert_eq!(validated.nodes, 3);
     assert_eq!(validated.restarts, run.restarts);
+    // A graceful stop saves everything: its restart restores exactly the last recorded save.
+    assert_eq!(validated.inflight_restores, 0);
     assert!(validated.events > 0);
 
     // The checks can fail: each tampered recording is refused, naming what is wrong.
