@@ -1104,162 +1104,198 @@ fn the_peer_follows_every_corpus_walk() {
 
 // ----- Each invariant can fail -----
 
-/// Model-checks a copy of the spec with `from` replaced by `to` in Raft.tla, under bounds
-/// `constants`, checking only the invariant `property`; returns the name of the invariant
-/// found violated.
-fn violated_by_mutant(from: &str, to: &str, constants: &str, property: &str) -> String {
-    let source = std::fs::read_to_string(tla_dir().join("Raft.tla")).expect("Raft.tla");
-    assert_eq!(
-        source.matches(from).count(),
-        1,
-        "`{from}` occurs once in Raft.tla"
-    );
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::write(dir.path().join("Raft.tla"), source.replace(from, to)).expect("write");
-    std::fs::copy(tla_dir().join("MCRaft.tla"), dir.path().join("MCRaft.tla")).expect("copy");
-    let cfg = format!(
-        "CONSTANTS\n    Server = {{s1, s2, s3}}\n    Nil = Nil\n    Duplicating = FALSE\n    \
-         Lossy = FALSE\n{constants}\nSPECIFICATION Spec\nINVARIANT {property}\n\
-         CONSTRAINT MCBounds\nSYMMETRY MCSymmetry\nCHECK_DEADLOCK FALSE\n"
-    );
-    std::fs::write(dir.path().join("Mutant.cfg"), cfg).expect("write");
-    let (result, spec) = model_check(
-        &dir.path().join("MCRaft.tla"),
-        &dir.path().join("Mutant.cfg"),
-    );
-    match result {
-        CheckResult::InvariantViolation(counterexample, _) => spec.invariant_names
-            [counterexample.violated_invariant]
-            .as_ref()
-            .map_or("?".into(), |n| n.to_string()),
-        CheckResult::PropertyViolation(violation, _) => violation.property.to_string(),
-        other => panic!("the mutant was not caught: {}", describe(&other, &spec)),
+/// A broken copy of `Raft.tla` that violates one invariant: `from` (which occurs once) is
+/// replaced by `to`, and the copy is model-checked under small bounds.
+struct Mutant {
+    invariant: &'static str,
+    why: &'static str,
+    from: &'static str,
+    to: &'static str,
+    values: &'static str,
+    max_term: u32,
+    max_log_length: u32,
+    max_in_flight: u32,
+    max_crashed: u32,
+}
+
+/// One mutation per Always property of the model.
+const MUTANTS: [Mutant; 9] = [
+    Mutant {
+        invariant: "ElectionSafety",
+        why: "a server votes again in a term it already voted in, so two leaders share a term",
+        from: "/\\ newer \\/ votedFor[i] = Nil \\/ votedFor[i] = j",
+        to: "/\\ TRUE",
+        values: "{1}",
+        max_term: 1,
+        max_log_length: 0,
+        max_in_flight: 5,
+        max_crashed: 0,
+    },
+    Mutant {
+        invariant: "LogMatching",
+        why: "a leader replaces its log with each new command: two entries of one term at one \
+              index over time, and a follower keeps the first",
+        from: "Append(@, [term |-> currentTerm[i], command |-> v])",
+        to: "<<[term |-> currentTerm[i], command |-> v]>>",
+        values: "{1, 2}",
+        max_term: 1,
+        max_log_length: 1,
+        max_in_flight: 5,
+        max_crashed: 0,
+    },
+    Mutant {
+        invariant: "LeaderCompleteness",
+        why: "a voter skips the up-to-date check (§5.4.1) and elects a server that lacks an \
+              entry committed in an earlier term",
+        from: "/\\ \\/ m.last_log_term > LastTerm(log[i])\n          \
+               \\/ m.last_log_term = LastTerm(log[i]) /\\ m.last_log_index >= Len(log[i])",
+        to: "/\\ TRUE",
+        values: "{1}",
+        max_term: 2,
+        max_log_length: 1,
+        max_in_flight: 3,
+        max_crashed: 0,
+    },
+    Mutant {
+        invariant: "ElectableHoldsCommitted",
+        why: "a leader counts a quorum one short: two servers whose empty logs could elect \
+              either of them, and neither holds the committed entry",
+        from: "Cardinality(Agree(i, xmatch, k)) >= Majority",
+        to: "Cardinality(Agree(i, xmatch, k)) >= Majority - 1",
+        values: "{1}",
+        max_term: 1,
+        max_log_length: 1,
+        max_in_flight: 3,
+        max_crashed: 0,
+    },
+    Mutant {
+        invariant: "StateMachineSafety",
+        why: "any one server is taken for a majority: a leader per server in one term, each \
+              committing its own command at one index",
+        from: "Majority == Cardinality(Server) \\div 2 + 1",
+        to: "Majority == 1",
+        values: "{1, 2}",
+        max_term: 1,
+        max_log_length: 1,
+        max_in_flight: 6,
+        max_crashed: 0,
+    },
+    Mutant {
+        invariant: "NoCommitOnMinority",
+        why: "a leader counts a quorum one short and commits an entry only it stores",
+        from: "Cardinality(Agree(i, xmatch, k)) >= Majority",
+        to: "Cardinality(Agree(i, xmatch, k)) >= Majority - 1",
+        values: "{1}",
+        max_term: 1,
+        max_log_length: 1,
+        max_in_flight: 3,
+        max_crashed: 0,
+    },
+    Mutant {
+        invariant: "CommittedSurvivesCrash",
+        why: "a server persists its commit index but not its log, and recovers with a commit \
+              index past the end of its log",
+        from:
+            "/\\ commitIndex' = [commitIndex EXCEPT ![i] = 0]\n    /\\ BecomeFollower(i, Nil)\n    \
+               /\\ UNCHANGED <<durableVars, messages>>",
+        to: "/\\ BecomeFollower(i, Nil)\n    /\\ log' = [log EXCEPT ![i] = << >>]\n    \
+             /\\ UNCHANGED <<currentTerm, votedFor, commitIndex, messages>>",
+        values: "{1}",
+        max_term: 1,
+        max_log_length: 1,
+        max_in_flight: 3,
+        max_crashed: 1,
+    },
+    Mutant {
+        invariant: "MonotonicTerm",
+        why: "a server recovers without its persisted term and goes back to term 0",
+        from: "/\\ BecomeFollower(i, Nil)\n    /\\ UNCHANGED <<durableVars, messages>>",
+        to:
+            "/\\ BecomeFollower(i, Nil)\n    /\\ currentTerm' = [currentTerm EXCEPT ![i] = 0]\n    \
+             /\\ UNCHANGED <<votedFor, log, messages>>",
+        values: "{1}",
+        max_term: 1,
+        max_log_length: 0,
+        max_in_flight: 2,
+        max_crashed: 1,
+    },
+    Mutant {
+        invariant: "MonotonicCommit",
+        why: "a follower takes a stale AppendEntries's commit index as its own instead of never \
+              lowering it, and goes back on a commit when an older request arrives after a newer",
+        from: "Max(@, Min(m.leader_commit, m.prev_log_index + Len(m.entries)))",
+        to: "Min(m.leader_commit, m.prev_log_index + Len(m.entries))",
+        values: "{1}",
+        max_term: 1,
+        max_log_length: 1,
+        max_in_flight: 4,
+        max_crashed: 0,
+    },
+];
+
+impl Mutant {
+    /// Model-checks the broken copy, checking only this mutant's invariant; returns the name
+    /// of the invariant found violated.
+    fn violated(&self) -> String {
+        let source = std::fs::read_to_string(tla_dir().join("Raft.tla")).expect("Raft.tla");
+        assert_eq!(
+            source.matches(self.from).count(),
+            1,
+            "`{}` occurs once in Raft.tla",
+            self.from
+        );
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(
+            dir.path().join("Raft.tla"),
+            source.replace(self.from, self.to),
+        )
+        .expect("write");
+        std::fs::copy(tla_dir().join("MCRaft.tla"), dir.path().join("MCRaft.tla")).expect("copy");
+        let cfg = format!(
+            "CONSTANTS\n    Server = {{s1, s2, s3}}\n    Nil = Nil\n    Duplicating = FALSE\n    \
+             Lossy = FALSE\n    Value = {}\n    MaxTerm = {}\n    MaxLogLength = {}\n    \
+             MaxInFlight = {}\n    MaxCrashed = {}\nSPECIFICATION Spec\nINVARIANT {}\n\
+             CONSTRAINT MCBounds\nSYMMETRY MCSymmetry\nCHECK_DEADLOCK FALSE\n",
+            self.values,
+            self.max_term,
+            self.max_log_length,
+            self.max_in_flight,
+            self.max_crashed,
+            self.invariant
+        );
+        std::fs::write(dir.path().join("Mutant.cfg"), cfg).expect("write");
+        let (result, spec) = model_check(
+            &dir.path().join("MCRaft.tla"),
+            &dir.path().join("Mutant.cfg"),
+        );
+        match result {
+            CheckResult::InvariantViolation(counterexample, _) => spec.invariant_names
+                [counterexample.violated_invariant]
+                .as_ref()
+                .map_or("?".into(), |n| n.to_string()),
+            other => panic!(
+                "the {} mutant ({}) was not caught: {}",
+                self.invariant,
+                self.why,
+                describe(&other, &spec)
+            ),
+        }
     }
 }
 
-/// A server that votes again in a term it already voted in lets two leaders share a term.
+/// Every Always property of the model has a mutant, and each mutant violates its invariant.
 #[test]
-fn election_safety_can_fail() {
-    let violated = violated_by_mutant(
-        "/\\ newer \\/ votedFor[i] = Nil \\/ votedFor[i] = j",
-        "/\\ TRUE",
-        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 0\n    MaxInFlight = 5\n    \
-         MaxCrashed = 0",
-        "ElectionSafety",
-    );
-    assert_eq!(violated, "ElectionSafety");
-}
-
-/// A leader that replaces its log with each new command, instead of appending it, holds two
-/// different entries of one term at one index over time, and a follower keeps the first.
-#[test]
-fn log_matching_can_fail() {
-    let violated = violated_by_mutant(
-        "Append(@, [term |-> currentTerm[i], command |-> v])",
-        "<<[term |-> currentTerm[i], command |-> v]>>",
-        "    Value = {1, 2}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 5\n    \
-         MaxCrashed = 0",
-        "LogMatching",
-    );
-    assert_eq!(violated, "LogMatching");
-}
-
-/// A cluster that takes any one server for a majority elects a leader per server in one
-/// term, and each commits its own command at the same index.
-#[test]
-fn state_machine_safety_can_fail() {
-    let violated = violated_by_mutant(
-        "Majority == Cardinality(Server) \\div 2 + 1",
-        "Majority == 1",
-        "    Value = {1, 2}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 6\n    \
-         MaxCrashed = 0",
-        "StateMachineSafety",
-    );
-    assert_eq!(violated, "StateMachineSafety");
-}
-
-/// A server that recovers without its persisted term goes back to term 0.
-#[test]
-fn monotonic_term_can_fail() {
-    let violated = violated_by_mutant(
-        "/\\ BecomeFollower(i, Nil)\n    /\\ UNCHANGED <<durableVars, messages>>",
-        "/\\ BecomeFollower(i, Nil)\n    /\\ currentTerm' = [currentTerm EXCEPT ![i] = 0]\n    \
-         /\\ UNCHANGED <<votedFor, log, messages>>",
-        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 0\n    MaxInFlight = 2\n    \
-         MaxCrashed = 1",
-        "MonotonicTerm",
-    );
-    assert_eq!(violated, "MonotonicTerm");
-}
-
-/// A follower that takes a stale AppendEntries's commit index as its own, instead of never
-/// lowering it, goes back on a commit when an older request arrives after a newer one.
-#[test]
-fn monotonic_commit_can_fail() {
-    let violated = violated_by_mutant(
-        "Max(@, Min(m.leader_commit, m.prev_log_index + Len(m.entries)))",
-        "Min(m.leader_commit, m.prev_log_index + Len(m.entries))",
-        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 4\n    \
-         MaxCrashed = 0",
-        "MonotonicCommit",
-    );
-    assert_eq!(violated, "MonotonicCommit");
-}
-
-/// A leader that counts a quorum one short commits an entry only it stores.
-#[test]
-fn no_commit_on_minority_can_fail() {
-    let violated = violated_by_mutant(
-        "Cardinality(Agree(i, xmatch, k)) >= Majority",
-        "Cardinality(Agree(i, xmatch, k)) >= Majority - 1",
-        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 3\n    \
-         MaxCrashed = 0",
-        "NoCommitOnMinority",
-    );
-    assert_eq!(violated, "NoCommitOnMinority");
-}
-
-/// The same short quorum leaves two servers whose empty logs could elect either of them,
-/// and neither holds the committed entry.
-#[test]
-fn electable_holds_committed_can_fail() {
-    let violated = violated_by_mutant(
-        "Cardinality(Agree(i, xmatch, k)) >= Majority",
-        "Cardinality(Agree(i, xmatch, k)) >= Majority - 1",
-        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 3\n    \
-         MaxCrashed = 0",
-        "ElectableHoldsCommitted",
-    );
-    assert_eq!(violated, "ElectableHoldsCommitted");
-}
-
-/// A voter that skips the up-to-date check (§5.4.1) elects a server that lacks an entry
-/// committed in an earlier term.
-#[test]
-fn leader_completeness_can_fail() {
-    let violated = violated_by_mutant(
-        "/\\ \\/ m.last_log_term > LastTerm(log[i])\n          \
-         \\/ m.last_log_term = LastTerm(log[i]) /\\ m.last_log_index >= Len(log[i])",
-        "/\\ TRUE",
-        "    Value = {1}\n    MaxTerm = 2\n    MaxLogLength = 1\n    MaxInFlight = 3\n    \
-         MaxCrashed = 0",
-        "LeaderCompleteness",
-    );
-    assert_eq!(violated, "LeaderCompleteness");
-}
-
-/// A server that persists its commit index but not its log recovers with a commit index
-/// past the end of its log.
-#[test]
-fn committed_survives_crash_can_fail() {
-    let violated = violated_by_mutant(
-        "/\\ commitIndex' = [commitIndex EXCEPT ![i] = 0]\n    /\\ BecomeFollower(i, Nil)\n    \
-         /\\ UNCHANGED <<durableVars, messages>>",
-        "/\\ BecomeFollower(i, Nil)\n    /\\ log' = [log EXCEPT ![i] = << >>]\n    \
-         /\\ UNCHANGED <<currentTerm, votedFor, commitIndex, messages>>",
-        "    Value = {1}\n    MaxTerm = 1\n    MaxLogLength = 1\n    MaxInFlight = 3\n    \
-         MaxCrashed = 1",
-        "CommittedSurvivesCrash",
-    );
-    assert_eq!(violated, "CommittedSurvivesCrash");
+fn every_invariant_can_fail() {
+    let covered: BTreeSet<&str> = MUTANTS.iter().map(|m| m.invariant).collect();
+    let expected: BTreeSet<&str> = always_properties().into_iter().collect();
+    assert_eq!(covered, expected, "one mutant per Always property");
+    for mutant in &MUTANTS {
+        assert_eq!(
+            mutant.violated(),
+            mutant.invariant,
+            "the {} mutant: {}",
+            mutant.invariant,
+            mutant.why
+        );
+    }
 }
