@@ -671,19 +671,6 @@ fn field_str_value(value: &Value) -> String {
 
 // ----- Replaying a trace against the correct Peer (to locate a planted bug's step) -----
 
-fn crashed_view(id: NodeId, durable: &Durable<u8>) -> NodeView {
-    NodeView {
-        id,
-        crashed: true,
-        role: None,
-        term: durable.term,
-        voted_for: durable.voted_for,
-        leader: None,
-        log: durable.log.clone(),
-        commit: 0,
-    }
-}
-
 /// The first step at which the correct Peer does not do what the trace says: the step where
 /// a planted bug shows. `None` if the Peer follows the whole trace.
 fn first_peer_divergence(trace: &Trace) -> Option<usize> {
@@ -738,7 +725,7 @@ fn first_peer_divergence(trace: &Trace) -> Option<usize> {
         let views: Vec<NodeView> = members
             .iter()
             .map(|&id| match &crashed[id as usize] {
-                Some(durable) => crashed_view(id, durable),
+                Some(durable) => NodeView::of_persisted(id, durable.clone()),
                 None => NodeView::of_peer(id, &peers[id as usize]),
             })
             .collect();
