@@ -521,39 +521,8 @@ async fn compare_nodes(
             None => persisted_view(cluster, server)
                 .map_err(|why| fail(format!("node {server} files"), "readable".into(), why))?,
         };
-        let fields: [(&str, String, String); 7] = [
-            (
-                "crashed",
-                format!("{}", want.crashed),
-                format!("{}", actual.crashed),
-            ),
-            (
-                "role",
-                format!("{:?}", want.role),
-                format!("{:?}", actual.role),
-            ),
-            ("term", want.term.to_string(), actual.term.to_string()),
-            (
-                "voted_for",
-                format!("{:?}", want.voted_for),
-                format!("{:?}", actual.voted_for),
-            ),
-            (
-                "leader",
-                format!("{:?}", want.leader),
-                format!("{:?}", actual.leader),
-            ),
-            (
-                "log",
-                format!("{:?}", want.log),
-                format!("{:?}", actual.log),
-            ),
-            ("commit", want.commit.to_string(), actual.commit.to_string()),
-        ];
-        for (field, expected, actual) in fields {
-            if expected != actual {
-                return Err(fail(format!("node {server} {field}"), expected, actual));
-            }
+        if let Some((field, expected, actual)) = want.differences(&actual).into_iter().next() {
+            return Err(fail(format!("node {server} {field}"), expected, actual));
         }
     }
     Ok(())

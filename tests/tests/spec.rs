@@ -387,41 +387,18 @@ impl Loaded {
 
 /// The TLA+ variables in which two node views differ, with both values.
 fn node_differences(spec: &NodeView, trace: &NodeView) -> Vec<String> {
-    let i = trace.id;
-    let mut out = Vec::new();
-    let mut differ = |var: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{var}[{i}]: spec {a}, trace {b}"));
-        }
-    };
-    differ(
-        "crashed",
-        spec.crashed.to_string(),
-        trace.crashed.to_string(),
-    );
-    differ(
-        "role",
-        format!("{:?}", spec.role),
-        format!("{:?}", trace.role),
-    );
-    differ("currentTerm", spec.term.to_string(), trace.term.to_string());
-    differ(
-        "votedFor",
-        format!("{:?}", spec.voted_for),
-        format!("{:?}", trace.voted_for),
-    );
-    differ(
-        "leader",
-        format!("{:?}", spec.leader),
-        format!("{:?}", trace.leader),
-    );
-    differ("log", format!("{:?}", spec.log), format!("{:?}", trace.log));
-    differ(
-        "commitIndex",
-        spec.commit.to_string(),
-        trace.commit.to_string(),
-    );
-    out
+    spec.differences(trace)
+        .into_iter()
+        .map(|(field, a, b)| {
+            let var = match field {
+                "term" => "currentTerm",
+                "voted_for" => "votedFor",
+                "commit" => "commitIndex",
+                other => other,
+            };
+            format!("{var}[{}]: spec {a}, trace {b}", trace.id)
+        })
+        .collect()
 }
 
 // ----- Replaying a trace against the spec -----

@@ -123,6 +123,37 @@ impl NodeView {
         }
     }
 
+    /// The fields (named as in the trace format) in which `self` and `other` differ, with
+    /// `self`'s value and then `other`'s, in the order of the struct.
+    pub fn differences(&self, other: &NodeView) -> Vec<(&'static str, String, String)> {
+        let fields = [
+            (
+                "crashed",
+                format!("{}", self.crashed),
+                format!("{}", other.crashed),
+            ),
+            (
+                "role",
+                format!("{:?}", self.role),
+                format!("{:?}", other.role),
+            ),
+            ("term", self.term.to_string(), other.term.to_string()),
+            (
+                "voted_for",
+                format!("{:?}", self.voted_for),
+                format!("{:?}", other.voted_for),
+            ),
+            (
+                "leader",
+                format!("{:?}", self.leader),
+                format!("{:?}", other.leader),
+            ),
+            ("log", format!("{:?}", self.log), format!("{:?}", other.log)),
+            ("commit", self.commit.to_string(), other.commit.to_string()),
+        ];
+        fields.into_iter().filter(|(_, a, b)| a != b).collect()
+    }
+
     /// What a crashed server shows: what it persisted.
     pub fn of_persisted(id: NodeId, durable: crate::peer::Durable<Value>) -> NodeView {
         NodeView {
