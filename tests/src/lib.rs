@@ -2,5 +2,6 @@
 
 pub mod cluster;
 pub mod conformance;
+pub mod corpus;
 pub mod linearizability;
 pub mod validation;

@@ -5,41 +5,17 @@
 use model::bugs::Bug;
 use model::checker::properties::{self, Expect};
 use model::checker::trace::{self, Trace};
-use std::path::{Path, PathBuf};
 use tests::conformance::{replay, Mismatch, ReplayOptions};
+use tests::corpus::{self, is_counterexample};
 
 /// The seed of the walks generated during the test (the corpus uses its own, see its README).
 const FRESH_SEED: u64 = 20_261_126;
 const FRESH_WALKS: usize = 500;
 const MAX_STEPS: usize = 40;
 
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/traces")
-}
-
-fn load_corpus() -> Vec<Trace> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("the corpus directory exists (scripts/regenerate-traces.sh)")
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
-        .collect();
-    paths.sort();
-    paths
-        .iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(path).expect("read trace");
-            Trace::parse(&text).unwrap_or_else(|why| panic!("{}: {why}", path.display()))
-        })
-        .collect()
-}
-
-fn is_counterexample(trace: &Trace) -> bool {
-    trace.header.origin == "counterexample"
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_replays_the_corpus_and_fresh_walks() {
-    let corpus = load_corpus();
+    let corpus = corpus::load();
     let fresh = trace::walks(FRESH_WALKS, FRESH_SEED, MAX_STEPS);
     let (mut traces, mut steps, mut crash_traces) = (0, 0, 0);
     let mut counterexamples = 0;
@@ -145,7 +121,7 @@ async fn an_altered_sent_message_is_reported_at_its_step() {
 /// storage adapter, and its counterexample is refused by a correct node in the test above).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_running_a_planted_bug_is_caught() {
-    let mut traces = load_corpus();
+    let mut traces = corpus::load();
     traces.retain(|t| !is_counterexample(t));
     traces.extend(trace::walks(200, FRESH_SEED, MAX_STEPS));
     for bug in Bug::ALL.into_iter().filter(|b| *b != Bug::VoteNotPersisted) {

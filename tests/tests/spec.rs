@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use tests::corpus::{self, is_counterexample};
 use tla_checker::ast::{Env, Expr, Spec, State, Value};
 use tla_checker::checker::{self as tlc, CheckResult};
 use tla_checker::eval::{self, Definitions, EvalContext};
@@ -51,10 +52,6 @@ const GENERATED_MAX_STEPS: usize = 40;
 
 fn tla_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tla")
-}
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/traces")
 }
 
 fn name(text: &str) -> Arc<str> {
@@ -715,32 +712,10 @@ fn first_peer_divergence(trace: &Trace) -> Option<usize> {
 
 // ----- Traces -----
 
-fn corpus() -> Vec<Trace> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .map(|dir| {
-            dir.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .collect()
-        })
-        .unwrap_or_default();
-    paths.sort();
-    paths
-        .iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(path).expect("a readable trace");
-            Trace::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        })
-        .collect()
-}
-
-fn is_counterexample(trace: &Trace) -> bool {
-    trace.header.origin == "counterexample"
-}
-
 /// Every trace that must be a behaviour of the spec: the corpus's walks and examples, and
 /// freshly generated walks (so that the spec keeps up with the current model).
 fn valid_traces() -> Vec<Trace> {
-    let mut traces: Vec<Trace> = corpus()
+    let mut traces: Vec<Trace> = corpus::load()
         .into_iter()
         .filter(|t| !is_counterexample(t))
         .collect();
@@ -1011,7 +986,10 @@ fn a_trace_with_one_illegal_step_is_rejected_there() {
 #[test]
 fn planted_bug_counterexamples_are_rejected_at_the_buggy_step() {
     // The corpus's counterexamples; a bug missing from it is searched for here.
-    let corpus: Vec<Trace> = corpus().into_iter().filter(is_counterexample).collect();
+    let corpus: Vec<Trace> = corpus::load()
+        .into_iter()
+        .filter(is_counterexample)
+        .collect();
     let counterexamples: Vec<Trace> = Bug::ALL
         .iter()
         .map(|bug| {
@@ -1061,7 +1039,7 @@ fn a_hand_written_double_vote_is_rejected_at_the_second_vote() {
 /// The correct Peer follows every valid trace: the buggy-step locator above is sound.
 #[test]
 fn the_peer_follows_every_corpus_walk() {
-    for trace in corpus().iter().filter(|t| !is_counterexample(t)) {
+    for trace in corpus::load().iter().filter(|t| !is_counterexample(t)) {
         assert_eq!(first_peer_divergence(trace), None, "{}", trace.header.name);
     }
 }
