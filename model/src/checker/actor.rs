@@ -32,6 +32,9 @@ pub struct Ghost {
     pub recovered_with: Option<Index>,
     /// The server deleted a conflicting entry from its log.
     pub truncated: bool,
+    /// A step of the server's Peer panicked (an assertion or invariant check failed) with this
+    /// message. The server keeps the state it had before that step.
+    pub panicked: Option<String>,
 }
 
 /// A server's state in the model.
@@ -163,8 +166,14 @@ impl Actor for ModelActor {
                     members: (0..servers as NodeId).collect(),
                 };
                 let durable = storage.clone().unwrap_or_default();
-                let (mut peer, output) =
-                    Peer::restore(config, durable).expect("the model builds valid servers");
+                let restored = guarded(|| Peer::restore(config.clone(), durable.clone()));
+                let (mut peer, output) = match restored {
+                    Ok(Ok(restored)) => restored,
+                    // Storage that a Peer cannot restore from: the server comes up empty and
+                    // the refusal is reported as a broken Peer invariant.
+                    Ok(Err(refused)) => return broken_start(config, refused.to_string()),
+                    Err(panic) => return broken_start(config, panic),
+                };
                 peer.plant_bug(bug);
                 let ghost = Ghost {
                     recovered_with: storage.as_ref().map(|d| d.log.len() as Index),
@@ -196,9 +205,16 @@ impl Actor for ModelActor {
             return;
         };
         let mut next = server.clone();
-        let result = match msg {
+        let result = guarded(|| match msg {
             ModelMsg::Peer(message) => next.peer.handle_message(node_id(src), message),
             ModelMsg::Propose(value) => next.peer.propose(vec![value]).map(|(_, output)| output),
+        });
+        let result = match result {
+            Ok(result) => result,
+            Err(panic) => {
+                *state.to_mut() = NodeState::Server(server.broken(panic));
+                return;
+            }
         };
         // A proposal to a follower changes nothing and stays undelivered.
         let Ok(output) = result else { return };
@@ -218,7 +234,13 @@ impl Actor for ModelActor {
             return;
         };
         let mut next = server.clone();
-        let output = next.peer.handle_timeout(*timer);
+        let output = match guarded(|| next.peer.handle_timeout(*timer)) {
+            Ok(output) => output,
+            Err(panic) => {
+                *state.to_mut() = NodeState::Server(server.broken(panic));
+                return;
+            }
+        };
         if let Some(changed) = commit_step(server, next, output, self.server_options(), o) {
             *state.to_mut() = NodeState::Server(changed);
         }
@@ -240,6 +262,63 @@ impl Actor for ModelActor {
             ModelActor::Client { .. } => "Client".into(),
         }
     }
+}
+
+thread_local! {
+    /// Set while a Peer step runs under [`guarded`]: its panics are expected findings, and the
+    /// panic hook keeps quiet about them.
+    static IN_PEER_STEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays silent for panics inside [`guarded`] Peer steps and
+/// reports every other panic as the default hook does.
+fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_PEER_STEP.with(|flag| flag.get()) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs one Peer step; a panic inside it (a failed assertion or invariant check) becomes an
+/// error with the panic's message, so that the checker reports it as a counterexample.
+fn guarded<T>(step: impl FnOnce() -> T) -> Result<T, String> {
+    install_quiet_hook();
+    IN_PEER_STEP.with(|flag| flag.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(step));
+    IN_PEER_STEP.with(|flag| flag.set(false));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}
+
+impl ServerState {
+    /// This server, marked as having panicked with `message`.
+    fn broken(&self, message: String) -> ServerState {
+        let mut broken = self.clone();
+        broken.ghost.panicked = Some(message);
+        broken
+    }
+}
+
+/// A server whose Peer could not be restored: an empty follower marked as broken.
+fn broken_start(config: Config, message: String) -> NodeState {
+    let (peer, _) = Peer::restore(config, Durable::default()).expect("an empty Durable is valid");
+    NodeState::Server(ServerState {
+        peer,
+        ghost: Ghost {
+            panicked: Some(message),
+            ..Ghost::default()
+        },
+    })
 }
 
 /// Records the step's save, sends and timers, and returns the new server state only when it

@@ -7,6 +7,7 @@
 //! every reachable state of its configuration.
 
 mod actor;
+pub mod engine;
 pub mod properties;
 mod run;
 pub mod trace;

@@ -6,7 +6,7 @@
 //! server crashed. Properties about what a server *is now* (a leader) skip crashed servers.
 
 use super::{RaftModel, RaftState, ServerState};
-use crate::peer::{quorum, Entry, RoleKind};
+use crate::peer::{Entry, RoleKind};
 
 /// Whether a property must hold in every state or needs one example.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct NamedProperty {
 }
 
 /// Every property, in report order.
-pub const ALL: [NamedProperty; 14] = [
+pub const ALL: [NamedProperty; 15] = [
     NamedProperty {
         name: "ElectionSafety",
         expectation: Expect::Always,
@@ -86,6 +86,12 @@ pub const ALL: [NamedProperty; 14] = [
         condition: monotonic_commit,
     },
     NamedProperty {
+        name: "PeerInvariant",
+        expectation: Expect::Always,
+        description: "no Peer step panics and every Peer's own invariants hold",
+        condition: peer_invariant,
+    },
+    NamedProperty {
         name: "LeaderElected",
         expectation: Expect::Sometimes,
         description: "a leader is elected",
@@ -137,8 +143,27 @@ fn live_leaders(state: &RaftState) -> impl Iterator<Item = &ServerState> + Clone
         .map(|(_, s, _)| s)
 }
 
+/// The entries a server has committed. Total over any state: a commit index past the end of
+/// the log (itself a broken Peer invariant) reads as the whole log.
 fn committed(server: &ServerState) -> &[Entry<super::Value>] {
-    &server.peer.log()[..server.peer.commit_index() as usize]
+    let log = server.peer.log();
+    let commit = usize::try_from(server.peer.commit_index()).unwrap_or(usize::MAX);
+    &log[..commit.min(log.len())]
+}
+
+/// Whether `count` servers are a majority of the model's servers: more than half of them.
+/// Written from the definition, not with the Peer's own quorum arithmetic, so that a wrong
+/// majority in the Peer cannot weaken the properties that judge it.
+fn is_majority(model: &RaftModel, count: usize) -> bool {
+    2 * count > model.cfg.servers
+}
+
+/// A server's broken Peer invariant or the panic of one of its steps, if any.
+pub fn peer_fault(server: &ServerState) -> Option<String> {
+    if let Some(panic) = &server.ghost.panicked {
+        return Some(format!("panicked: {panic}"));
+    }
+    server.peer.invariant_violation().err()
 }
 
 fn election_safety(_: &RaftModel, state: &RaftState) -> bool {
@@ -176,13 +201,12 @@ fn leader_completeness(_: &RaftModel, state: &RaftState) -> bool {
 /// now: if a majority's logs are no more up-to-date than its own (§5.4.1), it must already hold
 /// everything committed. This sees a lost committed entry before a later leader is elected.
 fn electable_holds_committed(model: &RaftModel, state: &RaftState) -> bool {
-    let majority = quorum::majority(model.cfg.servers);
     let up_to_date = |s: &ServerState| (s.peer.last_term(), s.peer.last_index());
     servers(state).all(|(_, candidate, _)| {
         let voters = servers(state)
             .filter(|(_, voter, _)| up_to_date(voter) <= up_to_date(candidate))
             .count();
-        voters < majority
+        !is_majority(model, voters)
             || servers(state)
                 .all(|(_, server, _)| candidate.peer.log().starts_with(committed(server)))
     })
@@ -199,36 +223,49 @@ fn state_machine_safety(_: &RaftModel, state: &RaftState) -> bool {
 }
 
 fn no_commit_on_minority(model: &RaftModel, state: &RaftState) -> bool {
-    let majority = quorum::majority(model.cfg.servers);
     servers(state).all(|(_, server, _)| {
         let prefix = committed(server);
         prefix.is_empty()
-            || state.actor_storages[..model.cfg.servers]
-                .iter()
-                .filter(|storage| storage.as_ref().is_some_and(|d| d.log.starts_with(prefix)))
-                .count()
-                >= majority
+            || is_majority(
+                model,
+                state
+                    .actor_storages
+                    .iter()
+                    .take(model.cfg.servers)
+                    .filter(|storage| storage.as_ref().is_some_and(|d| d.log.starts_with(prefix)))
+                    .count(),
+            )
     })
 }
 
 fn committed_survives_crash(_: &RaftModel, state: &RaftState) -> bool {
     servers(state).all(|(i, server, crashed)| {
         crashed
-            || state.actor_storages[i]
-                .as_ref()
+            || state
+                .actor_storages
+                .get(i)
+                .and_then(Option::as_ref)
                 .is_some_and(|durable| durable.log.starts_with(committed(server)))
     })
 }
 
 fn monotonic_term(_: &RaftModel, state: &RaftState) -> bool {
     servers(state).all(|(i, server, crashed)| {
-        let saved = state.actor_storages[i].as_ref().map_or(0, |d| d.term);
+        let saved = state
+            .actor_storages
+            .get(i)
+            .and_then(Option::as_ref)
+            .map_or(0, |d| d.term);
         !server.ghost.regressed_term && (crashed || saved >= server.peer.term())
     })
 }
 
 fn monotonic_commit(_: &RaftModel, state: &RaftState) -> bool {
     servers(state).all(|(_, server, _)| !server.ghost.regressed_commit)
+}
+
+fn peer_invariant(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).all(|(_, server, _)| peer_fault(server).is_none())
 }
 
 fn leader_elected(_: &RaftModel, state: &RaftState) -> bool {

@@ -1,9 +1,9 @@
 //! Running the checker over one configuration or a suite, with progress and a summary.
 
+use super::engine::{RaftAction, Search};
 use super::properties::{self, Expect};
 use super::{ModelConfig, RaftModel, RaftState};
-use stateright::actor::ActorModelAction;
-use stateright::{Checker, HasDiscoveries, Model, Path};
+use stateright::{Model, Path};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,8 @@ pub struct Discovery {
     pub steps: Vec<String>,
     /// The path as the explorer encodes it (open `/#/steps/<encoded>`).
     pub encoded: String,
+    /// For a PeerInvariant violation: which server broke and how.
+    pub faults: Vec<String>,
 }
 
 /// The result of checking one configuration.
@@ -220,6 +222,11 @@ impl CheckReport {
                 for step in &d.steps {
                     let _ = writeln!(out, "  {step}");
                 }
+                if d.property == "PeerInvariant" {
+                    for fault in &d.faults {
+                        let _ = writeln!(out, "  {fault}");
+                    }
+                }
                 let _ = writeln!(
                     out,
                     "  browse it: model explore {} then open http://127.0.0.1:3000/#/steps/{}",
@@ -316,61 +323,31 @@ fn check_one(
 ) -> ConfigReport {
     progress(&format!("checking {config}"));
     let start = Instant::now();
-    let mut builder = config
-        .clone()
-        .into_model()
-        .checker()
-        .threads(threads.max(1));
-    if config.bug.is_some() {
-        // A planted bug only needs its first counterexample.
-        builder = builder.finish_when(HasDiscoveries::AnyFailures);
-    }
-    if config.symmetry {
-        finish(
-            config,
-            builder.symmetry().spawn_dfs(),
-            start,
-            interval,
-            progress,
-        )
-    } else {
-        finish(config, builder.spawn_bfs(), start, interval, progress)
-    }
-}
-
-fn finish(
-    config: &ModelConfig,
-    checker: impl Checker<RaftModel>,
-    start: Instant,
-    interval: Duration,
-    progress: &mut dyn FnMut(&str),
-) -> ConfigReport {
-    let mut next_report = start + interval;
-    while !checker.is_done() {
-        std::thread::sleep(Duration::from_millis(20));
-        if Instant::now() >= next_report {
-            next_report += interval;
-            let secs = start.elapsed().as_secs_f64();
-            progress(&format!(
-                "  [{}] {:.0}s unique={} states={} depth={} {:.0} states/s",
-                config.name,
-                secs,
-                checker.unique_state_count(),
-                checker.state_count(),
-                checker.max_depth(),
-                checker.unique_state_count() as f64 / secs
-            ));
-        }
-    }
-    let checker = checker.join();
+    let model = config.clone().into_model();
+    let search = Search {
+        model: &model,
+        symmetry: config.symmetry,
+        threads,
+        // A planted bug only needs its first (shortest) counterexample.
+        stop_on_violation: config.bug.is_some(),
+        max_states: None,
+        interval,
+    };
+    let outcome = search.run(&mut |unique, states, depth| {
+        let secs = start.elapsed().as_secs_f64();
+        progress(&format!(
+            "  [{}] {:.0}s unique={unique} states={states} depth={depth} {:.0} states/s",
+            config.name,
+            secs,
+            unique as f64 / secs.max(1e-9)
+        ))
+    });
     let elapsed = start.elapsed();
-    let model = checker.model();
     let mut reports = Vec::new();
     let mut counterexamples = Vec::new();
     let mut examples = Vec::new();
-    let mut complete = true;
     for p in properties::ALL.iter() {
-        let discovery = checker.discovery(p.name);
+        let discovery = outcome.discoveries.get(p.name);
         let status = match (p.expectation, discovery.is_some()) {
             (Expect::Always, true) => PropertyStatus::Violated,
             (Expect::Always, false) => PropertyStatus::Holds,
@@ -378,7 +355,7 @@ fn finish(
             (Expect::Sometimes, false) => PropertyStatus::NoExample,
         };
         if let Some(path) = discovery {
-            let found = describe(model, p.name, path);
+            let found = describe(&model, p.name, path.clone());
             match p.expectation {
                 Expect::Always => counterexamples.push(found),
                 Expect::Sometimes => examples.push(found),
@@ -390,16 +367,14 @@ fn finish(
             status,
         });
     }
-    // A bug run stops at its first counterexample, by design; any other stop is incomplete.
-    if counterexamples.is_empty() {
-        complete = checker.is_done();
-    }
+    // A bug run stops at its first counterexample, by design; that stop is not incomplete.
+    let complete = outcome.complete || (config.bug.is_some() && !counterexamples.is_empty());
     let report = ConfigReport {
         config: config.clone(),
         complete,
-        unique_states: checker.unique_state_count(),
-        states: checker.state_count(),
-        max_depth: checker.max_depth(),
+        unique_states: outcome.unique_states,
+        states: outcome.states,
+        max_depth: outcome.max_depth,
         elapsed,
         properties: reports,
         counterexamples,
@@ -416,14 +391,22 @@ fn finish(
     report
 }
 
-type RaftAction = ActorModelAction<super::ModelMsg, crate::Timer, stateright::actor::Id>;
-
 fn describe(
     model: &RaftModel,
     property: &'static str,
     path: Path<RaftState, RaftAction>,
 ) -> Discovery {
     let encoded = path.encode(model);
+    let last = path.last_state();
+    let faults = last
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let fault = properties::peer_fault(s.server()?)?;
+            Some(format!("S{i}: {fault}"))
+        })
+        .collect();
     // Each state is paired with the action taken from it; the next pair holds the result.
     let pairs = path.into_vec();
     let steps = pairs
@@ -443,6 +426,7 @@ fn describe(
         property,
         steps,
         encoded,
+        faults,
     }
 }
 
