@@ -1,4 +1,5 @@
-//! Planted bugs: classic Raft mistakes that a user can switch on to watch the checker find them.
+//! Planted bugs: classic Raft mistakes, each taken from a published bug report, that a user can
+//! switch on to watch the checker find them.
 //!
 //! This module exists only with the `checker` feature. A server builds `model` without it, so
 //! no bug can be enabled there: every planted branch in the Peer is guarded by the `planted!`
@@ -7,46 +8,112 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// One planted bug. Each is caught by the checker as a violation of a named Always property.
+/// One planted bug. Each is caught by the default check as a violation of a named Always
+/// property; the source is the published report the mistake is taken from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Bug {
-    /// A server grants its vote without checking that the candidate's log is at least as
-    /// up-to-date as its own (§5.4.1).
+    /// vote granted without the log up-to-date check (§5.4.1) (https://github.com/jgroups-extras/jgroups-raft/issues/14).
     VoteWithoutLogCheck,
-    /// The server's storage writes the term and the log but drops the vote, so after a crash it
-    /// can vote again in the same term (§5.2, Figure 2 "persistent state"). This one lives in
-    /// the model's storage, where such a bug would live in a node.
+    /// the up-to-date check compares last log indexes only, not last log terms (§5.4.1) (https://github.com/sile/noraft/pull/22).
+    UpToDateByIndexOnly,
+    /// the up-to-date tie-break compares the candidate's last log term with the voter's current term instead of its last log term (https://github.com/influxdata/influxdb/pull/1663).
+    UpToDateAgainstCurrentTerm,
+    /// storage drops the vote, so after a crash a server votes again in the same term (§5.2) (https://github.com/tikv/tikv/issues/8381).
     VoteNotPersisted,
-    /// A leader treats half of the cluster as a majority when it commits.
-    CommitOnHalf,
-    /// A follower keeps a conflicting entry instead of deleting it and what follows (§5.3).
-    AppendWithoutTruncate,
-    /// A follower accepts AppendEntries from a leader of an older term (§5.1).
-    AcceptStaleLeader,
-    /// A server grants a second vote in a term in which it already voted for another (§5.2).
+    /// a server votes for a second candidate in a term in which it already voted (§5.2) (https://github.com/microsoft/CCF/pull/8094).
     DoubleVote,
+    /// hearing from the leader of its own term resets a server's vote, so it can vote again in that term (https://github.com/etcd-io/etcd/pull/2461).
+    ClearVoteOnSameTermLeader,
+    /// a candidate counts a vote granted in an earlier term (https://github.com/ktoso/akka-raft/issues/46).
+    CountStaleVotes,
+    /// a candidate's new term and self-vote are not written to stable storage (https://github.com/wenweihu86/raft-java/issues/57).
+    TermNotDurableOnCampaign,
+    /// a higher term learned from a message is kept in memory only (https://github.com/cockroachdb/cockroach/issues/1131).
+    TermNotDurableOnStepDown,
+    /// a candidate takes the lower term of a refused vote (https://github.com/dev-urandom/graft/issues/7).
+    AdoptLowerTerm,
+    /// a leader commits once half the cluster (not a majority) stores an entry (https://github.com/amino-os/Amino.Run/pull/143).
+    CommitOnHalf,
+    /// a leader commits an entry of an earlier term by counting replicas (Figure 8, §5.4.2) (https://github.com/logcabin/logcabin/issues/44).
+    CommitPreviousTermByCount,
+    /// a follower accepts AppendEntries from a leader of an older term (§5.1) (https://github.com/jasonrogena/lightraft/pull/11).
+    AcceptStaleLeader,
+    /// a follower keeps a conflicting entry instead of deleting it and what follows (§5.3) (https://github.com/tikv/raft-rs/issues/428).
+    AppendWithoutTruncate,
+    /// a follower acknowledges its whole log, not only the entries the request checked (https://github.com/microsoft/CCF/pull/6016).
+    AckWholeLog,
+    /// a leader sets a follower's match index from its optimistic next index, not from the acknowledgement (https://github.com/adjoint-io/raft/pull/130).
+    MatchFromNextGuess,
+    /// a follower cuts its log back to a request's start before comparing terms, so a stale request deletes entries (https://github.com/hashicorp/raft/pull/113).
+    StaleAppendTruncates,
+    /// a follower sets its commit index from every request, so a stale request lowers it (https://github.com/etcd-io/etcd/pull/1203).
+    FollowerCommitWithoutMax,
+    /// a follower commits up to the leader's commit index over entries the request did not check (https://github.com/atomix/copycat/issues/265).
+    CommitUnverifiedSuffix,
+    /// a follower advances its commit index before the consistency check, even for a rejected request (https://github.com/atomix/copycat/pull/110).
+    CommitBeforeConsistencyCheck,
+    /// a follower appends without comparing the term at the previous index (§5.3) (https://github.com/ktoso/akka-raft/issues/32).
+    NoConsistencyCheck,
+    /// a follower appends a request's entries after its last entry instead of at their own indexes (https://github.com/andrewjstone/rafter/pull/34).
+    AppendAtLogEnd,
+    /// a leader asserts that no rejection arrives below a follower's match index; a reordered stale rejection does (https://github.com/etcd-io/raft/pull/36).
+    PanicOnStaleRejection,
 }
 
 impl Bug {
     /// Every bug, in catalogue order.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 23] = [
         Bug::VoteWithoutLogCheck,
+        Bug::UpToDateByIndexOnly,
+        Bug::UpToDateAgainstCurrentTerm,
         Bug::VoteNotPersisted,
-        Bug::CommitOnHalf,
-        Bug::AppendWithoutTruncate,
-        Bug::AcceptStaleLeader,
         Bug::DoubleVote,
+        Bug::ClearVoteOnSameTermLeader,
+        Bug::CountStaleVotes,
+        Bug::TermNotDurableOnCampaign,
+        Bug::TermNotDurableOnStepDown,
+        Bug::AdoptLowerTerm,
+        Bug::CommitOnHalf,
+        Bug::CommitPreviousTermByCount,
+        Bug::AcceptStaleLeader,
+        Bug::AppendWithoutTruncate,
+        Bug::AckWholeLog,
+        Bug::MatchFromNextGuess,
+        Bug::StaleAppendTruncates,
+        Bug::FollowerCommitWithoutMax,
+        Bug::CommitUnverifiedSuffix,
+        Bug::CommitBeforeConsistencyCheck,
+        Bug::NoConsistencyCheck,
+        Bug::AppendAtLogEnd,
+        Bug::PanicOnStaleRejection,
     ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Bug::VoteWithoutLogCheck => "vote-without-log-check",
+            Bug::UpToDateByIndexOnly => "up-to-date-by-index-only",
+            Bug::UpToDateAgainstCurrentTerm => "up-to-date-against-current-term",
             Bug::VoteNotPersisted => "vote-not-persisted",
-            Bug::CommitOnHalf => "commit-on-half",
-            Bug::AppendWithoutTruncate => "append-without-truncate",
-            Bug::AcceptStaleLeader => "accept-stale-leader",
             Bug::DoubleVote => "double-vote",
+            Bug::ClearVoteOnSameTermLeader => "clear-vote-on-same-term-leader",
+            Bug::CountStaleVotes => "count-stale-votes",
+            Bug::TermNotDurableOnCampaign => "term-not-durable-on-campaign",
+            Bug::TermNotDurableOnStepDown => "term-not-durable-on-step-down",
+            Bug::AdoptLowerTerm => "adopt-lower-term",
+            Bug::CommitOnHalf => "commit-on-half",
+            Bug::CommitPreviousTermByCount => "commit-previous-term-by-count",
+            Bug::AcceptStaleLeader => "accept-stale-leader",
+            Bug::AppendWithoutTruncate => "append-without-truncate",
+            Bug::AckWholeLog => "ack-whole-log",
+            Bug::MatchFromNextGuess => "match-from-next-guess",
+            Bug::StaleAppendTruncates => "stale-append-truncates",
+            Bug::FollowerCommitWithoutMax => "follower-commit-without-max",
+            Bug::CommitUnverifiedSuffix => "commit-unverified-suffix",
+            Bug::CommitBeforeConsistencyCheck => "commit-before-consistency-check",
+            Bug::NoConsistencyCheck => "no-consistency-check",
+            Bug::AppendAtLogEnd => "append-at-log-end",
+            Bug::PanicOnStaleRejection => "panic-on-stale-rejection",
         }
     }
 
@@ -54,25 +121,86 @@ impl Bug {
     pub fn description(self) -> &'static str {
         match self {
             Bug::VoteWithoutLogCheck => "vote granted without the log up-to-date check (§5.4.1)",
-            Bug::VoteNotPersisted => "vote not written to stable storage before answering (§5.2)",
-            Bug::CommitOnHalf => "leader commits once half the cluster (not a majority) stores it",
-            Bug::AppendWithoutTruncate => {
-                "follower keeps a conflicting entry and acknowledges (§5.3)"
-            }
-            Bug::AcceptStaleLeader => "follower accepts AppendEntries of an older term (§5.1)",
-            Bug::DoubleVote => "server votes twice in one term (§5.2)",
+            Bug::UpToDateByIndexOnly => "the up-to-date check compares last log indexes only, not last log terms (§5.4.1)",
+            Bug::UpToDateAgainstCurrentTerm => "the up-to-date tie-break compares the candidate's last log term with the voter's current term instead of its last log term",
+            Bug::VoteNotPersisted => "storage drops the vote, so after a crash a server votes again in the same term (§5.2)",
+            Bug::DoubleVote => "a server votes for a second candidate in a term in which it already voted (§5.2)",
+            Bug::ClearVoteOnSameTermLeader => "hearing from the leader of its own term resets a server's vote, so it can vote again in that term",
+            Bug::CountStaleVotes => "a candidate counts a vote granted in an earlier term",
+            Bug::TermNotDurableOnCampaign => "a candidate's new term and self-vote are not written to stable storage",
+            Bug::TermNotDurableOnStepDown => "a higher term learned from a message is kept in memory only",
+            Bug::AdoptLowerTerm => "a candidate takes the lower term of a refused vote",
+            Bug::CommitOnHalf => "a leader commits once half the cluster (not a majority) stores an entry",
+            Bug::CommitPreviousTermByCount => "a leader commits an entry of an earlier term by counting replicas (Figure 8, §5.4.2)",
+            Bug::AcceptStaleLeader => "a follower accepts AppendEntries from a leader of an older term (§5.1)",
+            Bug::AppendWithoutTruncate => "a follower keeps a conflicting entry instead of deleting it and what follows (§5.3)",
+            Bug::AckWholeLog => "a follower acknowledges its whole log, not only the entries the request checked",
+            Bug::MatchFromNextGuess => "a leader sets a follower's match index from its optimistic next index, not from the acknowledgement",
+            Bug::StaleAppendTruncates => "a follower cuts its log back to a request's start before comparing terms, so a stale request deletes entries",
+            Bug::FollowerCommitWithoutMax => "a follower sets its commit index from every request, so a stale request lowers it",
+            Bug::CommitUnverifiedSuffix => "a follower commits up to the leader's commit index over entries the request did not check",
+            Bug::CommitBeforeConsistencyCheck => "a follower advances its commit index before the consistency check, even for a rejected request",
+            Bug::NoConsistencyCheck => "a follower appends without comparing the term at the previous index (§5.3)",
+            Bug::AppendAtLogEnd => "a follower appends a request's entries after its last entry instead of at their own indexes",
+            Bug::PanicOnStaleRejection => "a leader asserts that no rejection arrives below a follower's match index; a reordered stale rejection does",
         }
     }
 
-    /// The Always property the checker reports as violated when this bug is planted.
+    /// The Always property the default check reports first when this bug is planted.
     pub fn expected_violation(self) -> &'static str {
         match self {
             Bug::VoteWithoutLogCheck => "LeaderCompleteness",
+            Bug::UpToDateByIndexOnly => "LeaderCompleteness",
+            Bug::UpToDateAgainstCurrentTerm => "LeaderCompleteness",
             Bug::VoteNotPersisted => "ElectionSafety",
-            Bug::CommitOnHalf => "NoCommitOnMinority",
-            Bug::AppendWithoutTruncate => "NoCommitOnMinority",
-            Bug::AcceptStaleLeader => "NoCommitOnMinority",
             Bug::DoubleVote => "ElectionSafety",
+            Bug::ClearVoteOnSameTermLeader => "ElectionSafety",
+            Bug::CountStaleVotes => "ElectionSafety",
+            Bug::TermNotDurableOnCampaign => "MonotonicTerm",
+            Bug::TermNotDurableOnStepDown => "MonotonicTerm",
+            Bug::AdoptLowerTerm => "MonotonicTerm",
+            Bug::CommitOnHalf => "NoCommitOnMinority",
+            Bug::CommitPreviousTermByCount => "ElectableHoldsCommitted",
+            Bug::AcceptStaleLeader => "ElectableHoldsCommitted",
+            Bug::AppendWithoutTruncate => "NoCommitOnMinority",
+            Bug::AckWholeLog => "NoCommitOnMinority",
+            Bug::MatchFromNextGuess => "NoCommitOnMinority",
+            Bug::StaleAppendTruncates => "NoCommitOnMinority",
+            Bug::FollowerCommitWithoutMax => "MonotonicCommit",
+            Bug::CommitUnverifiedSuffix => "StateMachineSafety",
+            Bug::CommitBeforeConsistencyCheck => "StateMachineSafety",
+            Bug::NoConsistencyCheck => "LogMatching",
+            Bug::AppendAtLogEnd => "LogMatching",
+            Bug::PanicOnStaleRejection => "PeerInvariant",
+        }
+    }
+
+    /// The published report this bug is taken from.
+    pub fn source(self) -> &'static str {
+        match self {
+            Bug::VoteWithoutLogCheck => "https://github.com/jgroups-extras/jgroups-raft/issues/14",
+            Bug::UpToDateByIndexOnly => "https://github.com/sile/noraft/pull/22",
+            Bug::UpToDateAgainstCurrentTerm => "https://github.com/influxdata/influxdb/pull/1663",
+            Bug::VoteNotPersisted => "https://github.com/tikv/tikv/issues/8381",
+            Bug::DoubleVote => "https://github.com/microsoft/CCF/pull/8094",
+            Bug::ClearVoteOnSameTermLeader => "https://github.com/etcd-io/etcd/pull/2461",
+            Bug::CountStaleVotes => "https://github.com/ktoso/akka-raft/issues/46",
+            Bug::TermNotDurableOnCampaign => "https://github.com/wenweihu86/raft-java/issues/57",
+            Bug::TermNotDurableOnStepDown => "https://github.com/cockroachdb/cockroach/issues/1131",
+            Bug::AdoptLowerTerm => "https://github.com/dev-urandom/graft/issues/7",
+            Bug::CommitOnHalf => "https://github.com/amino-os/Amino.Run/pull/143",
+            Bug::CommitPreviousTermByCount => "https://github.com/logcabin/logcabin/issues/44",
+            Bug::AcceptStaleLeader => "https://github.com/jasonrogena/lightraft/pull/11",
+            Bug::AppendWithoutTruncate => "https://github.com/tikv/raft-rs/issues/428",
+            Bug::AckWholeLog => "https://github.com/microsoft/CCF/pull/6016",
+            Bug::MatchFromNextGuess => "https://github.com/adjoint-io/raft/pull/130",
+            Bug::StaleAppendTruncates => "https://github.com/hashicorp/raft/pull/113",
+            Bug::FollowerCommitWithoutMax => "https://github.com/etcd-io/etcd/pull/1203",
+            Bug::CommitUnverifiedSuffix => "https://github.com/atomix/copycat/issues/265",
+            Bug::CommitBeforeConsistencyCheck => "https://github.com/atomix/copycat/pull/110",
+            Bug::NoConsistencyCheck => "https://github.com/ktoso/akka-raft/issues/32",
+            Bug::AppendAtLogEnd => "https://github.com/andrewjstone/rafter/pull/34",
+            Bug::PanicOnStaleRejection => "https://github.com/etcd-io/raft/pull/36",
         }
     }
 }

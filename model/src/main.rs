@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use model::bugs::Bug;
+use model::checker::simulate::SimulationPlan;
 use model::checker::{check, ModelConfig, NetworkKind};
 use stateright::Model;
 use std::net::SocketAddr;
@@ -31,8 +32,12 @@ enum Command {
     Check(CheckArgs),
     /// Serve stateright's web explorer for one configuration.
     Explore(ExploreArgs),
-    /// List the planted bugs, one per line: NAME, the property that catches it, what it does.
+    /// List the planted bugs, one per line: NAME, the property the default check reports
+    /// first, what goes wrong, and the published report it is taken from.
     Bugs,
+    /// Seeded random walks through large configurations (up to five servers, many terms,
+    /// crashes, loss, duplication), checking every Always property at every step.
+    Simulate(SimulateArgs),
     /// Write traces (JSON Lines) for conformance replay and TLA+ trace validation: seeded
     /// random walks, one per Sometimes example, one per planted bug's counterexample.
     Traces(TracesArgs),
@@ -131,6 +136,31 @@ struct CheckArgs {
 }
 
 #[derive(Args, Debug)]
+struct SimulateArgs {
+    /// Seed of the first walk; walk i uses seed S + i and draws its configuration from it.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Walk for this many seconds [default: 30 unless --walks is given].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    seconds: Option<u64>,
+    /// Stop after this many walks.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    walks: Option<u64>,
+    /// At most this many steps per walk.
+    #[arg(long, value_name = "STEPS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_steps: u64,
+    /// Plant a bug from the catalogue (see `model bugs`).
+    #[arg(long, value_name = "NAME", value_parser = parse_bug)]
+    bug: Option<Bug>,
+    /// Worker threads [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
+    /// Also print the summary as one JSON object on the last line of stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
 struct ExploreArgs {
     /// Address to serve on (keep it on loopback).
     #[arg(long, default_value = "127.0.0.1:3000")]
@@ -180,10 +210,9 @@ struct TracesArgs {
 fn configurations(dimensions: &Dimensions, bug: Option<Bug>) -> Vec<ModelConfig> {
     match (dimensions.any(), bug) {
         (false, None) => ModelConfig::default_suite(),
-        (false, Some(bug)) => vec![ModelConfig::for_bug(bug)],
+        (false, Some(bug)) => ModelConfig::bug_suite(bug),
         (true, bug) => {
-            let base = bug.map_or_else(ModelConfig::default, ModelConfig::for_bug);
-            let mut config = dimensions.apply(base);
+            let mut config = dimensions.apply(ModelConfig::default());
             config.name = match bug {
                 Some(bug) => format!("bug {bug}"),
                 None => "custom".into(),
@@ -206,13 +235,18 @@ fn run_check(args: CheckArgs) -> ExitCode {
             return usage_error(&why);
         }
     }
-    let threads = args.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |n| n as usize,
+    let threads = threads(args.threads);
+    // The default suite ends with a fixed-seed simulation budget; a chosen configuration is
+    // checked on its own.
+    let simulation =
+        (!args.dimensions.any()).then(|| SimulationPlan::default_budget(args.bug, threads));
+    let report = check(
+        &configs,
+        simulation.as_ref(),
+        threads,
+        Duration::from_secs(5),
+        &mut |line| eprintln!("{line}"),
     );
-    let report = check(&configs, threads, Duration::from_secs(5), &mut |line| {
-        eprintln!("{line}")
-    });
     println!("{}", report.summary());
     if args.json {
         println!("{}", report.to_json());
@@ -224,12 +258,65 @@ fn run_check(args: CheckArgs) -> ExitCode {
     }
 }
 
+fn threads(chosen: Option<u64>) -> usize {
+    chosen.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |n| n as usize,
+    )
+}
+
+fn run_simulate(args: SimulateArgs) -> ExitCode {
+    let plan = SimulationPlan {
+        seed: args.seed,
+        walks: args.walks.map(|w| w as usize),
+        time: match (args.seconds, args.walks) {
+            (Some(secs), _) => Some(Duration::from_secs(secs)),
+            (None, Some(_)) => None,
+            (None, None) => Some(Duration::from_secs(30)),
+        },
+        max_steps: args.max_steps as usize,
+        bug: args.bug,
+        threads: threads(args.threads),
+    };
+    println!(
+        "simulating from seed {} ({} steps per walk at most{})",
+        plan.seed,
+        plan.max_steps,
+        plan.bug.map_or(String::new(), |b| format!(", bug {b}"))
+    );
+    let report = check(
+        &[],
+        Some(&plan),
+        plan.threads,
+        Duration::from_secs(5),
+        &mut |line| eprintln!("{line}"),
+    );
+    println!("{}", report.summary());
+    if args.json {
+        println!("{}", report.to_json());
+    }
+    if report.violated() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn run_explore(args: ExploreArgs) -> ExitCode {
     let mut configs = configurations(&args.dimensions, args.bug);
     // The explorer shows one configuration: the first of the suite unless one was chosen.
     let config = configs.remove(0);
     if let Err(why) = config.validate() {
         return usage_error(&why);
+    }
+    // The explorer panics when it cannot listen; find out first and say so in one line.
+    if let Err(error) = std::net::TcpListener::bind(args.addr) {
+        eprintln!(
+            "error: cannot listen on {}: {error} (is another explorer running? choose another \
+             port with --addr)",
+            args.addr
+        );
+        return ExitCode::from(2);
     }
     println!("Exploring [{config}]");
     println!("Open http://{}/ (Ctrl-C to stop)", args.addr);
@@ -309,13 +396,15 @@ fn main() -> ExitCode {
         Some(Command::Check(args)) => run_check(args),
         Some(Command::Explore(args)) => run_explore(args),
         Some(Command::Traces(args)) => run_traces(args),
+        Some(Command::Simulate(args)) => run_simulate(args),
         Some(Command::Bugs) => {
             for bug in Bug::ALL {
                 println!(
-                    "{:<24} {:<20} {}",
+                    "{:<32} {:<24} {} ({})",
                     bug.name(),
                     bug.expected_violation(),
-                    bug.description()
+                    bug.description(),
+                    bug.source()
                 );
             }
             ExitCode::SUCCESS

@@ -10,10 +10,13 @@ mod actor;
 pub mod engine;
 pub mod properties;
 mod run;
+pub mod simulate;
 pub mod trace;
 
 pub use actor::{ClientState, Ghost, ModelActor, ModelMsg, NodeState, ServerState, Value};
-pub use run::{check, CheckReport, ConfigReport, PropertyReport, PropertyStatus};
+pub use run::{
+    check, explore_flags, CheckReport, ConfigReport, Discovery, PropertyReport, PropertyStatus,
+};
 
 use crate::bugs::Bug;
 use crate::peer::Term;
@@ -166,50 +169,31 @@ impl ModelConfig {
                 heartbeats: false,
                 ..base.clone()
             },
-            // Messages may be lost; heartbeats and rejections repair the logs.
+            // Three terms and two requests, with loss: a lost message frees its slot, so two
+            // messages in flight carry three elections and two writes.
             ModelConfig {
-                name: "lossy".into(),
+                name: "three-terms-lossy".into(),
                 lossy: true,
-                max_term: 1,
-                max_in_flight: 3,
+                max_term: 3,
+                client_requests: 2,
+                max_in_flight: 2,
+                heartbeats: false,
                 ..base
             },
         ]
     }
 
-    /// The configuration in which a planted bug shows, unless the user chose bounds. Shallow
-    /// bugs use BFS for the shortest counterexample; the two that need two requests and a
-    /// change of leader use symmetry-reduced DFS, which finds them in seconds.
-    pub fn for_bug(bug: Bug) -> ModelConfig {
-        let base = ModelConfig {
-            name: format!("bug {bug}"),
-            bug: Some(bug),
-            heartbeats: false,
-            symmetry: false,
-            ..ModelConfig::default()
-        };
-        match bug {
-            Bug::VoteNotPersisted => ModelConfig {
-                max_term: 1,
-                client_requests: 0,
-                max_crashes: 1,
-                max_in_flight: 5,
-                ..base
-            },
-            Bug::DoubleVote => ModelConfig {
-                max_term: 1,
-                client_requests: 0,
-                max_in_flight: 5,
-                ..base
-            },
-            Bug::AppendWithoutTruncate | Bug::AcceptStaleLeader => ModelConfig {
-                client_requests: 2,
-                max_in_flight: 4,
-                symmetry: true,
-                ..base
-            },
-            Bug::VoteWithoutLogCheck | Bug::CommitOnHalf => base,
-        }
+    /// The default suite with a planted bug: every bug of the catalogue must be caught by the
+    /// very bounds that check the correct Peer. A bug run stops at its first counterexample.
+    pub fn bug_suite(bug: Bug) -> Vec<ModelConfig> {
+        ModelConfig::default_suite()
+            .into_iter()
+            .map(|config| ModelConfig {
+                name: format!("bug {bug} / {}", config.name),
+                bug: Some(bug),
+                ..config
+            })
+            .collect()
     }
 
     /// Checks the bounds; the message names the offending flag.

@@ -2,6 +2,7 @@
 
 use super::engine::{RaftAction, Search};
 use super::properties::{self, Expect};
+use super::simulate::{self, SimulationPlan, SimulationReport};
 use super::{ModelConfig, RaftModel, RaftState};
 use stateright::{Model, Path};
 use std::fmt::Write as _;
@@ -89,6 +90,8 @@ pub struct ConfigReport {
 pub struct CheckReport {
     /// One report per configuration.
     pub configs: Vec<ConfigReport>,
+    /// The random simulation run after the exhaustive configurations, if one ran.
+    pub simulation: Option<SimulationReport>,
 }
 
 impl CheckReport {
@@ -130,8 +133,15 @@ impl CheckReport {
                         .expect("every configuration reports every property")
                         .status
                 });
+                let simulated = self
+                    .simulation
+                    .as_ref()
+                    .and_then(|s| s.finding.as_ref())
+                    .is_some_and(|f| f.property == p.name);
                 let status = match p.expectation {
-                    Expect::Always if statuses.clone().any(|s| s == PropertyStatus::Violated) => {
+                    Expect::Always
+                        if simulated || statuses.clone().any(|s| s == PropertyStatus::Violated) =>
+                    {
                         PropertyStatus::Violated
                     }
                     Expect::Always => PropertyStatus::Holds,
@@ -160,6 +170,15 @@ impl CheckReport {
     /// Passed: complete, every Always holds and every Sometimes has an example.
     pub fn passed(&self) -> bool {
         self.complete() && self.properties().iter().all(|p| p.status.is_good())
+    }
+
+    /// Whether some configuration or the simulation found a counterexample.
+    pub fn violated(&self) -> bool {
+        self.configs.iter().any(|c| !c.counterexamples.is_empty())
+            || self
+                .simulation
+                .as_ref()
+                .is_some_and(|s| s.finding.is_some())
     }
 
     /// The summary as one JSON object.
@@ -195,7 +214,18 @@ impl CheckReport {
                 })
             })
             .collect();
+        let simulation = self.simulation.as_ref().map(|s| {
+            serde_json::json!({
+                "seed": s.seed,
+                "walks": s.walks,
+                "steps": s.steps,
+                "elapsed_s": round3(s.elapsed.as_secs_f64()),
+                "violated": s.finding.as_ref().map(|f| f.property),
+                "violating_seed": s.finding.as_ref().map(|f| f.seed),
+            })
+        });
         serde_json::json!({
+            "simulation": simulation,
             "complete": self.complete(),
             "unique_states": self.unique_states(),
             "states": self.states(),
@@ -235,6 +265,26 @@ impl CheckReport {
                 );
             }
         }
+        if let Some(finding) = self.simulation.as_ref().and_then(|s| s.finding.as_ref()) {
+            let discovery = describe_path(finding.property, &finding.config, &finding.path);
+            let _ = writeln!(
+                out,
+                "\nCounterexample to {} in simulation walk {} ({} steps, shrunk from {}):",
+                finding.property,
+                finding.seed,
+                discovery.steps.len(),
+                finding.original_steps
+            );
+            for step in discovery.steps.iter().chain(&discovery.faults) {
+                let _ = writeln!(out, "  {step}");
+            }
+            let _ = writeln!(
+                out,
+                "  browse it: model explore {} then open http://127.0.0.1:3000/#/steps/{}",
+                explore_flags(&finding.config),
+                discovery.encoded
+            );
+        }
         let _ = writeln!(out, "\nSummary");
         for c in &self.configs {
             let _ = writeln!(
@@ -246,6 +296,20 @@ impl CheckReport {
                 c.states,
                 c.max_depth,
                 c.elapsed.as_secs_f64()
+            );
+        }
+        if let Some(s) = &self.simulation {
+            let _ = writeln!(
+                out,
+                "  [simulation] seed={} walks={} steps={} {:.1}s{}",
+                s.seed,
+                s.walks,
+                s.steps,
+                s.elapsed.as_secs_f64(),
+                s.finding.as_ref().map_or(String::new(), |f| format!(
+                    " violated={} at seed {}",
+                    f.property, f.seed
+                ))
             );
         }
         let _ = writeln!(
@@ -300,19 +364,45 @@ pub fn explore_flags(c: &ModelConfig) -> String {
     flags
 }
 
-/// Checks every configuration in turn, printing progress lines to `progress` (one every
+/// Checks every configuration in turn, then runs the simulation if one is planned (and no
+/// planted bug was caught already), printing progress lines to `progress` (one every
 /// `interval`), and returns the report.
 pub fn check(
     configs: &[ModelConfig],
+    simulation: Option<&SimulationPlan>,
     threads: usize,
     interval: Duration,
     progress: &mut dyn FnMut(&str),
 ) -> CheckReport {
-    let configs = configs
+    let mut reports = Vec::new();
+    for config in configs {
+        let report = check_one(config, threads, interval, progress);
+        // A planted bug needs one counterexample; the rest of the suite is not needed.
+        let caught = config.bug.is_some() && !report.counterexamples.is_empty();
+        reports.push(report);
+        if caught {
+            break;
+        }
+    }
+    let caught = reports
         .iter()
-        .map(|config| check_one(config, threads, interval, progress))
-        .collect();
-    CheckReport { configs }
+        .any(|r| r.config.bug.is_some() && !r.counterexamples.is_empty());
+    let simulation = match simulation {
+        Some(plan) if !caught => {
+            progress(&format!(
+                "simulating: seed={} walks={} max_steps={}",
+                plan.seed,
+                plan.walks.map_or("unbounded".into(), |w| w.to_string()),
+                plan.max_steps
+            ));
+            Some(simulate::simulate(plan, interval, progress))
+        }
+        _ => None,
+    };
+    CheckReport {
+        configs: reports,
+        simulation,
+    }
 }
 
 fn check_one(
@@ -389,6 +479,15 @@ fn check_one(
         elapsed.as_secs_f64()
     ));
     report
+}
+
+/// A discovery of `config`'s model, described.
+pub fn describe_path(
+    property: &'static str,
+    config: &ModelConfig,
+    path: &Path<RaftState, RaftAction>,
+) -> Discovery {
+    describe(&config.clone().into_model(), property, path.clone())
 }
 
 fn describe(

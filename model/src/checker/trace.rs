@@ -8,6 +8,7 @@
 //! step's Peer call sent. Steps that touch no server (a client choosing a server, a client's
 //! request being lost) are left out: they are environment moves with nothing to replay.
 
+use super::engine::Search;
 use super::{ModelConfig, ModelMsg, NetworkKind, RaftModel, RaftState, Value};
 use crate::bugs::Bug;
 use crate::checker::properties::{self, Expect};
@@ -656,41 +657,37 @@ pub fn examples(progress: &mut dyn FnMut(&str)) -> Vec<Trace> {
 }
 
 /// The counterexample of a planted bug, as a trace marked with the bug and the violated
-/// property. The bug's configuration is searched without symmetry reduction, so that the path
-/// keeps every server's own id: BFS for the shallow bugs, DFS for the two that need a change
-/// of leader (a longer but quickly found path).
+/// property: the shortest one in the first configuration of the bug's suite that has one. The
+/// search reduces symmetry, but the path it returns is replayed from the initial state, so
+/// every server keeps its own id.
 pub fn counterexample(bug: Bug) -> Option<Trace> {
-    let config = ModelConfig {
-        symmetry: false,
-        ..ModelConfig::for_bug(bug)
-    };
-    let builder = config
-        .clone()
-        .into_model()
-        .checker()
-        .finish_when(HasDiscoveries::AnyFailures);
-    let deep = matches!(bug, Bug::AppendWithoutTruncate | Bug::AcceptStaleLeader);
-    let (property, path) = if deep {
-        first_violation(builder.spawn_dfs().join())
-    } else {
-        first_violation(builder.spawn_bfs().join())
-    }?;
-    let mut header = header(
-        &config,
-        format!("counterexample-{}", bug.name()),
-        "counterexample",
-    );
-    header.property = Some(property.to_string());
-    Some(from_path(&config, &path.into_vec(), header))
-}
-
-type RaftPath = stateright::Path<RaftState, RaftAction>;
-
-fn first_violation(checker: impl Checker<RaftModel>) -> Option<(&'static str, RaftPath)> {
-    properties::ALL
-        .iter()
-        .filter(|p| p.expectation == Expect::Always)
-        .find_map(|p| checker.discovery(p.name).map(|path| (p.name, path)))
+    for config in ModelConfig::bug_suite(bug) {
+        let model = config.clone().into_model();
+        let outcome = Search {
+            model: &model,
+            symmetry: config.symmetry,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            stop_on_violation: true,
+            max_states: None,
+            interval: std::time::Duration::from_secs(3600),
+        }
+        .run(&mut |_, _, _| {});
+        let found = properties::ALL
+            .iter()
+            .filter(|p| p.expectation == Expect::Always)
+            .find_map(|p| outcome.discoveries.get(p.name).map(|path| (p.name, path)));
+        let Some((property, path)) = found else {
+            continue;
+        };
+        let mut header = header(
+            &config,
+            format!("counterexample-{}", bug.name()),
+            "counterexample",
+        );
+        header.property = Some(property.to_string());
+        return Some(from_path(&config, &path.clone().into_vec(), header));
+    }
+    None
 }
 
 /// `count` random walks from `seed`: walk `i` uses seed `seed + i`, the walk configuration

@@ -372,7 +372,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
             let was_leader = matches!(self.role, Role::Leader { .. });
             self.durable.term = term;
             self.durable.voted_for = None;
-            output.persist.hard_state = true;
+            output.persist.hard_state = !planted!(self, TermNotDurableOnStepDown);
             self.role = Role::Follower { leader: None };
             if was_leader {
                 output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
@@ -384,7 +384,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
     fn start_election(&mut self, output: &mut Output<C>) {
         self.durable.term += 1;
         self.durable.voted_for = Some(self.config.id);
-        output.persist.hard_state = true;
+        output.persist.hard_state = !planted!(self, TermNotDurableOnCampaign);
         self.role = Role::Candidate {
             votes: BTreeSet::from([self.config.id]),
         };
@@ -449,8 +449,15 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         last_log_term: Term,
         output: &mut Output<C>,
     ) {
-        let log_ok = (last_log_term, last_log_index) >= (self.last_term(), self.last_index())
-            || planted!(self, VoteWithoutLogCheck);
+        let log_ok = if planted!(self, UpToDateByIndexOnly) {
+            last_log_index >= self.last_index()
+        } else if planted!(self, UpToDateAgainstCurrentTerm) {
+            !(last_log_term < self.last_term()
+                || (last_log_term == self.durable.term && last_log_index < self.last_index()))
+        } else {
+            (last_log_term, last_log_index) >= (self.last_term(), self.last_index())
+                || planted!(self, VoteWithoutLogCheck)
+        };
         let vote_free = match self.durable.voted_for {
             None => true,
             Some(id) => id == from || planted!(self, DoubleVote),
@@ -480,7 +487,10 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         granted: bool,
         output: &mut Output<C>,
     ) {
-        if term != self.durable.term || !granted {
+        if planted!(self, AdoptLowerTerm) && !granted && term < self.durable.term {
+            self.durable.term = term;
+        }
+        if (term != self.durable.term && !planted!(self, CountStaleVotes)) || !granted {
             return;
         }
         if let Role::Candidate { votes } = &mut self.role {
@@ -519,9 +529,23 @@ impl<C: Clone + fmt::Debug> Peer<C> {
             if !matches!(self.role, Role::Follower { leader: Some(id) } if id == from) {
                 self.role = Role::Follower { leader: Some(from) };
             }
+            if planted!(self, ClearVoteOnSameTermLeader) && self.durable.voted_for.is_some() {
+                self.durable.voted_for = None;
+                output.persist.hard_state = true;
+            }
             output.timers.push(TimerCommand::Set(Timer::Election));
         }
-        if prev_log_index > self.last_index() || self.term_at(prev_log_index) != prev_log_term {
+        if planted!(self, CommitBeforeConsistencyCheck) {
+            let commit = leader_commit.min(self.last_index());
+            if commit > self.commit_index {
+                self.commit_index = commit;
+                output.commit = Some(commit);
+            }
+        }
+        let consistent = prev_log_index <= self.last_index()
+            && (self.term_at(prev_log_index) == prev_log_term
+                || planted!(self, NoConsistencyCheck));
+        if !consistent {
             let response = Message::AppendEntriesResponse {
                 term: self.durable.term,
                 success: false,
@@ -532,15 +556,26 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         }
         let last_new = prev_log_index + entries.len() as Index;
         self.append_entries(prev_log_index, entries, output);
-        let commit = leader_commit.min(last_new);
-        if commit > self.commit_index {
+        let commit = if planted!(self, CommitUnverifiedSuffix) {
+            leader_commit.min(self.last_index())
+        } else {
+            leader_commit.min(last_new)
+        };
+        if commit > self.commit_index
+            || (planted!(self, FollowerCommitWithoutMax) && commit != self.commit_index)
+        {
             self.commit_index = commit;
             output.commit = Some(commit);
         }
+        let acknowledged = if planted!(self, AckWholeLog) {
+            self.last_index()
+        } else {
+            last_new
+        };
         let response = Message::AppendEntriesResponse {
             term: self.durable.term,
             success: true,
-            index: last_new,
+            index: acknowledged,
         };
         output.send_after_persist.push((from, response));
     }
@@ -568,8 +603,16 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         entries: Vec<Entry<C>>,
         output: &mut Output<C>,
     ) {
+        if planted!(self, StaleAppendTruncates) && !entries.is_empty() {
+            // Cut the log back to the request's start, matching entries included.
+            self.durable.log.truncate(prev_log_index as usize);
+        }
         for (offset, entry) in entries.into_iter().enumerate() {
-            let index = prev_log_index + 1 + offset as Index;
+            let index = if planted!(self, AppendAtLogEnd) {
+                self.last_index() + 1
+            } else {
+                prev_log_index + 1 + offset as Index
+            };
             if index <= self.last_index() {
                 if self.term_at(index) == entry.term {
                     continue;
@@ -618,13 +661,22 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         if success {
             // A correct follower never acknowledges past our log; clamp so that a faulty one
             // cannot push progress out of range.
-            let index = index.min(last_index);
+            let index = if planted!(self, MatchFromNextGuess) {
+                follower.next - 1
+            } else {
+                index.min(last_index)
+            };
             if index > follower.matched {
                 follower.matched = index;
             }
             follower.next = follower.next.max(index + 1);
             self.maybe_commit(output);
         } else if index + 1 < follower.next {
+            assert!(
+                !planted!(self, PanicOnStaleRejection) || index >= follower.matched,
+                "rejection below the matched index {} of {from}",
+                follower.matched
+            );
             // Back off to the hint, but never below what is known to match.
             follower.next = (index + 1).max(follower.matched + 1);
             self.send_append(from, output);
@@ -646,7 +698,9 @@ impl<C: Clone + fmt::Debug> Peer<C> {
             quorum::majority(cluster)
         };
         let candidate = quorum::quorum_index(matched, quorum);
-        if candidate > self.commit_index && self.term_at(candidate) == self.durable.term {
+        let own_term = self.term_at(candidate) == self.durable.term
+            || planted!(self, CommitPreviousTermByCount);
+        if candidate > self.commit_index && own_term {
             self.commit_index = candidate;
             output.commit = Some(candidate);
         }

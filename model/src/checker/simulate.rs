@@ -1,0 +1,328 @@
+//! Seeded random simulation: walks through configurations far larger than any exhaustive search
+//! reaches (five servers, many terms, several crashes, loss, duplication), checking every
+//! Always property at every step.
+//!
+//! Each walk draws its own configuration from its seed (swarm testing: every walk switches a
+//! different set of faults on), so that one run mixes short loss-free walks with long walks
+//! full of crashes. A violation is shrunk before it is shown: steps are removed one at a time
+//! as long as the shorter path, replayed exactly, still ends in a violation of the same
+//! property.
+
+use super::engine::RaftAction;
+use super::properties::{self, Expect};
+use super::trace::SplitMix64;
+use super::{ModelConfig, NetworkKind, RaftModel, RaftState};
+use crate::bugs::Bug;
+use crate::peer::Timer;
+use stateright::actor::ActorModelAction;
+use stateright::{Model, Path};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What a simulation run is asked to do.
+#[derive(Clone, Debug)]
+pub struct SimulationPlan {
+    /// Seed of the first walk; walk `i` uses `seed + i`.
+    pub seed: u64,
+    /// Stop after this many walks ...
+    pub walks: Option<usize>,
+    /// ... or after this long, whichever comes first (at least one must be set).
+    pub time: Option<Duration>,
+    /// Steps per walk at most.
+    pub max_steps: usize,
+    /// A planted bug, if any.
+    pub bug: Option<Bug>,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+impl SimulationPlan {
+    /// The fixed budget the default check runs after its exhaustive suite: the same walks on
+    /// every run and machine.
+    pub fn default_budget(bug: Option<Bug>, threads: usize) -> SimulationPlan {
+        SimulationPlan {
+            seed: 1,
+            walks: Some(40_000),
+            time: None,
+            max_steps: 250,
+            bug,
+            threads,
+        }
+    }
+}
+
+/// A violation found by a walk, shrunk.
+#[derive(Clone, Debug)]
+pub struct SimulationFinding {
+    /// The violated Always property.
+    pub property: &'static str,
+    /// The walk's seed.
+    pub seed: u64,
+    /// The walk's configuration.
+    pub config: ModelConfig,
+    /// Steps of the walk up to the violation, before shrinking.
+    pub original_steps: usize,
+    /// The shrunk path.
+    pub path: Path<RaftState, RaftAction>,
+}
+
+/// The result of a simulation run.
+#[derive(Clone, Debug)]
+pub struct SimulationReport {
+    /// The first seed.
+    pub seed: u64,
+    /// Walks completed.
+    pub walks: usize,
+    /// Steps taken over all walks.
+    pub steps: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The first violation found (the lowest seed among those found), if any.
+    pub finding: Option<SimulationFinding>,
+}
+
+/// The configuration of the walk with `seed`: each dimension drawn on its own.
+pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
+    let mut rng = SplitMix64::new(seed ^ 0x5EED_CAFE_F00D_D00D);
+    let servers = [3, 3, 5][rng.below(3) as usize];
+    let network = [
+        NetworkKind::Unordered,
+        NetworkKind::Unordered,
+        NetworkKind::Duplicating,
+        NetworkKind::Ordered,
+    ][rng.below(4) as usize];
+    ModelConfig {
+        name: format!("walk {seed}"),
+        servers,
+        max_term: 2 + rng.below(7),
+        client_requests: 1 + rng.below(4) as usize,
+        max_crashes: (rng.below(3) as usize).min(servers / 2),
+        network,
+        lossy: rng.below(2) == 0,
+        max_in_flight: 4 + rng.below(9) as usize,
+        heartbeats: rng.below(3) != 0,
+        symmetry: false,
+        bug,
+    }
+}
+
+/// The Always property `state` violates first, if any.
+fn violated(model: &RaftModel, state: &RaftState) -> Option<&'static str> {
+    properties::ALL
+        .iter()
+        .filter(|p| p.expectation == Expect::Always)
+        .find(|p| !(p.condition)(model, state))
+        .map(|p| p.name)
+}
+
+/// One walk: at each step an action is drawn among the enabled ones. Returns the actions and
+/// the property violated at the end, if the walk found one.
+fn walk(model: &RaftModel, seed: u64, max_steps: usize) -> (Vec<RaftAction>, Option<&'static str>) {
+    let mut rng = SplitMix64::new(seed);
+    let mut state = model
+        .init_states()
+        .into_iter()
+        .next()
+        .expect("the model has an initial state");
+    let mut taken = Vec::new();
+    if let Some(property) = violated(model, &state) {
+        return (taken, Some(property));
+    }
+    let mut actions = Vec::new();
+    for _ in 0..max_steps {
+        actions.clear();
+        model.actions(&state, &mut actions);
+        let mut next = None;
+        // Draw until an action is enabled within the bounds; give up on a dead end.
+        while !actions.is_empty() {
+            let total: u64 = actions.iter().map(weight).sum();
+            let mut pick = rng.below(total.max(1));
+            let index = actions
+                .iter()
+                .position(|a| {
+                    let w = weight(a);
+                    if pick < w {
+                        true
+                    } else {
+                        pick -= w;
+                        false
+                    }
+                })
+                .unwrap_or(0);
+            let action = actions.swap_remove(index);
+            if let Some(successor) = model.next_state(&state, action.clone()) {
+                if model.within_boundary(&successor) {
+                    next = Some((action, successor));
+                    break;
+                }
+            }
+        }
+        let Some((action, successor)) = next else {
+            break;
+        };
+        taken.push(action);
+        state = successor;
+        if let Some(property) = violated(model, &state) {
+            return (taken, Some(property));
+        }
+    }
+    (taken, None)
+}
+
+/// How often a walk picks each kind of action: deliveries dominate; crashes and losses are
+/// rarer, but common enough that a long walk sees several.
+fn weight(action: &RaftAction) -> u64 {
+    match action {
+        ActorModelAction::Deliver { .. } => 20,
+        ActorModelAction::SelectRandom { .. } => 8,
+        ActorModelAction::Timeout(_, Timer::Election) => 3,
+        ActorModelAction::Timeout(_, Timer::Heartbeat) => 4,
+        ActorModelAction::Recover(_) => 6,
+        ActorModelAction::Crash(_) => 1,
+        ActorModelAction::Drop(_) => 2,
+    }
+}
+
+/// Replays `actions` exactly from the initial state; returns the path up to the first state
+/// that violates `property`, or `None` if an action is not enabled or no state violates it.
+fn replay(
+    model: &RaftModel,
+    actions: &[RaftAction],
+    property: &'static str,
+) -> Option<Path<RaftState, RaftAction>> {
+    let init = model.init_states().into_iter().next()?;
+    let mut state = init.clone();
+    let condition = properties::by_name(property)?.condition;
+    for (taken, action) in actions.iter().enumerate() {
+        if !condition(model, &state) {
+            return Path::from_actions(model, init, &actions[..taken]);
+        }
+        state = model.next_state(&state, action.clone())?;
+        if !model.within_boundary(&state) {
+            return None;
+        }
+    }
+    if condition(model, &state) {
+        return None;
+    }
+    Path::from_actions(model, init, actions)
+}
+
+/// Removes steps while the path still ends in a violation of `property`: first halves and
+/// quarters, then single steps, until no single step can go.
+fn shrink(
+    model: &RaftModel,
+    mut actions: Vec<RaftAction>,
+    property: &'static str,
+) -> Path<RaftState, RaftAction> {
+    let mut chunk = (actions.len() / 2).max(1);
+    loop {
+        let mut removed_any = false;
+        let mut start = 0;
+        while start < actions.len() {
+            let end = (start + chunk).min(actions.len());
+            let mut candidate = actions[..start].to_vec();
+            candidate.extend_from_slice(&actions[end..]);
+            if let Some(path) = replay(model, &candidate, property) {
+                actions = path.into_actions();
+                removed_any = true;
+            } else {
+                start += chunk;
+            }
+        }
+        if chunk == 1 && !removed_any {
+            break;
+        }
+        if !removed_any {
+            chunk = (chunk / 2).max(1);
+        }
+    }
+    replay(model, &actions, property).expect("the shrunk path still violates the property")
+}
+
+/// Runs walks until the plan's budget is spent or a violation is found. `progress` hears a
+/// line every `interval`.
+pub fn simulate(
+    plan: &SimulationPlan,
+    interval: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> SimulationReport {
+    assert!(plan.walks.is_some() || plan.time.is_some(), "a budget");
+    let start = Instant::now();
+    let next_walk = AtomicUsize::new(0);
+    let walks_done = AtomicUsize::new(0);
+    let steps = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let found: Mutex<Option<(usize, &'static str, Vec<RaftAction>)>> = Mutex::new(None);
+    let out_of_budget = |walk: usize| {
+        plan.walks.is_some_and(|max| walk >= max)
+            || plan.time.is_some_and(|time| start.elapsed() >= time)
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..plan.threads.max(1))
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let i = next_walk.fetch_add(1, Ordering::Relaxed);
+                    if stop.load(Ordering::Relaxed) || out_of_budget(i) {
+                        break;
+                    }
+                    let seed = plan.seed.wrapping_add(i as u64);
+                    let model = walk_config(seed, plan.bug).into_model();
+                    let (actions, property) = walk(&model, seed, plan.max_steps);
+                    steps.fetch_add(actions.len(), Ordering::Relaxed);
+                    walks_done.fetch_add(1, Ordering::Relaxed);
+                    if let Some(property) = property {
+                        let mut found = found.lock().expect("no worker panicked");
+                        // Keep the lowest walk index, so that the finding does not depend on
+                        // thread timing when several walks fail.
+                        if found.as_ref().is_none_or(|(known, _, _)| i < *known) {
+                            *found = Some((i, property, actions));
+                        }
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let mut last = Instant::now();
+        while workers.iter().any(|w| !w.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+            if last.elapsed() >= interval {
+                last = Instant::now();
+                progress(&format!(
+                    "  [simulation] {:.0}s walks={} steps={}",
+                    start.elapsed().as_secs_f64(),
+                    walks_done.load(Ordering::Relaxed),
+                    steps.load(Ordering::Relaxed)
+                ));
+            }
+        }
+    });
+    let finding = found
+        .into_inner()
+        .expect("no worker panicked")
+        .map(|(i, property, actions)| {
+            let seed = plan.seed.wrapping_add(i as u64);
+            let config = walk_config(seed, plan.bug);
+            let model = config.clone().into_model();
+            let original_steps = actions.len();
+            progress(&format!(
+                "  [simulation] walk {seed} violates {property} after {original_steps} steps; shrinking"
+            ));
+            let path = shrink(&model, actions, property);
+            SimulationFinding {
+                property,
+                seed,
+                config,
+                original_steps,
+                path,
+            }
+        });
+    SimulationReport {
+        seed: plan.seed,
+        walks: walks_done.load(Ordering::Relaxed),
+        steps: steps.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        finding,
+    }
+}
