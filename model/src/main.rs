@@ -218,6 +218,7 @@ fn configurations(dimensions: &Dimensions, bug: Option<Bug>) -> Vec<ModelConfig>
                 None => "custom".into(),
             };
             config.bug = bug;
+            config.stop_at_first_violation = bug.is_some();
             vec![config]
         }
     }
@@ -363,7 +364,7 @@ fn run_traces(args: TracesArgs) -> ExitCode {
         traces.extend(trace::examples(&mut |line| eprintln!("{line}")));
     }
     if !args.no_counterexamples {
-        for bug in Bug::ALL {
+        for bug in Bug::TRACED {
             eprintln!("searching for the counterexample of {bug}");
             match trace::counterexample(bug) {
                 Some(found) => traces.push(found),

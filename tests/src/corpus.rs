@@ -32,3 +32,97 @@ pub fn load() -> Vec<Trace> {
 pub fn is_counterexample(trace: &Trace) -> bool {
     trace.header.origin == "counterexample"
 }
+
+/// Where the correct Peer first parts from a trace: the step, and what differs there, named as
+/// the conformance replay names a mismatch (`node N FIELD` for the first differing field of
+/// the first differing server, in id order, or `sent`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// The step (1-based, as numbered in the trace).
+    pub step: usize,
+    /// What differs.
+    pub what: String,
+}
+
+/// The first step at which the correct Peer does not do what `trace` says: the step where a
+/// planted bug shows. `None` if the Peer follows the whole trace.
+pub fn first_peer_divergence(trace: &Trace) -> Option<Divergence> {
+    first_divergence(trace, None)
+}
+
+/// The first step at which a Peer running `bug` (the correct Peer for `None`) does not do what
+/// `trace` says. `None` if it follows the whole trace.
+pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<Divergence> {
+    use model::checker::trace::{NodeView, Sent};
+    use model::{Config, Durable, NodeId, Peer, Timer};
+    let members: Vec<NodeId> = (0..trace.header.servers as NodeId).collect();
+    let config = |id| Config {
+        id,
+        members: members.clone(),
+    };
+    let restore = |id, durable| {
+        let (mut peer, _) = Peer::restore(config(id), durable).ok()?;
+        peer.plant_bug(bug);
+        Some(peer)
+    };
+    let mut peers: Vec<Peer<u8>> = members
+        .iter()
+        .map(|&id| restore(id, Durable::default()).expect("a valid config"))
+        .collect();
+    let mut crashed: Vec<Option<Durable<u8>>> = vec![None; members.len()];
+    for step in &trace.steps {
+        let i = step.node as usize;
+        let message = || Some((step.from?, step.message.clone()?));
+        let output = match step.action.as_str() {
+            "ElectionTimeout" => Some(peers[i].handle_timeout(Timer::Election)),
+            "HeartbeatTimeout" => Some(peers[i].handle_timeout(Timer::Heartbeat)),
+            "ClientRequest" => peers[i]
+                .propose(vec![step.value?])
+                .ok()
+                .map(|(_, output)| output),
+            "Crash" => {
+                crashed[i] = Some(peers[i].durable().clone());
+                None
+            }
+            "Recover" => {
+                let durable = crashed[i].take()?;
+                peers[i] = restore(step.node, durable)?;
+                None
+            }
+            "DropMessage" => None,
+            _ => {
+                let (from, message) = message()?;
+                Some(peers[i].handle_message(from, message).ok()?)
+            }
+        };
+        let sent: Vec<Sent> = output
+            .iter()
+            .flat_map(|o| o.messages())
+            .map(|(to, message)| Sent {
+                from: step.node,
+                to: *to,
+                message: message.clone(),
+            })
+            .collect();
+        for want in &step.nodes {
+            let id = want.id;
+            let actual = match &crashed[id as usize] {
+                Some(durable) => NodeView::of_persisted(id, durable.clone()),
+                None => NodeView::of_peer(id, &peers[id as usize]),
+            };
+            if let Some((field, _, _)) = want.differences(&actual).into_iter().next() {
+                return Some(Divergence {
+                    step: step.step,
+                    what: format!("node {id} {field}"),
+                });
+            }
+        }
+        if sent != step.sent {
+            return Some(Divergence {
+                step: step.step,
+                what: "sent".into(),
+            });
+        }
+    }
+    None
+}

@@ -6,6 +6,20 @@
 //! Peer's durable state. Across nodes, every received message must have been sent, unchanged,
 //! by its sender, and the model's Always properties must hold over the merged history.
 //!
+//! What each check compares against:
+//!
+//! - **On disk:** a `Restore` event holds what the node read back from its files when it
+//!   started (its storage's recovery). Comparing it with the last recorded save checks the
+//!   files themselves: a save that did not reach the disk, or a recovery that lost or invented
+//!   something, shows here.
+//! - **The driver's own record:** a `Persisted` event is what the driver asked storage to write
+//!   (term, vote, and the Peer's entries from `log_from`), recorded after the write and its
+//!   fsync returned; it is not read back from the disk. "Storage held the Peer's durable state"
+//!   therefore checks the driver's persist calls against the model, and the files are checked
+//!   only at each restore.
+//! - **The model:** every recorded output is compared with what the model's Peer produces for
+//!   the recorded input, and the Always properties are evaluated over the merged history.
+//!
 //! A node killed with SIGKILL loses what it had not yet written to its recording. The node
 //! writes its buffered lines before a save starts and before any message or answer leaves
 //! (see `impl/src/driver.rs`), so what a kill can lose is only an unseen tail of the run: its

@@ -1,5 +1,6 @@
 //! The stateright adapter: servers that run the [`Peer`] and clients that propose values.
 
+use super::contract;
 use crate::bugs::Bug;
 use crate::peer::{Config, Durable, Index, Message, NodeId, Output, Peer, Timer, TimerCommand};
 use stateright::actor::{model_timeout, Actor, Id, Out};
@@ -35,15 +36,59 @@ pub struct Ghost {
     /// A step of the server's Peer panicked (an assertion or invariant check failed) with this
     /// message. The server keeps the state it had before that step.
     pub panicked: Option<String>,
+    /// A step of the server broke the Peer's output contract ([`super::contract`]) this way.
+    pub contract_broken: Option<String>,
 }
 
-/// A server's state in the model.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A server's state in the model. Its `Debug` form is one line (role, term, vote, log, commit
+/// and what the role tracks), which is what the explorer shows for each server.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ServerState {
     /// The protocol state.
     pub peer: Peer<Value>,
     /// History for properties.
     pub ghost: Ghost,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::peer::Role;
+        let peer = &self.peer;
+        let vote = peer.voted_for().map_or("-".into(), |v| v.to_string());
+        write!(
+            f,
+            "S{} {} term {} vote {vote} log {:?} commit {}",
+            peer.id(),
+            peer.role_kind(),
+            peer.term(),
+            peer.log(),
+            peer.commit_index()
+        )?;
+        match peer.role() {
+            Role::Follower {
+                leader: Some(leader),
+            } => write!(f, " leader S{leader}")?,
+            Role::Follower { leader: None } => {}
+            Role::Candidate { votes } => write!(f, " votes {votes:?}")?,
+            Role::Leader {
+                progress,
+                heard_from,
+            } => {
+                let progress: Vec<String> = progress
+                    .iter()
+                    .map(|(id, p)| format!("S{id} next {} match {}", p.next, p.matched))
+                    .collect();
+                write!(f, " [{}] heard {heard_from:?}", progress.join(", "))?;
+            }
+        }
+        if let Some(entries) = self.ghost.recovered_with {
+            write!(f, " (recovered with {entries} entries)")?;
+        }
+        if let Some(panic) = &self.ghost.panicked {
+            write!(f, " PANICKED: {panic}")?;
+        }
+        Ok(())
+    }
 }
 
 impl ServerState {
@@ -205,9 +250,9 @@ impl Actor for ModelActor {
             return;
         };
         let mut next = server.clone();
-        let result = guarded(|| match msg {
-            ModelMsg::Peer(message) => next.peer.handle_message(node_id(src), message),
-            ModelMsg::Propose(value) => next.peer.propose(vec![value]).map(|(_, output)| output),
+        let result = guarded(|| match &msg {
+            ModelMsg::Peer(message) => next.peer.handle_message(node_id(src), message.clone()),
+            ModelMsg::Propose(value) => next.peer.propose(vec![*value]).map(|(_, output)| output),
         });
         let result = match result {
             Ok(result) => result,
@@ -218,6 +263,17 @@ impl Actor for ModelActor {
         };
         // A proposal to a follower changes nothing and stays undelivered.
         let Ok(output) = result else { return };
+        let value;
+        let input = match &msg {
+            ModelMsg::Peer(message) => contract::Input::Message(node_id(src), message),
+            ModelMsg::Propose(proposed) => {
+                value = [*proposed];
+                contract::Input::Propose(&value)
+            }
+        };
+        if let Some(broken) = contract::violation(&server.peer, &input, &next.peer, &output) {
+            next.ghost.contract_broken.get_or_insert(broken);
+        }
         match commit_step(server, next, output, self.server_options(), o) {
             Some(changed) => *state.to_mut() = NodeState::Server(changed),
             // A stale message is read and ignored. stateright would treat the delivery as a
@@ -241,6 +297,10 @@ impl Actor for ModelActor {
                 return;
             }
         };
+        let input = contract::Input::Timeout(*timer);
+        if let Some(broken) = contract::violation(&server.peer, &input, &next.peer, &output) {
+            next.ghost.contract_broken.get_or_insert(broken);
+        }
         if let Some(changed) = commit_step(server, next, output, self.server_options(), o) {
             *state.to_mut() = NodeState::Server(changed);
         }

@@ -227,7 +227,7 @@ impl Search<'_> {
 impl Shared<'_> {
     fn representative(&self, state: &RaftState) -> RaftState {
         if self.symmetry {
-            canonical(state)
+            canonical_if_moved(state).unwrap_or_else(|| state.clone())
         } else {
             state.clone()
         }
@@ -275,7 +275,11 @@ impl Shared<'_> {
                 continue;
             }
             self.generated.fetch_add(1, Ordering::Relaxed);
-            let successor = self.representative(&successor);
+            let successor = if self.symmetry {
+                canonical_if_moved(&successor).unwrap_or(successor)
+            } else {
+                successor
+            };
             let successor_fp = fingerprint(&successor);
             if let dashmap::Entry::Vacant(entry) = self.visited.entry(successor_fp) {
                 entry.insert(fp);
@@ -322,9 +326,9 @@ impl Shared<'_> {
 // ----- Canonical symmetry reduction -----
 
 /// What a server's state looks like with every server id forgotten: equal for two servers
-/// that differ only by a permutation of ids. Sorting servers by it fixes their order up to
-/// ties; [`canonical`] settles the ties.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+/// that differ only by a permutation of ids. Part of the key servers are sorted by (see
+/// [`server_keys`]); [`canonical`] settles the ties that remain.
+#[derive(Hash)]
 struct Shape<'a> {
     crashed: bool,
     term: u64,
@@ -368,12 +372,106 @@ fn shape<'a>(state: &'a RaftState, index: usize, server: &'a ServerState) -> Sha
     }
 }
 
+fn key_hasher() -> ahash::RandomState {
+    ahash::RandomState::with_seeds(
+        0x9E37_79B9_7F4A_7C15,
+        0xBF58_476D_1CE4_E5B9,
+        0x94D0_49BB_1331_11EB,
+        0x2545_F491_4F6C_DD1D,
+    )
+}
+
+/// One key per server that does not depend on server ids: its [`Shape`] and armed timers,
+/// refined once by its relations to the others (whom it voted for, follows, counts votes from,
+/// tracks progress of, has heard from, and the messages in flight between them), each other
+/// server named by its own shape rather than its id. Servers that still share a key are
+/// almost always interchangeable.
+fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Vec<u64> {
+    let hasher = key_hasher();
+    let base: Vec<u64> = servers
+        .iter()
+        .map(|(i, server)| {
+            let timers: u8 = state.timers_set[*i]
+                .iter()
+                .map(|timer| match timer {
+                    crate::peer::Timer::Election => 1,
+                    crate::peer::Timer::Heartbeat => 2,
+                })
+                .sum();
+            hasher.hash_one((shape(state, *i, server), timers))
+        })
+        .collect();
+    let n = servers.len();
+    // Clients keep their ids, so a client is named by its index.
+    let name = |actor: usize| base.get(actor).copied().unwrap_or(actor as u64);
+    let mut relations: Vec<Vec<(u64, u64)>> = vec![Vec::new(); n];
+    for (i, server) in servers {
+        let peer = &server.peer;
+        let mut relate = |what: u64, other: u64| relations[*i].push((what, name(other as usize)));
+        if let Some(vote) = peer.voted_for() {
+            relate(1, vote);
+        }
+        if let Some(vote) = state.actor_storages[*i].as_ref().and_then(|d| d.voted_for) {
+            relate(2, vote);
+        }
+        match peer.role() {
+            Role::Follower {
+                leader: Some(leader),
+            } => relate(3, *leader),
+            Role::Follower { leader: None } => {}
+            Role::Candidate { votes } => votes.iter().for_each(|v| relate(4, *v)),
+            Role::Leader {
+                progress,
+                heard_from,
+            } => {
+                for (other, p) in progress {
+                    relate(hasher.hash_one((5u8, p.next, p.matched)), *other);
+                }
+                heard_from.iter().for_each(|h| relate(6, *h));
+            }
+        }
+    }
+    let ordered = matches!(state.network, stateright::actor::Network::Ordered(_));
+    let mut flows: BTreeMap<(usize, usize), Vec<u64>> = BTreeMap::new();
+    for envelope in state.network.iter_all() {
+        flows
+            .entry((usize::from(envelope.src), usize::from(envelope.dst)))
+            .or_default()
+            .push(hasher.hash_one(envelope.msg));
+    }
+    for ((src, dst), mut messages) in flows {
+        if !ordered {
+            messages.sort_unstable();
+        }
+        let flow = hasher.hash_one(&messages);
+        if src < n {
+            relations[src].push((flow ^ 0x5555, name(dst)));
+        }
+        if dst < n {
+            relations[dst].push((flow ^ 0xAAAA, name(src)));
+        }
+    }
+    (0..n)
+        .map(|i| {
+            relations[i].sort_unstable();
+            hasher.hash_one((base[i], &relations[i]))
+        })
+        .collect()
+}
+
 /// The canonical representative of `state` under permutations of server ids. Servers are
-/// sorted by their [`Shape`]; servers with equal shapes are tied, and among the orders that
-/// the ties allow, the one whose rewritten state has the least fingerprint is chosen. Both
-/// steps depend only on the state up to permutation, so every permutation of a state has the
+/// sorted by their [`server_keys`]; servers with equal keys are tied, and among the orders
+/// that the ties allow, the one whose rewritten state has the least fingerprint is chosen.
+/// Both steps depend only on the state up to permutation, so every permutation of a state has the
 /// same representative. Clients keep their ids.
 pub fn canonical(state: &RaftState) -> RaftState {
+    canonical_if_moved(state).unwrap_or_else(|| state.clone())
+}
+
+/// [`canonical`], or `None` when `state` is its own representative (its servers are already
+/// in canonical order with no ties), which spares a copy: successors of a canonical state
+/// often are.
+fn canonical_if_moved(state: &RaftState) -> Option<RaftState> {
     let servers: Vec<(usize, &ServerState)> = state
         .actor_states
         .iter()
@@ -384,16 +482,13 @@ pub fn canonical(state: &RaftState) -> RaftState {
         })
         .collect();
     let mut order: Vec<usize> = (0..servers.len()).collect();
-    let shapes: Vec<Shape> = servers
-        .iter()
-        .map(|(i, server)| shape(state, *i, server))
-        .collect();
-    order.sort_by(|a, b| shapes[*a].cmp(&shapes[*b]));
-    // Runs of equal shapes in sorted order.
+    let keys = server_keys(state, &servers);
+    order.sort_by_key(|&i| keys[i]);
+    // Runs of equal keys in sorted order.
     let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut start = 0;
     for k in 1..=order.len() {
-        if k == order.len() || shapes[order[k]] != shapes[order[start]] {
+        if k == order.len() || keys[order[k]] != keys[order[start]] {
             if k - start > 1 {
                 groups.push((start, k));
             }
@@ -419,7 +514,10 @@ pub fn canonical(state: &RaftState) -> RaftState {
         }
     };
     if groups.is_empty() {
-        return rewrite(&order);
+        if order.iter().enumerate().all(|(new, &old)| new == old) {
+            return None;
+        }
+        return Some(rewrite(&order));
     }
     let mut best: Option<(Fingerprint, RaftState)> = None;
     for_each_tie_order(&mut order, &groups, 0, &mut |candidate| {
@@ -429,7 +527,7 @@ pub fn canonical(state: &RaftState) -> RaftState {
             best = Some((fp, rewritten));
         }
     });
-    best.expect("at least one order").1
+    best.map(|(_, state)| state)
 }
 
 /// Calls `f` with every order obtained from `order` by permuting the members of each group.

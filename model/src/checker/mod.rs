@@ -7,6 +7,7 @@
 //! every reachable state of its configuration.
 
 mod actor;
+pub mod contract;
 pub mod engine;
 pub mod properties;
 mod run;
@@ -97,6 +98,9 @@ pub struct ModelConfig {
     pub symmetry: bool,
     /// A planted bug, if any.
     pub bug: Option<Bug>,
+    /// Stop at the first violated Always property (and skip the rest of a suite): a planted
+    /// bug or a mutant needs one counterexample, not a complete exploration.
+    pub stop_at_first_violation: bool,
 }
 
 impl Default for ModelConfig {
@@ -113,6 +117,7 @@ impl Default for ModelConfig {
             heartbeats: true,
             symmetry: true,
             bug: None,
+            stop_at_first_violation: false,
         }
     }
 }
@@ -191,6 +196,7 @@ impl ModelConfig {
             .map(|config| ModelConfig {
                 name: format!("bug {bug} / {}", config.name),
                 bug: Some(bug),
+                stop_at_first_violation: true,
                 ..config
             })
             .collect()

@@ -58,7 +58,7 @@ pub struct Discovery {
     pub steps: Vec<String>,
     /// The path as the explorer encodes it (open `/#/steps/<encoded>`).
     pub encoded: String,
-    /// For a PeerInvariant violation: which server broke and how.
+    /// For a PeerInvariant or OutputContract violation: which server broke and how.
     pub faults: Vec<String>,
 }
 
@@ -252,7 +252,7 @@ impl CheckReport {
                 for step in &d.steps {
                     let _ = writeln!(out, "  {step}");
                 }
-                if d.property == "PeerInvariant" {
+                if d.property == "PeerInvariant" || d.property == "OutputContract" {
                     for fault in &d.faults {
                         let _ = writeln!(out, "  {fault}");
                     }
@@ -378,7 +378,7 @@ pub fn check(
     for config in configs {
         let report = check_one(config, threads, interval, progress);
         // A planted bug needs one counterexample; the rest of the suite is not needed.
-        let caught = config.bug.is_some() && !report.counterexamples.is_empty();
+        let caught = config.stop_at_first_violation && !report.counterexamples.is_empty();
         reports.push(report);
         if caught {
             break;
@@ -386,7 +386,7 @@ pub fn check(
     }
     let caught = reports
         .iter()
-        .any(|r| r.config.bug.is_some() && !r.counterexamples.is_empty());
+        .any(|r| r.config.stop_at_first_violation && !r.counterexamples.is_empty());
     let simulation = match simulation {
         Some(plan) if !caught => {
             progress(&format!(
@@ -419,7 +419,7 @@ fn check_one(
         symmetry: config.symmetry,
         threads,
         // A planted bug only needs its first (shortest) counterexample.
-        stop_on_violation: config.bug.is_some(),
+        stop_on_violation: config.stop_at_first_violation,
         max_states: None,
         interval,
     };
@@ -458,7 +458,8 @@ fn check_one(
         });
     }
     // A bug run stops at its first counterexample, by design; that stop is not incomplete.
-    let complete = outcome.complete || (config.bug.is_some() && !counterexamples.is_empty());
+    let complete =
+        outcome.complete || (config.stop_at_first_violation && !counterexamples.is_empty());
     let report = ConfigReport {
         config: config.clone(),
         complete,
@@ -502,7 +503,11 @@ fn describe(
         .iter()
         .enumerate()
         .filter_map(|(i, s)| {
-            let fault = properties::peer_fault(s.server()?)?;
+            let server = s.server()?;
+            let fault = match property {
+                "OutputContract" => server.ghost.contract_broken.clone()?,
+                _ => properties::peer_fault(server)?,
+            };
             Some(format!("S{i}: {fault}"))
         })
         .collect();

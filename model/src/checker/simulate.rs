@@ -104,6 +104,7 @@ pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
         heartbeats: rng.below(3) != 0,
         symmetry: false,
         bug,
+        stop_at_first_violation: true,
     }
 }
 
@@ -194,9 +195,17 @@ fn replay(
     let init = model.init_states().into_iter().next()?;
     let mut state = init.clone();
     let condition = properties::by_name(property)?.condition;
+    let mut enabled = Vec::new();
     for (taken, action) in actions.iter().enumerate() {
         if !condition(model, &state) {
             return Path::from_actions(model, init, &actions[..taken]);
+        }
+        // With steps removed, a later action may no longer be enabled (stateright would panic
+        // on delivering a message that is not in flight).
+        enabled.clear();
+        model.actions(&state, &mut enabled);
+        if !enabled.contains(action) {
+            return None;
         }
         state = model.next_state(&state, action.clone())?;
         if !model.within_boundary(&state) {

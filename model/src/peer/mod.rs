@@ -356,7 +356,9 @@ impl<C: Clone + fmt::Debug> Peer<C> {
                 term,
                 command: Some(command),
             }));
-        output.persist.log_from = Some(first);
+        if !planted!(self, LeaderLogNotPersisted) {
+            output.persist.log_from = Some(first);
+        }
         self.broadcast_append(&mut output);
         // A cluster of one commits on its own (the entry is durable before the driver applies it).
         self.maybe_commit(&mut output);

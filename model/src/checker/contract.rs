@@ -1,0 +1,305 @@
+//! The contract of one Peer step, checked on every step the model takes.
+//!
+//! The Always properties judge states: what servers hold and commit. A step can break the
+//! Peer's documented contract long before any state shows it (an acknowledgement of entries a
+//! follower does not hold, a changed term that is not persisted, a rejection hint past the
+//! request) or without any state ever showing it within the bounds. This module states that
+//! contract from the documentation of [`Output`], [`Persist`] and [`Message`], independently of
+//! how the Peer computes its answers, and [`violation`] returns the first clause a step breaks.
+//! The model reports it as the property `OutputContract`.
+//!
+//! [`Persist`]: crate::peer::Persist
+
+use crate::peer::{Entry, Index, Message, NodeId, Output, Peer, Role, Timer};
+
+/// What a step was given.
+pub enum Input<'a, C> {
+    /// A message from another server.
+    Message(NodeId, &'a Message<C>),
+    /// A timer fired.
+    Timeout(Timer),
+    /// A client proposal that the Peer accepted.
+    Propose(&'a [C]),
+}
+
+fn term_at<C>(log: &[Entry<C>], index: Index) -> Option<u64> {
+    if index == 0 {
+        return Some(0);
+    }
+    log.get(index as usize - 1).map(|e| e.term)
+}
+
+/// The first index at which two logs differ (1-based), if they differ.
+fn first_difference<C: PartialEq>(a: &[Entry<C>], b: &[Entry<C>]) -> Option<Index> {
+    let shared = a.len().min(b.len());
+    (0..shared)
+        .find(|&k| a[k] != b[k])
+        .or((a.len() != b.len()).then_some(shared))
+        .map(|k| k as Index + 1)
+}
+
+/// Whether `log` holds `entries` right after `prev` (the §5.3 Log Matching promise of an
+/// acknowledgement).
+fn holds<C: PartialEq>(log: &[Entry<C>], prev: Index, entries: &[Entry<C>]) -> bool {
+    let start = prev as usize;
+    log.get(start..start + entries.len()) == Some(entries)
+}
+
+/// The first clause of the step contract that this step breaks, if any.
+pub fn violation<C: Clone + PartialEq + std::fmt::Debug>(
+    before: &Peer<C>,
+    input: &Input<C>,
+    after: &Peer<C>,
+    output: &Output<C>,
+) -> Option<String> {
+    let me = after.id();
+    // Every message carries the sender's term after the step, goes to another member, and
+    // only a leader's AppendEntries may leave before the persist.
+    for (to, message) in output.messages() {
+        if message.term() != after.term() {
+            return Some(format!(
+                "sent {} with term {} while in term {}",
+                message.kind(),
+                message.term(),
+                after.term()
+            ));
+        }
+        if *to == me || !after.config().members.contains(to) {
+            return Some(format!(
+                "sent {} to {to}, not another member",
+                message.kind()
+            ));
+        }
+        if let Message::AppendEntriesRequest {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+            ..
+        } = message
+        {
+            if after.role_kind() != crate::peer::RoleKind::Leader {
+                return Some("a server that is not the leader sent AppendEntries".into());
+            }
+            if term_at(after.log(), *prev_log_index) != Some(*prev_log_term)
+                || !holds(after.log(), *prev_log_index, entries)
+            {
+                return Some(format!(
+                    "AppendEntries to {to} (prev {prev_log_index}/{prev_log_term}, {} entries) \
+                     does not match the leader's log",
+                    entries.len()
+                ));
+            }
+            if *leader_commit > after.commit_index() {
+                return Some(format!(
+                    "AppendEntries carries commit {leader_commit} past the leader's {}",
+                    after.commit_index()
+                ));
+            }
+        }
+    }
+    for (to, message) in &output.send_now {
+        if !matches!(message, Message::AppendEntriesRequest { .. }) {
+            return Some(format!(
+                "{} to {to} may not leave before the persist",
+                message.kind()
+            ));
+        }
+    }
+    // What changed in the durable state is asked to be persisted.
+    if (after.term(), after.voted_for()) != (before.term(), before.voted_for())
+        && !output.persist.hard_state
+    {
+        return Some("term or vote changed without asking to persist it".into());
+    }
+    if let Some(first) = first_difference(before.log(), after.log()) {
+        if first <= after.last_index() && output.persist.log_from.is_none_or(|from| from > first) {
+            return Some(format!(
+                "the log changed from index {first} but the persist asks for {:?}",
+                output.persist.log_from
+            ));
+        }
+    }
+    // The commit index is reported when, and only when, it moved.
+    let moved = (after.commit_index() != before.commit_index()).then_some(after.commit_index());
+    if output.commit != moved {
+        return Some(format!(
+            "commit went from {} to {} but the output reports {:?}",
+            before.commit_index(),
+            after.commit_index(),
+            output.commit
+        ));
+    }
+    match input {
+        Input::Message(from, message) => message_clause(before, *from, message, after, output),
+        Input::Timeout(Timer::Election) if before.role_kind() != crate::peer::RoleKind::Leader => {
+            let voted_self = after.voted_for() == Some(me);
+            if after.term() != before.term() + 1 || !voted_self || after.log() != before.log() {
+                return Some(
+                    "an election must take the next term, vote for itself, and keep the log".into(),
+                );
+            }
+            let others = after.config().members.len() - 1;
+            let requests = output
+                .send_after_persist
+                .iter()
+                .filter(|(_, m)| {
+                    matches!(m, Message::RequestVoteRequest { last_log_index, last_log_term, .. }
+                        if *last_log_index == after.last_index() && *last_log_term == after.last_term())
+                })
+                .count();
+            (requests != others && after.role_kind() != crate::peer::RoleKind::Leader).then(|| {
+                format!("a candidate asked {requests} of {others} servers with its last entry")
+            })
+        }
+        Input::Timeout(_) => {
+            (after.log() != before.log()).then(|| "a timer changed the log".to_string())
+        }
+        Input::Propose(commands) => {
+            let grown = before.log().len() + commands.len() == after.log().len()
+                && after.log().starts_with(before.log())
+                && after.log()[before.log().len()..]
+                    .iter()
+                    .zip(commands.iter())
+                    .all(|(e, c)| e.term == after.term() && e.command.as_ref() == Some(c));
+            (!grown)
+                .then(|| "a proposal must append exactly its commands in the current term".into())
+        }
+    }
+}
+
+fn message_clause<C: Clone + PartialEq + std::fmt::Debug>(
+    before: &Peer<C>,
+    from: NodeId,
+    message: &Message<C>,
+    after: &Peer<C>,
+    output: &Output<C>,
+) -> Option<String> {
+    let replies: Vec<&Message<C>> = output
+        .messages()
+        .filter(|(to, _)| *to == from)
+        .map(|(_, m)| m)
+        .collect();
+    match message {
+        Message::RequestVoteRequest { term, .. } => {
+            let [Message::RequestVoteResponse { granted, .. }] = replies[..] else {
+                return Some("a vote request must get exactly one answer".into());
+            };
+            if *granted && (after.voted_for() != Some(from) || *term != after.term()) {
+                return Some(format!(
+                    "granted a vote in term {term} while voting for {:?} in term {}",
+                    after.voted_for(),
+                    after.term()
+                ));
+            }
+            None
+        }
+        Message::AppendEntriesRequest {
+            term,
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => {
+            let answers: Vec<_> = replies
+                .iter()
+                .filter_map(|m| match m {
+                    Message::AppendEntriesResponse { success, index, .. } => {
+                        Some((*success, *index))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let [(success, index)] = answers[..] else {
+                return Some("an append must get exactly one answer".into());
+            };
+            let consistent = *term == after.term()
+                && term_at(before.log(), *prev_log_index) == Some(*prev_log_term);
+            if success != consistent {
+                return Some(format!(
+                    "answered {} to an append (term {term}, prev {prev_log_index}/{prev_log_term}) \
+                     that is {}",
+                    if success { "success" } else { "failure" },
+                    if consistent { "consistent" } else { "not consistent" }
+                ));
+            }
+            let last_new = prev_log_index + entries.len() as Index;
+            if success {
+                if index != last_new {
+                    return Some(format!(
+                        "acknowledged index {index}; the request covered up to {last_new}"
+                    ));
+                }
+                if !holds(after.log(), *prev_log_index, entries) {
+                    return Some("acknowledged entries that the log does not hold".into());
+                }
+                // Entries past the request survive unless they conflicted with it.
+                let conflict = entries.iter().enumerate().any(|(k, e)| {
+                    term_at(before.log(), prev_log_index + 1 + k as Index)
+                        .is_some_and(|t| t != e.term)
+                });
+                if !conflict && after.log().len() < before.log().len() {
+                    return Some("an append without a conflict shortened the log".into());
+                }
+                if before.log()[..(*prev_log_index as usize).min(before.log().len())]
+                    != after.log()[..(*prev_log_index as usize).min(after.log().len())]
+                {
+                    return Some("an append changed entries before its prev index".into());
+                }
+                let allowed = before.commit_index().max((*leader_commit).min(last_new));
+                if after.commit_index() > allowed {
+                    return Some(format!(
+                        "committed {} past min(leader commit {leader_commit}, last new {last_new})",
+                        after.commit_index()
+                    ));
+                }
+            } else {
+                if after.log() != before.log() || after.commit_index() != before.commit_index() {
+                    return Some("a rejected append changed the log or the commit index".into());
+                }
+                if *term == after.term() && index >= *prev_log_index {
+                    return Some(format!(
+                        "the rejection hint {index} is not below the prev index {prev_log_index}"
+                    ));
+                }
+            }
+            None
+        }
+        Message::RequestVoteResponse { .. } | Message::AppendEntriesResponse { .. } => {
+            if after.log() != before.log() {
+                return Some(format!("a {} changed the log", message.kind()));
+            }
+            if let (
+                Role::Leader { progress, .. },
+                Message::AppendEntriesResponse {
+                    success: true,
+                    index,
+                    term,
+                },
+            ) = (after.role(), message)
+            {
+                let matched = progress.get(&from).map(|p| p.matched);
+                if *term == after.term()
+                    && matched.is_some_and(|m| m < (*index).min(after.last_index()))
+                {
+                    return Some(format!(
+                        "an acknowledgement of {index} left the match index of {from} at {matched:?}"
+                    ));
+                }
+                if *term != after.term() && matched != before_matched(before, from) {
+                    return Some(format!(
+                        "an acknowledgement of term {term} moved the match index of {from}"
+                    ));
+                }
+            }
+            None
+        }
+    }
+}
+
+fn before_matched<C: Clone + std::fmt::Debug>(before: &Peer<C>, follower: NodeId) -> Option<Index> {
+    match before.role() {
+        Role::Leader { progress, .. } => progress.get(&follower).map(|p| p.matched),
+        _ => None,
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Mutation score of the default model check: cargo-mutants mutates the Peer
+# (model/src/peer/*.rs) and judges every mutant with the default check
+# (model/tests/mutation.rs: the exhaustive suite, then the fixed-seed simulation, each stopping
+# at its first violated Always property). A mutant counts as caught only when the check reports
+# a violated Always property (PeerInvariant, a panic or broken invariant of the Peer, included).
+#
+#   scripts/mutants.sh                 # every mutant (hours on 2 cores)
+#   SHARD=0/4 scripts/mutants.sh       # one quarter of them
+#   OUT=/tmp/m scripts/mutants.sh      # where cargo-mutants writes (default: mutants.out/)
+#
+# Writes the summary table to $OUT/summary.md and prints it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! cargo mutants --version >/dev/null 2>&1; then
+  echo "== installing cargo-mutants"
+  cargo install cargo-mutants --locked
+fi
+
+OUT="${OUT:-mutants.out}"
+args=(--package model --file 'model/src/peer/*.rs' --test-package model --profile release
+      --no-shuffle --output "$(dirname "$OUT")" --timeout "${TIMEOUT:-600}" --build-timeout 900)
+if [[ -n "${SHARD:-}" ]]; then
+  args+=(--shard "$SHARD")
+fi
+# The judge is one ignored test; nothing else runs.
+status=0
+cargo mutants "${args[@]}" -- --test mutation -- --ignored || status=$?
+# cargo-mutants exits 2 when some mutants were missed and 3 on timeouts: that is a result.
+if [[ $status -ne 0 && $status -ne 2 && $status -ne 3 ]]; then
+  echo "cargo mutants failed (exit $status)" >&2
+  exit "$status"
+fi
+python3 scripts/mutants-summary.py "$(dirname "$OUT")/mutants.out" | tee "$(dirname "$OUT")/mutants.out/summary.md"
