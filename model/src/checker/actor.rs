@@ -7,6 +7,7 @@ use stateright::actor::{model_timeout, Actor, Id, Out};
 use stateright::{Rewrite, RewritePlan};
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 /// A client command in the model: a small distinct value.
 pub type Value = u8;
@@ -176,13 +177,17 @@ impl ModelActor {
 }
 
 /// What storage keeps of `durable`: all of it, unless the planted storage bug drops the vote.
-fn saved(durable: &Durable<Value>, bug: Option<Bug>) -> Durable<Value> {
+/// (Shared, so that the model copies a pointer, not a log, with every state.)
+fn saved(durable: &Durable<Value>, bug: Option<Bug>) -> Stored {
     let mut saved = durable.clone();
     if bug == Some(Bug::VoteNotPersisted) {
         saved.voted_for = None;
     }
-    saved
+    Arc::new(saved)
 }
+
+/// What a server's storage holds in the model.
+pub type Stored = Arc<Durable<Value>>;
 
 fn node_id(id: Id) -> NodeId {
     usize::from(id) as NodeId
@@ -197,7 +202,7 @@ impl Actor for ModelActor {
     type State = NodeState;
     type Timer = Timer;
     type Random = Id;
-    type Storage = Durable<Value>;
+    type Storage = Stored;
 
     fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> NodeState {
         match *self {
@@ -210,7 +215,7 @@ impl Actor for ModelActor {
                     id: node_id(id),
                     members: (0..servers as NodeId).collect(),
                 };
-                let durable = storage.clone().unwrap_or_default();
+                let durable = storage.as_deref().cloned().unwrap_or_default();
                 let restored = guarded(|| Peer::restore(config.clone(), durable.clone()));
                 let (mut peer, output) = match restored {
                     Ok(Ok(restored)) => restored,

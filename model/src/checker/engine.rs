@@ -38,13 +38,8 @@ pub type Fingerprint = u64;
 
 /// The fingerprint of a state: a fixed-seed hash, the same on every run and machine.
 pub fn fingerprint(state: &RaftState) -> Fingerprint {
-    let hasher = ahash::RandomState::with_seeds(
-        0x243F_6A88_85A3_08D3,
-        0x1319_8A2E_0370_7344,
-        0xA409_3822_299F_31D0,
-        0x082E_FA98_EC4E_6C89,
-    );
-    hasher.hash_one(state).max(1)
+    let identity: Vec<usize> = (0..state.actor_states.len()).collect();
+    relabelled_fingerprint(state, &identity)
 }
 
 /// A hasher for keys that are fingerprints already.
@@ -112,7 +107,7 @@ impl Search<'_> {
     /// Runs the search to completion (or to the first violation, or the state limit).
     pub fn run(&self, progress: &mut dyn FnMut(usize, usize, usize)) -> Outcome {
         let shared = Shared {
-            visited: Visited::default(),
+            visited: Visited::with_capacity_and_hasher(1 << 20, BuildHasherDefault::default()),
             generated: AtomicUsize::new(0),
             found: properties::ALL
                 .iter()
@@ -128,19 +123,24 @@ impl Search<'_> {
             if !self.model.within_boundary(&state) {
                 continue;
             }
-            let state = shared.representative(&state);
-            let fp = fingerprint(&state);
+            let (fp, positions) = shared.fingerprint_of(&state);
             if shared.visited.insert(fp, 0).is_none() {
-                frontier.push((state, fp));
+                frontier.push((shared.representative(state, positions), fp));
             }
         }
         let mut depth = 0;
         let mut complete = true;
         let mut last_report = Instant::now();
+        let mut dropping: Option<std::thread::JoinHandle<()>> = None;
         while !frontier.is_empty() {
             depth += 1;
             let next = self.level(&shared, &frontier, depth, &mut last_report, progress);
-            frontier = next;
+            // Freeing a level's states takes a while; let it overlap the next level.
+            let done = std::mem::replace(&mut frontier, next);
+            if let Some(previous) = dropping.take() {
+                let _ = std::thread::JoinHandle::join(previous);
+            }
+            dropping = Some(std::thread::spawn(move || drop(done)));
             if self.stop_on_violation && shared.violated.load(Ordering::Relaxed) {
                 complete = frontier.is_empty();
                 break;
@@ -225,11 +225,22 @@ impl Search<'_> {
 }
 
 impl Shared<'_> {
-    fn representative(&self, state: &RaftState) -> RaftState {
+    /// The fingerprint of `state`'s representative, and how to relabel `state` into it (no
+    /// relabelling without symmetry reduction).
+    fn fingerprint_of(&self, state: &RaftState) -> (Fingerprint, Option<Vec<usize>>) {
         if self.symmetry {
-            canonical_if_moved(state).unwrap_or_else(|| state.clone())
+            let (fp, positions) = canonical_fingerprint(state);
+            (fp, Some(positions))
         } else {
-            state.clone()
+            (fingerprint(state), None)
+        }
+    }
+
+    /// `state`'s representative.
+    fn representative(&self, state: RaftState, positions: Option<Vec<usize>>) -> RaftState {
+        match positions {
+            Some(positions) => relabel(&state, &positions),
+            None => state,
         }
     }
 
@@ -275,15 +286,10 @@ impl Shared<'_> {
                 continue;
             }
             self.generated.fetch_add(1, Ordering::Relaxed);
-            let successor = if self.symmetry {
-                canonical_if_moved(&successor).unwrap_or(successor)
-            } else {
-                successor
-            };
-            let successor_fp = fingerprint(&successor);
+            let (successor_fp, positions) = self.fingerprint_of(&successor);
             if let dashmap::Entry::Vacant(entry) = self.visited.entry(successor_fp) {
                 entry.insert(fp);
-                next.push((successor, successor_fp));
+                next.push((self.representative(successor, positions), successor_fp));
             }
         }
     }
@@ -304,7 +310,7 @@ impl Shared<'_> {
         let init = model
             .init_states()
             .into_iter()
-            .find(|s| fingerprint(&self.representative(s)) == chain[0])
+            .find(|s| self.fingerprint_of(s).0 == chain[0])
             .expect("the chain starts at an initial state");
         let mut state = init.clone();
         let mut actions = Vec::new();
@@ -313,7 +319,7 @@ impl Shared<'_> {
                 .next_steps(&state)
                 .into_iter()
                 .find(|(_, next)| {
-                    model.within_boundary(next) && fingerprint(&self.representative(next)) == *want
+                    model.within_boundary(next) && self.fingerprint_of(next).0 == *want
                 })
                 .expect("every link of the chain is a step of the model");
             actions.push(action);
@@ -402,6 +408,13 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Vec<u64>
         })
         .collect();
     let n = servers.len();
+    // Distinct shapes order the servers already; relations are needed only to split ties.
+    // (Whether shapes tie does not depend on ids, so every permutation takes the same path.)
+    let mut sorted = base.clone();
+    sorted.sort_unstable();
+    if sorted.windows(2).all(|w| w[0] != w[1]) {
+        return base;
+    }
     // Clients keep their ids, so a client is named by its index.
     let name = |actor: usize| base.get(actor).copied().unwrap_or(actor as u64);
     let mut relations: Vec<Vec<(u64, u64)>> = vec![Vec::new(); n];
@@ -431,14 +444,36 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Vec<u64>
             }
         }
     }
-    let ordered = matches!(state.network, stateright::actor::Network::Ordered(_));
+    // The messages in flight between each pair, in order when the network keeps order. (The
+    // network is read variant by variant: stateright's `iter_all` miscounts repeated sends
+    // and never ends on an ordered network.)
     let mut flows: BTreeMap<(usize, usize), Vec<u64>> = BTreeMap::new();
-    for envelope in state.network.iter_all() {
+    fn flow(flows: &mut BTreeMap<(usize, usize), Vec<u64>>, src: Id, dst: Id) -> &mut Vec<u64> {
         flows
-            .entry((usize::from(envelope.src), usize::from(envelope.dst)))
+            .entry((usize::from(src), usize::from(dst)))
             .or_default()
-            .push(hasher.hash_one(envelope.msg));
     }
+    let ordered = match &state.network {
+        stateright::actor::Network::UnorderedNonDuplicating(envelopes) => {
+            for (envelope, copies) in envelopes.iter() {
+                let message = hasher.hash_one(&envelope.msg);
+                flow(&mut flows, envelope.src, envelope.dst).extend((0..*copies).map(|_| message));
+            }
+            false
+        }
+        stateright::actor::Network::UnorderedDuplicating(envelopes, _) => {
+            for envelope in envelopes.iter() {
+                flow(&mut flows, envelope.src, envelope.dst).push(hasher.hash_one(&envelope.msg));
+            }
+            false
+        }
+        stateright::actor::Network::Ordered(queues) => {
+            for ((src, dst), messages) in queues.iter() {
+                flow(&mut flows, *src, *dst).extend(messages.iter().map(|m| hasher.hash_one(m)));
+            }
+            true
+        }
+    };
     for ((src, dst), mut messages) in flows {
         if !ordered {
             messages.sort_unstable();
@@ -459,19 +494,23 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Vec<u64>
         .collect()
 }
 
+/// Where each actor goes: `positions[actor]` is its new index. Clients keep theirs.
+type Positions = Vec<usize>;
+
 /// The canonical representative of `state` under permutations of server ids. Servers are
 /// sorted by their [`server_keys`]; servers with equal keys are tied, and among the orders
-/// that the ties allow, the one whose rewritten state has the least fingerprint is chosen.
-/// Both steps depend only on the state up to permutation, so every permutation of a state has the
-/// same representative. Clients keep their ids.
+/// that the ties allow, the one whose relabelled state has the least fingerprint is chosen.
+/// Both steps depend only on the state up to permutation, so every permutation of a state has
+/// the same representative. Clients keep their ids.
 pub fn canonical(state: &RaftState) -> RaftState {
-    canonical_if_moved(state).unwrap_or_else(|| state.clone())
+    let (_, positions) = canonical_fingerprint(state);
+    relabel(state, &positions)
 }
 
-/// [`canonical`], or `None` when `state` is its own representative (its servers are already
-/// in canonical order with no ties), which spares a copy: successors of a canonical state
-/// often are.
-fn canonical_if_moved(state: &RaftState) -> Option<RaftState> {
+/// The fingerprint of `state`'s canonical representative, and how to relabel `state` into it,
+/// computed without building the representative: most successors turn out to be known, and
+/// for them no copy is made.
+pub fn canonical_fingerprint(state: &RaftState) -> (Fingerprint, Positions) {
     let servers: Vec<(usize, &ServerState)> = state
         .actor_states
         .iter()
@@ -496,38 +535,156 @@ fn canonical_if_moved(state: &RaftState) -> Option<RaftState> {
         }
     }
     let actors = state.actor_states.len();
-    let rewrite = |order: &[usize]| -> RaftState {
-        // positions[actor] = the actor's new index.
-        let mut positions: Vec<usize> = (0..actors).collect();
+    let positions_of = |order: &[usize]| -> Positions {
+        let mut positions: Positions = (0..actors).collect();
         for (new, &old) in order.iter().enumerate() {
             positions[servers[old].0] = new;
         }
-        let plan = RewritePlan::<Id, _>::from_values_to_sort(&positions);
-        ActorModelState {
-            actor_states: plan.reindex(&state.actor_states),
-            network: stateright::Rewrite::rewrite(&state.network, &plan),
-            timers_set: plan.reindex(&state.timers_set),
-            random_choices: plan.reindex(&state.random_choices),
-            crashed: plan.reindex(&state.crashed),
-            actor_storages: plan.reindex(&state.actor_storages),
-            history: (),
-        }
+        positions
     };
     if groups.is_empty() {
-        if order.iter().enumerate().all(|(new, &old)| new == old) {
-            return None;
-        }
-        return Some(rewrite(&order));
+        let positions = positions_of(&order);
+        return (relabelled_fingerprint(state, &positions), positions);
     }
-    let mut best: Option<(Fingerprint, RaftState)> = None;
+    let mut best: Option<(Fingerprint, Positions)> = None;
     for_each_tie_order(&mut order, &groups, 0, &mut |candidate| {
-        let rewritten = rewrite(candidate);
-        let fp = fingerprint(&rewritten);
+        let positions = positions_of(candidate);
+        let fp = relabelled_fingerprint(state, &positions);
         if best.as_ref().is_none_or(|(known, _)| fp < *known) {
-            best = Some((fp, rewritten));
+            best = Some((fp, positions));
         }
     });
-    best.map(|(_, state)| state)
+    best.expect("at least one order")
+}
+
+/// `state` with every actor moved to its new index and every server id inside mapped alike.
+pub fn relabel(state: &RaftState, positions: &[usize]) -> RaftState {
+    if positions.iter().enumerate().all(|(old, &new)| old == new) {
+        return state.clone();
+    }
+    let plan = RewritePlan::<Id, _>::from_values_to_sort(positions);
+    ActorModelState {
+        actor_states: plan.reindex(&state.actor_states),
+        network: stateright::Rewrite::rewrite(&state.network, &plan),
+        timers_set: plan.reindex(&state.timers_set),
+        random_choices: plan.reindex(&state.random_choices),
+        crashed: plan.reindex(&state.crashed),
+        actor_storages: plan.reindex(&state.actor_storages),
+        history: (),
+    }
+}
+
+/// The fingerprint of `relabel(state, positions)`, computed without building it. Sets (the
+/// network of an unordered kind, timers, votes, progress) are hashed in an order that does not
+/// depend on ids, so the relabelled state and the relabelling of the state agree.
+pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerprint {
+    use std::hash::{BuildHasher, Hash};
+    let seeds = ahash::RandomState::with_seeds(
+        0x243F_6A88_85A3_08D3,
+        0x1319_8A2E_0370_7344,
+        0xA409_3822_299F_31D0,
+        0x082E_FA98_EC4E_6C89,
+    );
+    let map = |id: u64| positions.get(id as usize).map_or(id, |&p| p as u64);
+    let mut inverse = vec![0; positions.len()];
+    for (old, &new) in positions.iter().enumerate() {
+        inverse[new] = old;
+    }
+    let mut h = seeds.build_hasher();
+    for &old in &inverse {
+        state.crashed[old].hash(&mut h);
+        let timers: u8 = state.timers_set[old]
+            .iter()
+            .map(|timer| match timer {
+                crate::peer::Timer::Election => 1,
+                crate::peer::Timer::Heartbeat => 2,
+            })
+            .sum();
+        timers.hash(&mut h);
+        let mut choices: Vec<(&String, Vec<u64>)> = state.random_choices[old]
+            .map
+            .iter()
+            .map(|(key, ids)| {
+                let mut ids: Vec<u64> = ids.iter().map(|id| map(usize::from(*id) as u64)).collect();
+                ids.sort_unstable();
+                (key, ids)
+            })
+            .collect();
+        choices.sort_unstable();
+        choices.hash(&mut h);
+        match state.actor_storages[old].as_ref() {
+            None => 0u8.hash(&mut h),
+            Some(durable) => {
+                1u8.hash(&mut h);
+                (durable.term, durable.voted_for.map(map), &durable.log).hash(&mut h);
+            }
+        }
+        match &*state.actor_states[old] {
+            NodeState::Client(client) => client.hash(&mut h),
+            NodeState::Server(server) => {
+                let peer = &server.peer;
+                (
+                    map(peer.id()),
+                    peer.term(),
+                    peer.voted_for().map(map),
+                    peer.log(),
+                    peer.commit_index(),
+                    &server.ghost,
+                )
+                    .hash(&mut h);
+                match peer.role() {
+                    Role::Follower { leader } => (0u8, leader.map(map)).hash(&mut h),
+                    Role::Candidate { votes } => {
+                        let mut votes: Vec<u64> = votes.iter().map(|v| map(*v)).collect();
+                        votes.sort_unstable();
+                        (1u8, votes).hash(&mut h);
+                    }
+                    Role::Leader {
+                        progress,
+                        heard_from,
+                    } => {
+                        let mut progress: Vec<(u64, u64, u64)> = progress
+                            .iter()
+                            .map(|(id, p)| (map(*id), p.next, p.matched))
+                            .collect();
+                        progress.sort_unstable();
+                        let mut heard: Vec<u64> = heard_from.iter().map(|v| map(*v)).collect();
+                        heard.sort_unstable();
+                        (2u8, progress, heard).hash(&mut h);
+                    }
+                }
+            }
+        }
+    }
+    // The network: a sum of one hash per envelope (per flow when ordered), which no
+    // iteration order changes.
+    let mut sum = 0u64;
+    let mut count = 0u64;
+    let mut add = |x: u64| {
+        sum = sum.wrapping_add(x);
+        count += 1;
+    };
+    let pair = |src: Id, dst: Id| (map(usize::from(src) as u64), map(usize::from(dst) as u64));
+    match &state.network {
+        stateright::actor::Network::UnorderedNonDuplicating(envelopes) => {
+            for (envelope, copies) in envelopes.iter() {
+                add(seeds.hash_one((pair(envelope.src, envelope.dst), &envelope.msg, copies)));
+            }
+        }
+        stateright::actor::Network::UnorderedDuplicating(envelopes, last) => {
+            for envelope in envelopes.iter() {
+                add(seeds.hash_one((pair(envelope.src, envelope.dst), &envelope.msg)));
+            }
+            add(seeds.hash_one(last.as_ref().map(|e| (pair(e.src, e.dst), &e.msg))));
+        }
+        stateright::actor::Network::Ordered(flows) => {
+            for ((src, dst), messages) in flows.iter() {
+                add(seeds.hash_one((pair(*src, *dst), messages)));
+            }
+        }
+    }
+    (sum, count).hash(&mut h);
+    std::hash::Hasher::finish(&h).max(1)
 }
 
 /// Calls `f` with every order obtained from `order` by permuting the members of each group.
@@ -556,5 +713,70 @@ fn permute(order: &mut Vec<usize>, k: usize, end: usize, f: &mut dyn FnMut(&mut 
         order.swap(k, i);
         permute(order, k + 1, end, f);
         order.swap(k, i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::trace::SplitMix64;
+    use crate::checker::{ModelConfig, NetworkKind};
+
+    /// States met on random walks through `config`.
+    fn states(config: ModelConfig, walks: u64) -> Vec<RaftState> {
+        let model = config.into_model();
+        let mut found = Vec::new();
+        for seed in 0..walks {
+            let mut rng = SplitMix64::new(seed);
+            let mut state = model.init_states().remove(0);
+            for _ in 0..40 {
+                let mut actions = Vec::new();
+                model.actions(&state, &mut actions);
+                let enabled: Vec<RaftState> = actions
+                    .into_iter()
+                    .filter_map(|a| model.next_state(&state, a))
+                    .filter(|s| Model::within_boundary(&model, s))
+                    .collect();
+                if enabled.is_empty() {
+                    break;
+                }
+                state = enabled[rng.below(enabled.len() as u64) as usize].clone();
+                found.push(state.clone());
+            }
+        }
+        found
+    }
+
+    /// Every permutation of server ids of a state has the same canonical fingerprint, and the
+    /// fingerprint computed without relabelling is that of the relabelled state.
+    #[test]
+    fn the_representative_does_not_depend_on_ids() {
+        for network in [
+            NetworkKind::Unordered,
+            NetworkKind::Ordered,
+            NetworkKind::Duplicating,
+        ] {
+            let config = ModelConfig {
+                network,
+                client_requests: 2,
+                max_crashes: 1,
+                max_in_flight: 6,
+                ..ModelConfig::default()
+            };
+            for state in states(config, 30) {
+                let (fp, positions) = canonical_fingerprint(&state);
+                assert_eq!(fingerprint(&relabel(&state, &positions)), fp, "{network}");
+                for permutation in [[1, 0, 2], [2, 1, 0], [1, 2, 0]] {
+                    let mut positions: Vec<usize> = (0..state.actor_states.len()).collect();
+                    positions[..3].copy_from_slice(&permutation);
+                    let moved = relabel(&state, &positions);
+                    assert_eq!(
+                        canonical_fingerprint(&moved).0,
+                        fp,
+                        "{network} {permutation:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -296,7 +296,10 @@ pub fn node_views(config: &ModelConfig, state: &RaftState) -> Vec<NodeView> {
                 .server()
                 .expect("the first actors are servers");
             if state.crashed[i] {
-                let durable = state.actor_storages[i].clone().unwrap_or_default();
+                let durable = state.actor_storages[i]
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_default();
                 NodeView::of_persisted(i as NodeId, durable)
             } else {
                 NodeView::of_peer(i as NodeId, &server.peer)
