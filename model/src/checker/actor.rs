@@ -24,7 +24,11 @@ pub enum ModelMsg {
 
 /// Facts recorded beside a server's Peer so that properties can speak of the past. They are
 /// never read by the protocol.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Its hash leaves out the texts of `panicked` and `contract_broken` (they may name server ids,
+/// which symmetry reduction must not see) and keeps only whether they are set: a state where
+/// either is set is a counterexample already.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ghost {
     /// A step lowered the server's term.
     pub regressed_term: bool,
@@ -49,6 +53,20 @@ pub struct ServerState {
     pub peer: Peer<Value>,
     /// History for properties.
     pub ghost: Ghost,
+}
+
+impl std::hash::Hash for Ghost {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (
+            self.regressed_term,
+            self.regressed_commit,
+            self.recovered_with,
+            self.truncated,
+            self.panicked.is_some(),
+            self.contract_broken.is_some(),
+        )
+            .hash(state);
+    }
 }
 
 impl std::fmt::Debug for ServerState {
