@@ -21,12 +21,12 @@ failed=0
 printf '%-34s %-24s %-24s %8s  %s\n' BUG EXPECTED REPORTED SECONDS "CAUGHT IN"
 for bug in "${bugs[@]}"; do
   expected=$("$model" bugs | awk -v b="$bug" '$1 == b {print $2}')
-  start=$(date +%s.%N)
+  start=$(date +%s%N)
   set +e
   json=$("$model" check --bug "$bug" --json 2>/dev/null | tail -1)
   code=$?
   set -e
-  seconds=$(echo "$(date +%s.%N) - $start" | bc)
+  seconds=$(awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
   read -r reported where < <(python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])
@@ -39,7 +39,7 @@ else:
     where = caught[0] if caught else "-"
 print(violated[0] if violated else "-", where)
 ' "$json")
-  printf '%-34s %-24s %-24s %8.1f  %s\n' "$bug" "$expected" "$reported" "$seconds" "$where"
+  printf '%-34s %-24s %-24s %8s  %s\n' "$bug" "$expected" "$reported" "$seconds" "$where"
   if [[ $code -ne 1 || $reported != "$expected" ]]; then
     failed=1
   fi

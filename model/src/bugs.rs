@@ -34,7 +34,7 @@ pub enum Bug {
     AdoptLowerTerm,
     /// a leader commits once half the cluster (not a majority) stores an entry (https://github.com/amino-os/Amino.Run/pull/143).
     CommitOnHalf,
-    /// a leader does not write its own new entries to stable storage, yet counts them toward a majority (https://github.com/databendlabs/openraft/pull/1125).
+    /// a leader's storage skips writing the leader's own new entries, which the leader counts toward a majority (https://github.com/databendlabs/openraft/pull/1125).
     LeaderLogNotPersisted,
     /// a leader commits an entry of an earlier term by counting replicas (Figure 8, §5.4.2) (https://github.com/logcabin/logcabin/issues/44).
     CommitPreviousTermByCount,
@@ -147,7 +147,7 @@ impl Bug {
             Bug::TermNotDurableOnStepDown => "a higher term learned from a message is kept in memory only",
             Bug::AdoptLowerTerm => "a candidate takes the lower term of a refused vote",
             Bug::CommitOnHalf => "a leader commits once half the cluster (not a majority) stores an entry",
-            Bug::LeaderLogNotPersisted => "a leader does not write its own new entries to stable storage, yet counts them toward a majority",
+            Bug::LeaderLogNotPersisted => "a leader's storage skips writing the leader's own new entries, which the leader counts toward a majority",
             Bug::CommitPreviousTermByCount => "a leader commits an entry of an earlier term by counting replicas (Figure 8, §5.4.2)",
             Bug::AcceptStaleLeader => "a follower accepts AppendEntries from a leader of an older term (§5.1)",
             Bug::AppendWithoutTruncate => "a follower keeps a conflicting entry instead of deleting it and what follows (§5.3)",

@@ -424,7 +424,12 @@ fn commit_step(
     {
         after.ghost.truncated = true;
     }
-    if output.persist.is_needed() {
+    // The planted storage bug `leader-log-not-persisted`: a leader's own new entries never
+    // reach its disk (the write is skipped), though the Peer asked for them.
+    let skipped = bug == Some(Bug::LeaderLogNotPersisted)
+        && new.role_kind() == crate::peer::RoleKind::Leader
+        && !output.persist.hard_state;
+    if output.persist.is_needed() && !skipped {
         o.save(saved(after.peer.durable(), bug));
     }
     apply_output(output, heartbeats, o);

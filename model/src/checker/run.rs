@@ -322,7 +322,21 @@ impl CheckReport {
             self.elapsed().as_secs_f64(),
             self.states_per_second()
         );
+        // A run that stopped at its first counterexample did not look for examples.
+        let stopped = self
+            .configs
+            .iter()
+            .any(|c| c.config.stop_at_first_violation && !c.counterexamples.is_empty())
+            || self.simulation.as_ref().is_some_and(|s| s.finding.is_some());
         for p in self.properties() {
+            if stopped && p.expectation == Expect::Sometimes {
+                let _ = writeln!(
+                    out,
+                    "  -    sometimes {:<26} not searched (stopped at the first violation)",
+                    p.name
+                );
+                continue;
+            }
             let mark = if p.status.is_good() { "ok  " } else { "FAIL" };
             let expectation = match p.expectation {
                 Expect::Always => "always   ",

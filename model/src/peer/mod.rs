@@ -356,9 +356,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
                 term,
                 command: Some(command),
             }));
-        if !planted!(self, LeaderLogNotPersisted) {
-            output.persist.log_from = Some(first);
-        }
+        output.persist.log_from = Some(first);
         self.broadcast_append(&mut output);
         // A cluster of one commits on its own (the entry is durable before the driver applies it).
         self.maybe_commit(&mut output);
