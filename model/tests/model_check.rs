@@ -130,7 +130,7 @@ fn counts_are_reproducible_whatever_the_threads() {
         .into_iter()
         .map(|threads| {
             check(
-                &[config.clone()],
+                std::slice::from_ref(&config),
                 None,
                 threads,
                 Duration::from_secs(3600),

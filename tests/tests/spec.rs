@@ -17,7 +17,7 @@
 use model::bugs::Bug;
 use model::checker::properties::{self, Expect};
 use model::checker::trace::{self, NodeView, Sent, Step, Trace};
-use model::{Config, Durable, Entry, Message, NodeId, Peer, Timer};
+use model::{Entry, Message, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -327,7 +327,10 @@ impl CheckReport {
             .configs
             .iter()
             .any(|c| c.config.stop_at_first_violation && !c.counterexamples.is_empty())
-            || self.simulation.as_ref().is_some_and(|s| s.finding.is_some());
+            || self
+                .simulation
+                .as_ref()
+                .is_some_and(|s| s.finding.is_some());
         for p in self.properties() {
             if stopped && p.expectation == Expect::Sometimes {
                 let _ = writeln!(
