@@ -556,11 +556,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         }
         let last_new = prev_log_index + entries.len() as Index;
         self.append_entries(prev_log_index, entries, output);
-        let commit = if planted!(self, CommitUnverifiedSuffix) {
-            leader_commit.min(self.last_index())
-        } else {
-            leader_commit.min(last_new)
-        };
+        let commit = leader_commit.min(last_new);
         if commit > self.commit_index
             || (planted!(self, FollowerCommitWithoutMax) && commit != self.commit_index)
         {
