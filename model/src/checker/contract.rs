@@ -131,7 +131,32 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug>(
         ));
     }
     match input {
+        Input::Message(_, message) if after.term() < message.term() => Some(format!(
+            "handled a {} of term {} and stayed in term {} (§5.1)",
+            message.kind(),
+            message.term(),
+            after.term()
+        )),
         Input::Message(from, message) => message_clause(before, *from, message, after, output),
+        Input::Timeout(Timer::Election)
+            if before.role_kind() == crate::peer::RoleKind::Leader =>
+        {
+            // Check-quorum: a leader stays leader exactly when it heard from a majority (itself
+            // included) since the last check; a majority is more than half of the members.
+            let Role::Leader { heard_from, .. } = before.role() else {
+                unreachable!("the guard above")
+            };
+            let heard = heard_from.len() + 1;
+            let members = before.config().members.len();
+            let stays = 2 * heard > members;
+            let is_leader = after.role_kind() == crate::peer::RoleKind::Leader;
+            (stays != is_leader || after.term() != before.term()).then(|| {
+                format!(
+                    "check-quorum heard from {heard} of {members} and the leader {}",
+                    if is_leader { "stayed" } else { "stepped down" }
+                )
+            })
+        }
         Input::Timeout(Timer::Election) if before.role_kind() != crate::peer::RoleKind::Leader => {
             let voted_self = after.voted_for() == Some(me);
             if after.term() != before.term() + 1 || !voted_self || after.log() != before.log() {
