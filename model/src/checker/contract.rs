@@ -138,9 +138,7 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug>(
             after.term()
         )),
         Input::Message(from, message) => message_clause(before, *from, message, after, output),
-        Input::Timeout(Timer::Election)
-            if before.role_kind() == crate::peer::RoleKind::Leader =>
-        {
+        Input::Timeout(Timer::Election) if before.role_kind() == crate::peer::RoleKind::Leader => {
             // Check-quorum: a leader stays leader exactly when it heard from a majority (itself
             // included) since the last check; a majority is more than half of the members.
             let Role::Leader { heard_from, .. } = before.role() else {

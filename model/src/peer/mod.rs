@@ -7,6 +7,7 @@
 //! drive the very same code.
 
 mod output;
+mod planted;
 pub mod quorum;
 mod types;
 
@@ -449,14 +450,9 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         last_log_term: Term,
         output: &mut Output<C>,
     ) {
-        let log_ok = if planted!(self, UpToDateByIndexOnly) {
-            last_log_index >= self.last_index()
-        } else if planted!(self, UpToDateAgainstCurrentTerm) {
-            !(last_log_term < self.last_term()
-                || (last_log_term == self.durable.term && last_log_index < self.last_index()))
-        } else {
-            (last_log_term, last_log_index) >= (self.last_term(), self.last_index())
-                || planted!(self, VoteWithoutLogCheck)
+        let log_ok = match self.planted_log_ok(last_log_index, last_log_term) {
+            Some(planted) => planted,
+            None => (last_log_term, last_log_index) >= (self.last_term(), self.last_index()),
         };
         let vote_free = match self.durable.voted_for {
             None => true,
@@ -487,9 +483,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         granted: bool,
         output: &mut Output<C>,
     ) {
-        if planted!(self, AdoptLowerTerm) && !granted && term < self.durable.term {
-            self.durable.term = term;
-        }
+        self.planted_adopt_lower_term(term, granted);
         if (term != self.durable.term && !planted!(self, CountStaleVotes)) || !granted {
             return;
         }
@@ -529,19 +523,10 @@ impl<C: Clone + fmt::Debug> Peer<C> {
             if !matches!(self.role, Role::Follower { leader: Some(id) } if id == from) {
                 self.role = Role::Follower { leader: Some(from) };
             }
-            if planted!(self, ClearVoteOnSameTermLeader) && self.durable.voted_for.is_some() {
-                self.durable.voted_for = None;
-                output.persist.hard_state = true;
-            }
+            self.planted_clear_vote(output);
             output.timers.push(TimerCommand::Set(Timer::Election));
         }
-        if planted!(self, CommitBeforeConsistencyCheck) {
-            let commit = leader_commit.min(self.last_index());
-            if commit > self.commit_index {
-                self.commit_index = commit;
-                output.commit = Some(commit);
-            }
-        }
+        self.planted_commit_before_check(leader_commit, output);
         let consistent = prev_log_index <= self.last_index()
             && (self.term_at(prev_log_index) == prev_log_term
                 || planted!(self, NoConsistencyCheck));
@@ -557,9 +542,11 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         let last_new = prev_log_index + entries.len() as Index;
         self.append_entries(prev_log_index, entries, output);
         let commit = leader_commit.min(last_new);
-        if commit > self.commit_index
-            || (planted!(self, FollowerCommitWithoutMax) && commit != self.commit_index)
-        {
+        let advance = match self.planted_commit_without_max(commit) {
+            Some(planted) => planted,
+            None => commit > self.commit_index,
+        };
+        if advance {
             self.commit_index = commit;
             output.commit = Some(commit);
         }
@@ -599,15 +586,11 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         entries: Vec<Entry<C>>,
         output: &mut Output<C>,
     ) {
-        if planted!(self, StaleAppendTruncates) && !entries.is_empty() {
-            // Cut the log back to the request's start, matching entries included.
-            self.durable.log.truncate(prev_log_index as usize);
-        }
+        self.planted_truncate_first(prev_log_index, entries.len());
         for (offset, entry) in entries.into_iter().enumerate() {
-            let index = if planted!(self, AppendAtLogEnd) {
-                self.last_index() + 1
-            } else {
-                prev_log_index + 1 + offset as Index
+            let index = match self.planted_append_index() {
+                Some(planted) => planted,
+                None => prev_log_index + 1 + offset as Index,
             };
             if index <= self.last_index() {
                 if self.term_at(index) == entry.term {
@@ -688,14 +671,13 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         let mut matched: Vec<Index> = progress.values().map(|p| p.matched).collect();
         matched.push(self.last_index());
         let cluster = self.config.members.len();
-        let quorum = if planted!(self, CommitOnHalf) {
-            (cluster / 2).max(1)
-        } else {
-            quorum::majority(cluster)
+        let quorum = match self.planted_quorum(cluster) {
+            Some(planted) => planted,
+            None => quorum::majority(cluster),
         };
         let candidate = quorum::quorum_index(matched, quorum);
-        let own_term = self.term_at(candidate) == self.durable.term
-            || planted!(self, CommitPreviousTermByCount);
+        let own_term =
+            self.planted_commit_any_term() || self.term_at(candidate) == self.durable.term;
         if candidate > self.commit_index && own_term {
             self.commit_index = candidate;
             output.commit = Some(candidate);
