@@ -36,7 +36,7 @@ if sim.get("violated"):
     where = "simulation seed %s" % sim["violating_seed"]
 else:
     caught = [c["name"] for c in d["configs"] if c["violated"]]
-    where = caught[0] if caught else "-"
+    where = caught[0].split(" / ")[-1] if caught else "-"
 print(violated[0] if violated else "-", where)
 ' "$json")
   printf '%-34s %-24s %-24s %8s  %s\n' "$bug" "$expected" "$reported" "$seconds" "$where"

@@ -204,7 +204,11 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug>(
         .map(|(_, m)| m)
         .collect();
     match message {
-        Message::RequestVoteRequest { term, .. } => {
+        Message::RequestVoteRequest {
+            term,
+            last_log_index,
+            last_log_term,
+        } => {
             let [Message::RequestVoteResponse { granted, .. }] = replies[..] else {
                 return Some("a vote request must get exactly one answer".into());
             };
@@ -213,6 +217,18 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug>(
                     "granted a vote in term {term} while voting for {:?} in term {}",
                     after.voted_for(),
                     after.term()
+                ));
+            }
+            // The other direction of Figure 2's rule: a vote that is free, asked for in the
+            // current term by a candidate whose log is at least as up-to-date, is granted.
+            // (Granting what the rule refuses is left to the safety properties.)
+            let vote_free =
+                *term > before.term() || before.voted_for().is_none_or(|vote| vote == from);
+            let up_to_date =
+                (*last_log_term, *last_log_index) >= (before.last_term(), before.last_index());
+            if !granted && *term >= before.term() && vote_free && up_to_date {
+                return Some(format!(
+                    "refused a free vote in term {term} to an up-to-date candidate {from}"
                 ));
             }
             None
@@ -287,6 +303,19 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug>(
                 }
             }
             None
+        }
+        Message::RequestVoteResponse {
+            term,
+            granted: true,
+        } if *term == before.term() && before.role_kind() == crate::peer::RoleKind::Candidate => {
+            let counted = match after.role() {
+                Role::Leader { .. } => true,
+                Role::Candidate { votes } => votes.contains(&from),
+                Role::Follower { .. } => false,
+            };
+            (!counted).then(|| {
+                format!("a candidate did not count the vote {from} granted in term {term}")
+            })
         }
         Message::RequestVoteResponse { .. } | Message::AppendEntriesResponse { .. } => {
             if after.log() != before.log() {
