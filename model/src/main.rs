@@ -390,7 +390,16 @@ fn run_traces(args: TracesArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// mimalloc's `mi_option_purge_delay` (mimalloc.h, v2 and v3 alike: the option after
+/// `mi_option_eager_commit_delay`, 14 in `libmimalloc_sys`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // A breadth-first search frees a whole level of states and then allocates the next one:
+    // keeping freed memory instead of returning it to the system spares the page faults of
+    // taking it back (a sixth of the default check's time).
+    // SAFETY: sets a plain integer option of the allocator; any value is valid for it.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = Cli::parse();
     match cli.command {
         None => run_check(cli.check),
