@@ -262,6 +262,15 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug>(
                     if consistent { "consistent" } else { "not consistent" }
                 ));
             }
+            // The leader of the current term is followed (§5.2: a candidate gives up).
+            if *term == after.term()
+                && !matches!(after.role(), Role::Follower { leader: Some(l) } if *l == from)
+            {
+                return Some(format!(
+                    "an append of the current term {term} from {from} left the server a {}",
+                    after.role_kind()
+                ));
+            }
             let last_new = prev_log_index + entries.len() as Index;
             if success {
                 if index != last_new {
@@ -308,14 +317,22 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug>(
             term,
             granted: true,
         } if *term == before.term() && before.role_kind() == crate::peer::RoleKind::Candidate => {
-            let counted = match after.role() {
-                Role::Leader { .. } => true,
-                Role::Candidate { votes } => votes.contains(&from),
-                Role::Follower { .. } => false,
-            };
-            (!counted).then(|| {
-                format!("a candidate did not count the vote {from} granted in term {term}")
-            })
+            let members = after.config().members.len();
+            match after.role() {
+                Role::Leader { .. } => None,
+                Role::Candidate { votes } if !votes.contains(&from) => Some(format!(
+                    "a candidate did not count the vote {from} granted in term {term}"
+                )),
+                // Votes from a majority (more than half of the members) make a leader.
+                Role::Candidate { votes } if 2 * votes.len() > members => Some(format!(
+                    "a candidate with {} votes of {members} did not become leader",
+                    votes.len()
+                )),
+                Role::Candidate { .. } => None,
+                Role::Follower { .. } => Some(format!(
+                    "a candidate became a follower on a vote granted in term {term}"
+                )),
+            }
         }
         Message::RequestVoteResponse { .. } | Message::AppendEntriesResponse { .. } => {
             if after.log() != before.log() {
