@@ -58,7 +58,8 @@ pub struct Discovery {
     pub steps: Vec<String>,
     /// The path as the explorer encodes it (open `/#/steps/<encoded>`).
     pub encoded: String,
-    /// For a PeerInvariant or OutputContract violation: which server broke and how.
+    /// For a PeerInvariant or OutputContract violation: which server broke and how (empty
+    /// for the other properties).
     pub faults: Vec<String>,
 }
 
@@ -249,20 +250,7 @@ impl CheckReport {
                     c.config.name,
                     d.steps.len()
                 );
-                for step in &d.steps {
-                    let _ = writeln!(out, "  {step}");
-                }
-                if d.property == "PeerInvariant" || d.property == "OutputContract" {
-                    for fault in &d.faults {
-                        let _ = writeln!(out, "  {fault}");
-                    }
-                }
-                let _ = writeln!(
-                    out,
-                    "  browse it: model explore {} then open http://127.0.0.1:3000/#/steps/{}",
-                    explore_flags(&c.config),
-                    d.encoded
-                );
+                write_path(&mut out, d, &c.config);
             }
         }
         if let Some(finding) = self.simulation.as_ref().and_then(|s| s.finding.as_ref()) {
@@ -275,15 +263,7 @@ impl CheckReport {
                 discovery.steps.len(),
                 finding.original_steps
             );
-            for step in discovery.steps.iter().chain(&discovery.faults) {
-                let _ = writeln!(out, "  {step}");
-            }
-            let _ = writeln!(
-                out,
-                "  browse it: model explore {} then open http://127.0.0.1:3000/#/steps/{}",
-                explore_flags(&finding.config),
-                discovery.encoded
-            );
+            write_path(&mut out, &discovery, &finding.config);
         }
         let _ = writeln!(out, "\nSummary");
         for c in &self.configs {
@@ -356,6 +336,22 @@ impl CheckReport {
         let _ = write!(out, "{verdict}");
         out
     }
+}
+
+/// A discovery's steps, what broke (for the Peer's own properties), and the explorer link.
+fn write_path(out: &mut String, d: &Discovery, config: &ModelConfig) {
+    for step in &d.steps {
+        let _ = writeln!(out, "  {step}");
+    }
+    for fault in &d.faults {
+        let _ = writeln!(out, "  {fault}");
+    }
+    let _ = writeln!(
+        out,
+        "  browse it: model explore {} then open http://127.0.0.1:3000/#/steps/{}",
+        explore_flags(config),
+        d.encoded
+    );
 }
 
 fn round3(x: f64) -> f64 {
@@ -523,7 +519,8 @@ fn describe(
             let server = s.server()?;
             let fault = match property {
                 "OutputContract" => server.ghost.contract_broken.clone()?,
-                _ => properties::peer_fault(server)?,
+                "PeerInvariant" => properties::peer_fault(server)?,
+                _ => return None,
             };
             Some(format!("S{i}: {fault}"))
         })
