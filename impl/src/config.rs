@@ -224,6 +224,13 @@ impl PartialConfig {
         if cluster_id.is_empty() {
             return Err(ConfigError::Invalid("cluster id must not be empty".into()));
         }
+        if cluster_id.len() > crate::storage::MAX_CLUSTER_ID_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "cluster id of {} bytes; at most {} are allowed",
+                cluster_id.len(),
+                crate::storage::MAX_CLUSTER_ID_BYTES
+            )));
+        }
         Ok(NodeConfig {
             id,
             cluster_id,

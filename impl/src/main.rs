@@ -53,6 +53,12 @@ struct Args {
     /// measurements only.
     #[arg(long)]
     no_fsync: bool,
+    /// Store this --peers list's ids as the data directory's member list, replacing the one
+    /// stored there. Without it, a node refuses to start when they differ. Changing members
+    /// is an offline step: stop every node, then restart each with the same new --peers and
+    /// this flag once.
+    #[arg(long)]
+    replace_members: bool,
     /// Record every Peer input and output, and what storage made durable, to FILE (JSON
     /// Lines, appended), for checking a run against the model. Off by default.
     #[arg(long, value_name = "FILE")]
@@ -112,6 +118,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let logger = logging::build(args.log_format, args.log_level);
     let options = StartOptions {
         record: args.record,
+        replace_members: args.replace_members,
         ..StartOptions::default()
     };
     let node = Node::start(config.clone(), logger.clone(), options)

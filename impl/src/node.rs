@@ -8,7 +8,7 @@ use crate::driver::{
 };
 use crate::record::Recorder;
 use crate::service::KvService;
-use crate::storage::{FileStorage, StorageError, StorageOptions};
+use crate::storage::{FileStorage, Identity, StorageError, StorageOptions};
 use crate::transport::{GrpcOutbound, Partition, PeerService};
 use model::{Config, Message, NodeId, Peer, PeerError, Timer};
 use rdb_proto as pb;
@@ -60,6 +60,9 @@ pub struct StartOptions {
     /// Record every Peer input and output, and what storage made durable, to this file
     /// (appending). Off by default.
     pub record: Option<std::path::PathBuf>,
+    /// Replace the member list stored in the data directory by `config.peers`' ids instead of
+    /// refusing a difference (`rdb-server --replace-members`: an offline change of members).
+    pub replace_members: bool,
     /// A bug of the model's catalogue to plant in the Peer (conformance tests only).
     #[cfg(feature = "planted-bugs")]
     pub bug: Option<model::bugs::Bug>,
@@ -71,6 +74,7 @@ impl Default for StartOptions {
             listener: None,
             max_batch: DEFAULT_MAX_BATCH,
             record: None,
+            replace_members: false,
             #[cfg(feature = "planted-bugs")]
             bug: None,
         }
@@ -144,26 +148,8 @@ impl Node {
         partition: Partition,
     ) -> Result<Node, StartError> {
         let logger = logger.new(slog::o!("node" => config.id));
-        let storage_options = StorageOptions {
-            fsync: config.fsync,
-            ..StorageOptions::default()
-        };
-        let (storage, durable, recovery) =
-            FileStorage::open(&config.data_dir, config.id, storage_options)?;
-        info!(logger, "storage opened";
-            "data_dir" => %config.data_dir.display(),
-            "term" => durable.term,
-            "voted_for" => durable.voted_for,
-            "entries" => recovery.entries,
-            "truncated_tail_bytes" => recovery.truncated_tail_bytes);
-        let peer_config = Config {
-            id: config.id,
-            members: config.peers.keys().copied().collect(),
-        };
-        #[allow(unused_mut)]
-        let (mut peer, restore_output) = Peer::<Command>::restore(peer_config, durable)?;
-        #[cfg(feature = "planted-bugs")]
-        peer.plant_bug(options.bug);
+        // The port first: a second copy of a running node fails here or on the data
+        // directory's lock, before recovery writes anything.
         let listener = match options.listener {
             Some(listener) => listener,
             None => {
@@ -179,6 +165,36 @@ impl Node {
             addr: config.listen,
             source,
         })?;
+        let storage_options = StorageOptions {
+            fsync: config.fsync,
+            replace_members: options.replace_members,
+            ..StorageOptions::default()
+        };
+        let identity = Identity::new(
+            config.cluster_id.clone(),
+            config.id,
+            config.peers.keys().copied(),
+        );
+        let (storage, durable, recovery) =
+            FileStorage::open(&config.data_dir, &identity, storage_options)?;
+        info!(logger, "storage opened";
+            "data_dir" => %config.data_dir.display(),
+            "term" => durable.term,
+            "voted_for" => durable.voted_for,
+            "entries" => recovery.entries,
+            "truncated_tail_bytes" => recovery.truncated_tail_bytes);
+        if let Some(old) = &recovery.replaced_members {
+            slog::warn!(logger, "member list replaced in the data directory";
+                "old" => ?old, "new" => ?identity.members);
+        }
+        let peer_config = Config {
+            id: config.id,
+            members: config.peers.keys().copied().collect(),
+        };
+        #[allow(unused_mut)]
+        let (mut peer, restore_output) = Peer::<Command>::restore(peer_config, durable)?;
+        #[cfg(feature = "planted-bugs")]
+        peer.plant_bug(options.bug);
         let recorder = match &options.record {
             Some(path) => {
                 Some(

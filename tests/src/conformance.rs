@@ -18,7 +18,7 @@ use rdb_server::convert::message_to_pb;
 use rdb_server::driver::{NodeState, Outbound};
 use rdb_server::logging;
 use rdb_server::node::{Node, StartOptions};
-use rdb_server::storage::{FileStorage, StorageOptions};
+use rdb_server::storage::{FileStorage, Identity, StorageOptions};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -293,12 +293,10 @@ fn persisted_view(cluster: &Cluster, server: usize) -> Result<NodeView, String> 
         fsync: false,
         ..StorageOptions::default()
     };
-    let (_, durable, _) = FileStorage::open(
-        cluster.dirs[server].path(),
-        node_id(server as NodeId),
-        options,
-    )
-    .map_err(|e| format!("reading node {}'s files: {e}", server + 1))?;
+    let config = cluster.config(server);
+    let identity = Identity::new(config.cluster_id, config.id, config.peers.keys().copied());
+    let (_, durable, _) = FileStorage::open(cluster.dirs[server].path(), &identity, options)
+        .map_err(|e| format!("reading node {}'s files: {e}", server + 1))?;
     Ok(NodeView {
         id: server as NodeId,
         crashed: true,

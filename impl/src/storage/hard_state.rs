@@ -1,9 +1,9 @@
 //! The `state` file: node id, term and vote, replaced atomically as a whole.
 
-use super::{fsync_dir, io_error, StorageError};
+use super::{io_error, replace_file, StorageError};
 use model::{NodeId, Term};
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 /// The file's name in the data directory.
@@ -97,24 +97,7 @@ pub(super) fn read(dir: &Path) -> Result<Option<HardState>, StorageError> {
 /// Replaces the `state` file in `dir` atomically: a crash leaves either the old or the new
 /// version. Returns the number of fsyncs done.
 pub(super) fn write(dir: &Path, state: &HardState, fsync: bool) -> Result<u64, StorageError> {
-    let tmp = dir.join(TMP_FILE_NAME);
-    let mut file = File::create(&tmp).map_err(io_error(&tmp, "create"))?;
-    file.write_all(&encode(state))
-        .map_err(io_error(&tmp, "write"))?;
-    if fsync {
-        // The data must be on disk before the rename can expose it under the real name.
-        file.sync_all().map_err(io_error(&tmp, "fsync"))?;
-    }
-    drop(file);
-    let path = path(dir);
-    fs::rename(&tmp, &path).map_err(io_error(&path, "rename state.tmp over"))?;
-    if fsync {
-        // The rename itself is durable only once the directory is.
-        fsync_dir(dir)?;
-        Ok(2)
-    } else {
-        Ok(0)
-    }
+    replace_file(dir, FILE_NAME, TMP_FILE_NAME, &encode(state), fsync)
 }
 
 #[cfg(test)]

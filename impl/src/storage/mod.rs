@@ -3,22 +3,36 @@
 //! # Data directory
 //!
 //! ```text
+//! <dir>/lock                           held (flock) by the process using the directory
+//! <dir>/cluster                        cluster id, node id, member ids (written once)
 //! <dir>/state                          node id, term, vote (replaced atomically)
+//! <dir>/synced                         the highest log index known to be fsync'd
 //! <dir>/log-00000000000000000001.seg   log segments, named by their first index,
 //! <dir>/log-00000000000000000734.seg   20 digits zero padded
 //! ```
+//!
+//! **`lock`**: [`FileStorage::open`] takes an exclusive `flock` on it before it reads anything
+//! and holds it while the storage lives; a second process is refused with
+//! [`StorageError::Locked`], naming the holder's process id.
+//!
+//! **`cluster`** pins the directory to one cluster, one node and one member list (see
+//! [`Identity`]); open refuses a directory of another cluster or node, or a member list that
+//! differs from the stored one, unless [`StorageOptions::replace_members`] says to replace it.
 //!
 //! **`state`** is 37 bytes: magic `RDBH`, format version `u32` (1), node id `u64`, term `u64`,
 //! vote flag `u8` (0 = none, 1 = voted), vote `u64` (0 when none), then the crc32 of the 33
 //! bytes before it. All integers are little-endian. It is replaced whole: written to
 //! `state.tmp`, fsync'd, renamed over `state`, then the directory is fsync'd, so a crash
-//! leaves the old or the new version. The node id pins the directory to one node.
+//! leaves the old or the new version. Any damage to it is refused.
+//!
+//! **`synced`** holds the highest log index whose fsync returned (two checksummed slots written
+//! in turn; see the `synced` module). It is what lets recovery tell a torn write from damage.
 //!
 //! **Segments** hold the log, append-only. A segment is an 8-byte header (magic `RDBS`, format
-//! version `u32` LE, 1) followed by records:
+//! version `u32` LE, 2) followed by records:
 //!
 //! ```text
-//! [payload length u32 LE][crc32 of the payload u32 LE][payload]
+//! [payload length u32 LE][crc32 of the length's 4 bytes and the payload u32 LE][payload]
 //! payload = [term u64 LE][index u64 LE][flag u8: 0 no command, 1 command][command bytes]
 //! ```
 //!
@@ -34,8 +48,10 @@
 //! [`FileStorage::save`] writes what a [`Persist`] says changed, with at most one fsync of the
 //! log segment however many entries it writes (group commit), plus two fsyncs (`state.tmp`,
 //! directory) when the hard state changed, and one of the directory when it started a segment
-//! or removed some. The term is made durable before the log, because open refuses entries
-//! whose term exceeds the stored term. A truncation removes the later segments (and fsyncs the
+//! or removed some. After the segment's fsync it records the new last index in `synced` (no
+//! fsync needed: see the `synced` module). The term is made durable before the log, because
+//! open refuses entries whose term exceeds the stored term. A truncation first lowers `synced`
+//! (with an fsync) when it cuts below it, then removes the later segments (and fsyncs the
 //! directory) before it cuts the segment that keeps the prefix, so a crash never leaves a gap.
 //!
 //! **A failed write or fsync is fatal.** After one, the file contents are unknown (and after a
@@ -43,21 +59,32 @@
 //! writes with [`StorageError::Failed`]. The caller is expected to exit; on restart, `open`
 //! recovers whatever reached the disk.
 //!
-//! # Recovery
+//! # Recovery: torn tail or damage
 //!
-//! [`FileStorage::open`] reads every segment in index order. Damage that a crash during an
-//! append explains, at the end of the *last* segment only, is a torn tail and is cut away
-//! (reported in [`Recovery::truncated_tail_bytes`]): a record header cut short, a payload that
-//! runs past the end of the file, a checksum mismatch in a record that ends exactly at the end
-//! of the file, a tail of zero bytes (a file system may extend a file before it writes the
-//! data), or a segment header cut short. Anything else — a checksum mismatch or bad length
-//! before the tail, an undecodable entry, an index out of place, a term that decreases or
-//! exceeds the stored term, any damage in an earlier segment, a missing segment — is
-//! [`StorageError::Corrupt`], naming the file and the byte offset of the damaged record.
+//! [`FileStorage::open`] reads every segment in index order. A crash can tear only the batch
+//! being written when it struck, which lies past the index in `synced`. So damage at the end of
+//! the *last* segment, past that index, is a torn tail and is cut away (reported in
+//! [`Recovery::truncated_tail_bytes`]): a record header cut short, a record that runs past the
+//! end of the file, a checksum mismatch in a record that ends exactly at the end of the file, a
+//! tail of zero bytes (a file system may extend a file before it writes the data), or a segment
+//! header cut short. Everything else is [`StorageError::Corrupt`], naming the file and the byte
+//! offset of the damaged record, and the node does not start: the same damage at or below the
+//! synced index (an acknowledged entry would be lost), a log that ends before the synced index,
+//! a checksum mismatch or bad length before the tail, an undecodable entry, an index out of
+//! place, a term that decreases or exceeds the stored term, any damage in an earlier segment, a
+//! missing segment, a damaged `state`, `cluster` or `synced` file.
+//!
+//! Nothing is repaired behind an error: the files are left as they were for an operator to
+//! inspect (or to replace the directory and let the leader send the log again).
 
 mod hard_state;
+mod identity;
+mod lock;
 mod segment;
+mod synced;
 
+#[cfg(test)]
+mod damage;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
@@ -65,11 +92,14 @@ mod tests;
 
 use crate::command::Command;
 use hard_state::HardState;
+pub use identity::{Identity, MAX_CLUSTER_ID_BYTES};
+use lock::DirLock;
 use model::{Durable, Entry, Index, NodeId, Persist};
 use segment::{Context, End, Segment};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use synced::Synced;
 use thiserror::Error;
 
 /// Storage tuning.
@@ -79,6 +109,9 @@ pub struct StorageOptions {
     pub segment_bytes: u64,
     /// Whether to fsync. Only tests and benchmarks that say so turn this off.
     pub fsync: bool,
+    /// Replace the member list stored in the directory by the one `open` is given, instead of
+    /// refusing a difference: an explicit, offline change of membership.
+    pub replace_members: bool,
 }
 
 impl Default for StorageOptions {
@@ -86,6 +119,7 @@ impl Default for StorageOptions {
         StorageOptions {
             segment_bytes: 64 * 1024 * 1024,
             fsync: true,
+            replace_members: false,
         }
     }
 }
@@ -124,6 +158,40 @@ pub enum StorageError {
         /// The node id stored in the directory.
         found: NodeId,
     },
+    /// Another process holds the data directory.
+    #[error("{path}: the data directory is in use by {holder}; one process per data directory")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as the holder wrote it (`process <pid>`).
+        holder: String,
+    },
+    /// The data directory belongs to another cluster.
+    #[error(
+        "{path}: the data directory belongs to cluster `{found}`, not to cluster `{expected}`"
+    )]
+    ForeignCluster {
+        /// The file that names the cluster.
+        path: PathBuf,
+        /// The cluster id `open` was given.
+        expected: String,
+        /// The cluster id stored in the directory.
+        found: String,
+    },
+    /// The configured members differ from those stored in the data directory.
+    #[error(
+        "{path}: the configured members {given:?} differ from the members {stored:?} stored in \
+         the data directory; a change of members is an offline step: stop every node and \
+         restart each with the new list and --replace-members"
+    )]
+    MembersChanged {
+        /// The file that lists the members.
+        path: PathBuf,
+        /// The member ids stored.
+        stored: Vec<NodeId>,
+        /// The member ids `open` was given.
+        given: Vec<NodeId>,
+    },
     /// An earlier `save` failed, so the files are in an unknown state and storage refuses to
     /// write more. The process must exit and recover with `open`.
     #[error("{dir}: an earlier write or fsync failed; storage refuses further writes")]
@@ -150,6 +218,10 @@ pub struct FileStorage {
     fsyncs: u64,
     /// A save failed: refuse to write more.
     failed: bool,
+    /// The highest index known to be fsync'd, on disk.
+    synced: Synced,
+    /// Held while the storage lives (always, but for a test's second look).
+    _lock: Option<DirLock>,
 }
 
 /// What recovery found and did.
@@ -159,41 +231,72 @@ pub struct Recovery {
     pub truncated_tail_bytes: u64,
     /// Number of log entries read.
     pub entries: u64,
+    /// The member list replaced by [`StorageOptions::replace_members`], if it was.
+    pub replaced_members: Option<Vec<NodeId>>,
 }
 
 impl FileStorage {
-    /// Opens (creating if needed) the data directory of node `id`.
+    /// Opens (creating if needed) the data directory of `identity.node`, holding its lock
+    /// until the storage is dropped.
     ///
     /// Returns the durable state read back, after cutting a torn tail off the last segment
     /// (see the module docs for what is torn and what is corrupt).
     pub fn open(
         dir: &Path,
-        id: NodeId,
+        identity: &Identity,
         options: StorageOptions,
     ) -> Result<(FileStorage, Durable<Command>, Recovery), StorageError> {
         create_dir(dir, options.fsync)?;
+        let lock = lock::take(dir)?;
+        Self::open_locked(dir, identity, options, Some(lock))
+    }
+
+    /// Opens a directory another instance of this process holds open: a second look at the
+    /// files in tests.
+    #[cfg(test)]
+    pub(crate) fn peek(
+        dir: &Path,
+        identity: &Identity,
+        options: StorageOptions,
+    ) -> Result<(FileStorage, Durable<Command>, Recovery), StorageError> {
+        Self::open_locked(dir, identity, options, None)
+    }
+
+    fn open_locked(
+        dir: &Path,
+        identity: &Identity,
+        options: StorageOptions,
+        lock: Option<DirLock>,
+    ) -> Result<(FileStorage, Durable<Command>, Recovery), StorageError> {
+        let id = identity.node;
         remove_if_present(&dir.join(hard_state::TMP_FILE_NAME))?;
+        remove_if_present(&dir.join(identity::TMP_FILE_NAME))?;
         let mut firsts = list_segments(dir)?;
+        let mut replaced_members = None;
         let state = match hard_state::read(dir)? {
-            Some(state) => state,
+            Some(state) => {
+                if state.node != id {
+                    return Err(StorageError::WrongNode {
+                        path: hard_state::path(dir),
+                        expected: id,
+                        found: state.node,
+                    });
+                }
+                replaced_members = check_identity(dir, identity, &options)?;
+                state
+            }
             None => {
                 let state = HardState {
                     node: id,
                     term: 0,
                     voted_for: None,
                 };
-                initialise(dir, &state, &firsts, options.fsync)?;
+                initialise(dir, identity, &state, &firsts, options.fsync)?;
                 firsts = list_segments(dir)?;
                 state
             }
         };
-        if state.node != id {
-            return Err(StorageError::WrongNode {
-                path: hard_state::path(dir),
-                expected: id,
-                found: state.node,
-            });
-        }
+        let synced = Synced::open(dir)?;
         if firsts.is_empty() {
             return Err(StorageError::Corrupt {
                 path: dir.join(segment::file_name(1)),
@@ -213,8 +316,13 @@ impl FileStorage {
                 let reason = if k == 0 {
                     format!("the log must start at index 1, its first segment starts at {first}")
                 } else {
+                    let previous = segments
+                        .last()
+                        .map_or(PathBuf::new(), |s: &Segment| s.path.clone());
                     format!(
-                        "segment starts at index {first}, the previous one ends at index {}",
+                        "segment starts at index {first}, but the previous one, {}, ends at \
+                         index {}: a segment is missing or was cut short",
+                        previous.display(),
                         expected - 1
                     )
                 };
@@ -235,7 +343,7 @@ impl FileStorage {
             let is_last = k + 1 == count;
             match scan.end {
                 End::Clean => {}
-                End::Torn { offset, .. } if is_last => torn_at = Some(offset),
+                End::Torn { offset, reason } if is_last => torn_at = Some((offset, reason)),
                 End::Torn { offset, reason } => {
                     let reason = format!("{reason}, in a segment that is not the last");
                     return Err(corrupt(&segment.path, offset, reason));
@@ -247,11 +355,33 @@ impl FileStorage {
             segments.push(segment);
         }
 
+        // A crash tears only what lies past the synced index; anything missing at or below it
+        // was acknowledged, and its loss is damage.
+        let last = segments.last_mut().expect("checked non-empty above");
+        let kept = log.len() as u64;
+        if kept < synced.index() {
+            let (offset, what) = match &torn_at {
+                Some((offset, reason)) => (*offset, format!("{reason}, at index {}", kept + 1)),
+                None => (last.len, format!("the log ends at index {kept}")),
+            };
+            return Err(corrupt(
+                &last.path,
+                offset,
+                format!(
+                    "{what}, but entries up to index {} were made durable ({}): this is damage, \
+                     not a torn write",
+                    synced.index(),
+                    synced.path().display()
+                ),
+            ));
+        }
+        let torn_at = torn_at.map(|(offset, _)| offset);
         let last = segments.last_mut().expect("checked non-empty above");
         let mut file = open_for_append(&last.path)?;
         let mut recovery = Recovery {
             truncated_tail_bytes: 0,
             entries: log.len() as u64,
+            replaced_members,
         };
         if let Some(offset) = torn_at {
             recovery.truncated_tail_bytes = last.len - offset;
@@ -278,6 +408,8 @@ impl FileStorage {
             last_index: log.len() as u64,
             fsyncs: 0,
             failed: false,
+            synced,
+            _lock: lock,
         };
         let durable = Durable {
             term: state.term,
@@ -411,12 +543,23 @@ impl FileStorage {
                 self.sync_dir()?;
             }
         }
+        if self.last_index > self.synced.index() {
+            // After the fsync, never before: see the `synced` module.
+            self.synced.set(self.last_index, false)?;
+        }
         Ok(())
     }
 
     /// Drops the stored entries from `from` (at most `last_index`) on, without an fsync of
     /// the segment it cuts.
     fn truncate(&mut self, from: Index) -> Result<(), StorageError> {
+        if from - 1 < self.synced.index() {
+            // Durably first: a synced index above the cut would make the cut log look damaged.
+            self.synced.set(from - 1, self.options.fsync)?;
+            if self.options.fsync {
+                self.fsyncs += 1;
+            }
+        }
         let position = self
             .segments
             .partition_point(|segment| segment.first <= from)
@@ -465,11 +608,13 @@ impl FileStorage {
     }
 }
 
-/// Lays out a data directory with no state file: segment 1, then the state file. A crash
-/// during a first open leaves at most a segment 1 holding no record; anything more without a
-/// state file means the state file was lost, and is corruption.
+/// Lays out a data directory with no state file: segment 1, `synced`, `cluster`, then the
+/// state file, whose presence marks the directory as initialised. A crash during a first open
+/// leaves at most a segment 1 holding no record (and perhaps the other files); anything more
+/// without a state file means the state file was lost, and is corruption.
 fn initialise(
     dir: &Path,
+    identity: &Identity,
     state: &HardState,
     firsts: &[Index],
     fsync: bool,
@@ -499,9 +644,84 @@ fn initialise(
         }
         _ => return Err(missing_state(dir)),
     }
-    // Its directory fsync also makes segment 1's name durable.
+    synced::create(dir, fsync)?;
+    identity::write(dir, identity, fsync)?;
+    // Its directory fsync also makes the other files' names durable.
     hard_state::write(dir, state, fsync)?;
     Ok(())
+}
+
+/// Compares the directory's stored identity with `identity` (the node id was checked against
+/// the state file already), replacing the member list when the options say so. Returns the
+/// replaced list, if it was.
+fn check_identity(
+    dir: &Path,
+    identity: &Identity,
+    options: &StorageOptions,
+) -> Result<Option<Vec<NodeId>>, StorageError> {
+    let path = identity::path(dir);
+    let Some(stored) = identity::read(dir)? else {
+        return Err(corrupt(
+            &path,
+            0,
+            "missing, but the directory holds a state file".into(),
+        ));
+    };
+    if stored.cluster_id != identity.cluster_id {
+        return Err(StorageError::ForeignCluster {
+            path,
+            expected: identity.cluster_id.clone(),
+            found: stored.cluster_id,
+        });
+    }
+    if stored.node != identity.node {
+        return Err(StorageError::WrongNode {
+            path,
+            expected: identity.node,
+            found: stored.node,
+        });
+    }
+    if stored.members == identity.members {
+        return Ok(None);
+    }
+    if !options.replace_members {
+        return Err(StorageError::MembersChanged {
+            path,
+            stored: stored.members,
+            given: identity.members.clone(),
+        });
+    }
+    identity::write(dir, identity, options.fsync)?;
+    Ok(Some(stored.members))
+}
+
+/// Replaces `dir/name` whole with `bytes`: written to `dir/tmp_name`, fsync'd, renamed over,
+/// and the directory fsync'd, so that a crash leaves the old or the new version. Returns the
+/// number of fsyncs done.
+fn replace_file(
+    dir: &Path,
+    name: &str,
+    tmp_name: &str,
+    bytes: &[u8],
+    fsync: bool,
+) -> Result<u64, StorageError> {
+    let tmp = dir.join(tmp_name);
+    let mut file = File::create(&tmp).map_err(io_error(&tmp, "create"))?;
+    file.write_all(bytes).map_err(io_error(&tmp, "write"))?;
+    if fsync {
+        // The data must be on disk before the rename can expose it under the real name.
+        file.sync_all().map_err(io_error(&tmp, "fsync"))?;
+    }
+    drop(file);
+    let path = dir.join(name);
+    fs::rename(&tmp, &path).map_err(io_error(&path, "rename the new version over"))?;
+    if fsync {
+        // The rename itself is durable only once the directory is.
+        fsync_dir(dir)?;
+        Ok(2)
+    } else {
+        Ok(0)
+    }
 }
 
 fn missing_state(dir: &Path) -> StorageError {

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 
 /// The first bytes of every segment file.
 pub(super) const MAGIC: [u8; 4] = *b"RDBS";
-/// The segment format version written after the magic.
-pub(super) const VERSION: u32 = 1;
+/// The segment format version written after the magic. Version 1 (an older rdb) checksummed
+/// only the payload, so a damaged length could pass for a torn write; it is refused.
+pub(super) const VERSION: u32 = 2;
 /// Bytes of the segment header: magic, then the version as u32 LE.
 pub(super) const HEADER_LEN: u64 = 8;
-/// Bytes of a record's header: payload length and crc32, both u32 LE.
+/// Bytes of a record's header: payload length and crc32 (of the length's four bytes, then the
+/// payload), both u32 LE.
 pub(super) const RECORD_HEADER_LEN: usize = 8;
 /// Bytes of the smallest payload: term, index and the command flag.
 pub(super) const MIN_PAYLOAD_LEN: usize = 17;
@@ -55,9 +57,18 @@ pub(super) fn encode_record(out: &mut Vec<u8>, index: Index, entry: &Entry<Comma
     }
     let payload = &out[start + RECORD_HEADER_LEN..];
     let length = u32::try_from(payload.len()).expect("commands are limited far below 4 GiB");
-    let crc = crc32fast::hash(payload);
+    let crc = record_crc(length, payload);
     out[start..start + 4].copy_from_slice(&length.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The checksum of a record: it covers the length as well as the payload, so that a damaged
+/// length is caught wherever the record it claims still fits in the file.
+pub(super) fn record_crc(length: u32, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&length.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
 }
 
 /// One segment as the storage tracks it in memory.
@@ -153,7 +164,14 @@ pub(super) fn scan(bytes: &[u8], context: Context) -> Scan {
     }
     let version = u32::from_le_bytes(bytes[4..8].try_into().expect("slice of 4"));
     if version != VERSION {
-        scan.end = damaged(0, format!("unsupported segment version {version}"));
+        let reason = if version == 1 {
+            "segment format version 1 was written by an older rdb and is not read by this one; \
+             start this node on a new data directory and let the leader send it the log"
+                .to_string()
+        } else {
+            format!("unsupported segment version {version}")
+        };
+        scan.end = damaged(0, reason);
         return scan;
     }
 
@@ -169,7 +187,8 @@ pub(super) fn scan(bytes: &[u8], context: Context) -> Scan {
             };
             return scan;
         }
-        let length = u32::from_le_bytes(rest[..4].try_into().expect("slice of 4")) as usize;
+        let length_field = u32::from_le_bytes(rest[..4].try_into().expect("slice of 4"));
+        let length = length_field as usize;
         let crc = u32::from_le_bytes(rest[4..8].try_into().expect("slice of 4"));
         if length < MIN_PAYLOAD_LEN {
             scan.end = if rest.iter().all(|&byte| byte == 0) {
@@ -193,7 +212,7 @@ pub(super) fn scan(bytes: &[u8], context: Context) -> Scan {
             return scan;
         };
         let record_end = at + RECORD_HEADER_LEN + length;
-        if crc32fast::hash(payload) != crc {
+        if record_crc(length_field, payload) != crc {
             let reason = "checksum mismatch".to_string();
             scan.end = if record_end == bytes.len() {
                 End::Torn { offset, reason }

@@ -9,7 +9,13 @@ fn options(segment_bytes: u64) -> StorageOptions {
     StorageOptions {
         segment_bytes,
         fsync: false,
+        replace_members: false,
     }
+}
+
+/// The identity of node `node` in the tests' cluster of four.
+fn ident(node: NodeId) -> Identity {
+    Identity::new("test", node, [1, 2, 3, 4])
 }
 
 fn get(key: &str) -> Command {
@@ -78,14 +84,24 @@ fn set_term(
 /// A node-1 storage in `dir` whose log holds `n` Get entries of term 1.
 fn with_gets(dir: &Path, segment_bytes: u64, n: usize) -> (FileStorage, Durable<Command>) {
     let (mut storage, mut durable, _) =
-        FileStorage::open(dir, 1, options(segment_bytes)).expect("open");
+        FileStorage::open(dir, &ident(1), options(segment_bytes)).expect("open");
     set_term(&mut storage, &mut durable, 1, None);
     append(&mut storage, &mut durable, gets(1, n));
     (storage, durable)
 }
 
+/// A second look at node 1's files (the first instance may still be open).
 fn reopen(dir: &Path, segment_bytes: u64) -> (FileStorage, Durable<Command>, Recovery) {
-    FileStorage::open(dir, 1, options(segment_bytes)).expect("reopen")
+    FileStorage::peek(dir, &ident(1), options(segment_bytes)).expect("reopen")
+}
+
+/// Leaves the files as a crash during the save of the last `entries` entries could: those
+/// entries written, but not yet recorded as synced, so that recovery may take damage to them
+/// for a torn write.
+fn crash_before_sync(storage: FileStorage, entries: u64) {
+    let mut storage = storage;
+    let index = storage.last_index() - entries;
+    storage.synced.set(index, false).expect("set synced");
 }
 
 fn segment_files(dir: &Path) -> Vec<String> {
@@ -120,7 +136,8 @@ fn flip(path: &Path, at: u64) {
 fn fresh_dir_is_created_empty() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("a").join("node");
-    let (storage, durable, recovery) = FileStorage::open(&dir, 1, options(256)).expect("open");
+    let (storage, durable, recovery) =
+        FileStorage::open(&dir, &ident(1), options(256)).expect("open");
     assert_eq!(durable, Durable::default());
     assert_eq!(recovery, Recovery::default());
     assert_eq!(storage.last_index(), 0);
@@ -138,7 +155,7 @@ fn fresh_dir_is_created_empty() {
         fsync: true,
         ..options(256)
     };
-    let (_, durable, _) = FileStorage::open(&durable_dir, 1, fsync).expect("open");
+    let (_, durable, _) = FileStorage::open(&durable_dir, &ident(1), fsync).expect("open");
     assert_eq!(durable, Durable::default());
 }
 
@@ -146,7 +163,7 @@ fn fresh_dir_is_created_empty() {
 fn append_and_reopen_across_segments() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut storage, mut durable, _) =
-        FileStorage::open(tmp.path(), 1, options(100)).expect("open");
+        FileStorage::open(tmp.path(), &ident(1), options(100)).expect("open");
     set_term(&mut storage, &mut durable, 3, Some(2));
     for batch in 0..10u8 {
         let entries = vec![
@@ -213,7 +230,7 @@ fn truncate_in_the_middle_of_a_segment() {
 fn truncate_across_segments() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut storage, mut durable, _) =
-        FileStorage::open(tmp.path(), 1, options(70)).expect("open");
+        FileStorage::open(tmp.path(), &ident(1), options(70)).expect("open");
     set_term(&mut storage, &mut durable, 1, None);
     // 2 records (62 bytes) + header reach 70: each segment holds 2 or 3 entries here.
     for _ in 0..12 {
@@ -255,12 +272,12 @@ fn truncate_across_segments() {
 fn hard_state_round_trips() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut storage, mut durable, _) =
-        FileStorage::open(tmp.path(), 4, options(256)).expect("open");
+        FileStorage::open(tmp.path(), &ident(4), options(256)).expect("open");
     set_term(&mut storage, &mut durable, 5, Some(3));
-    let (_, read, _) = FileStorage::open(tmp.path(), 4, options(256)).expect("reopen");
+    let (_, read, _) = FileStorage::peek(tmp.path(), &ident(4), options(256)).expect("reopen");
     assert_eq!((read.term, read.voted_for), (5, Some(3)));
     set_term(&mut storage, &mut durable, 6, None);
-    let (_, read, _) = FileStorage::open(tmp.path(), 4, options(256)).expect("reopen");
+    let (_, read, _) = FileStorage::peek(tmp.path(), &ident(4), options(256)).expect("reopen");
     assert_eq!(read, durable);
     assert!(!tmp.path().join("state.tmp").exists());
 }
@@ -268,8 +285,8 @@ fn hard_state_round_trips() {
 #[test]
 fn another_nodes_directory_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    drop(FileStorage::open(tmp.path(), 1, options(256)).expect("open"));
-    let error = FileStorage::open(tmp.path(), 2, options(256)).expect_err("wrong node");
+    drop(FileStorage::open(tmp.path(), &ident(1), options(256)).expect("open"));
+    let error = FileStorage::open(tmp.path(), &ident(2), options(256)).expect_err("wrong node");
     match &error {
         StorageError::WrongNode {
             path,
@@ -293,7 +310,7 @@ fn another_nodes_directory_is_refused() {
 fn torn_tail_is_dropped_and_appending_resumes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (storage, mut durable) = with_gets(tmp.path(), 1 << 20, 5);
-    drop(storage);
+    crash_before_sync(storage, 1);
     cut(&segment_path(tmp.path(), 1), 3);
     let (mut storage, read, recovery) = reopen(tmp.path(), 1 << 20);
     durable.log.pop();
@@ -302,7 +319,8 @@ fn torn_tail_is_dropped_and_appending_resumes() {
         recovery,
         Recovery {
             truncated_tail_bytes: GET_RECORD - 3,
-            entries: 4
+            entries: 4,
+            replaced_members: None,
         }
     );
     assert_eq!(storage.last_index(), 4);
@@ -317,7 +335,7 @@ fn torn_tail_is_dropped_and_appending_resumes() {
 fn torn_tails_of_every_kind() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (storage, durable) = with_gets(tmp.path(), 1 << 20, 3);
-    drop(storage);
+    crash_before_sync(storage, 3);
     let path = segment_path(tmp.path(), 1);
     // A checksum mismatch in the record that ends the file.
     flip(&path, segment::HEADER_LEN + 2 * GET_RECORD + 20);
@@ -353,7 +371,7 @@ fn checksum_flip_before_the_tail_is_corruption_at_that_record() {
     // Record of index 3: after the 8-byte header and two 31-byte records.
     let record = 70;
     flip(&path, record + 8 + 3);
-    let error = FileStorage::open(tmp.path(), 1, options(1 << 20)).expect_err("corrupt");
+    let error = FileStorage::open(tmp.path(), &ident(1), options(1 << 20)).expect_err("corrupt");
     match &error {
         StorageError::Corrupt {
             path: named,
@@ -398,7 +416,7 @@ fn damage_that_is_not_a_torn_tail_is_corruption() {
 
     // A torn record in a segment that is not the last.
     cut(&first, 2);
-    let error = FileStorage::open(dir, 1, options(70)).expect_err("corrupt");
+    let error = FileStorage::open(dir, &ident(1), options(70)).expect_err("corrupt");
     assert_eq!(corrupt_offset(error), (first.clone(), 8 + GET_RECORD));
     fs::write(&first, &pristine).expect("restore");
 
@@ -406,14 +424,14 @@ fn damage_that_is_not_a_torn_tail_is_corruption() {
     let mut bytes = pristine.clone();
     bytes[8] = 3;
     fs::write(&first, &bytes).expect("write");
-    let error = FileStorage::open(dir, 1, options(70)).expect_err("corrupt");
+    let error = FileStorage::open(dir, &ident(1), options(70)).expect_err("corrupt");
     assert_eq!(corrupt_offset(error), (first.clone(), 8));
     fs::write(&first, &pristine).expect("restore");
 
     // A missing segment.
     let second_bytes = fs::read(&second).expect("read");
     fs::remove_file(&second).expect("remove");
-    let error = FileStorage::open(dir, 1, options(70)).expect_err("corrupt");
+    let error = FileStorage::open(dir, &ident(1), options(70)).expect_err("corrupt");
     assert_eq!(corrupt_offset(error), (segment_path(dir, 5), 0));
     fs::write(&second, &second_bytes).expect("restore");
 
@@ -428,7 +446,7 @@ fn damage_that_is_not_a_torn_tail_is_corruption() {
         false,
     )
     .expect("write state");
-    let error = FileStorage::open(dir, 1, options(70)).expect_err("corrupt");
+    let error = FileStorage::open(dir, &ident(1), options(70)).expect_err("corrupt");
     assert_eq!(corrupt_offset(error), (first.clone(), 8));
 
     // The data is intact again once the state is.
@@ -466,7 +484,7 @@ fn a_record_out_of_place_is_corruption() {
     let at = (8 + GET_RECORD) as usize;
     bytes[at..at + record.len()].copy_from_slice(&record);
     fs::write(&path, &bytes).expect("write");
-    let error = FileStorage::open(dir, 1, options(1 << 20)).expect_err("corrupt");
+    let error = FileStorage::open(dir, &ident(1), options(1 << 20)).expect_err("corrupt");
     assert!(
         matches!(&error, StorageError::Corrupt { offset: 39, reason, .. } if reason.contains("index 7")),
         "{error}"
@@ -482,7 +500,7 @@ fn a_damaged_state_file_is_corruption() {
     let pristine = fs::read(&state).expect("read");
     for damage in [&flip as &dyn Fn(&Path, u64), &|path, _| cut(path, 1)] {
         damage(&state, 17);
-        let error = FileStorage::open(dir, 1, options(1 << 20)).expect_err("corrupt");
+        let error = FileStorage::open(dir, &ident(1), options(1 << 20)).expect_err("corrupt");
         assert!(
             matches!(&error, StorageError::Corrupt { path, offset: 0, .. } if path == &state),
             "{error}"
@@ -492,7 +510,7 @@ fn a_damaged_state_file_is_corruption() {
     }
     // A lost state file beside a non-empty log is corruption too, not a fresh start.
     fs::remove_file(&state).expect("remove");
-    let error = FileStorage::open(dir, 1, options(1 << 20)).expect_err("corrupt");
+    let error = FileStorage::open(dir, &ident(1), options(1 << 20)).expect_err("corrupt");
     assert!(
         matches!(&error, StorageError::Corrupt { path, .. } if path == &state),
         "{error}"
@@ -505,9 +523,10 @@ fn one_save_is_one_fsync() {
     let fsync = StorageOptions {
         segment_bytes: 3000,
         fsync: true,
+        replace_members: false,
     };
     let (mut storage, mut durable, _) =
-        FileStorage::open(tmp.path(), 1, fsync.clone()).expect("open");
+        FileStorage::open(tmp.path(), &ident(1), fsync.clone()).expect("open");
     durable.term = 1;
     append(&mut storage, &mut durable, gets(1, 100));
     assert_eq!(storage.fsyncs(), 1);
@@ -517,7 +536,8 @@ fn one_save_is_one_fsync() {
     // Hard state: state.tmp and the directory.
     set_term(&mut storage, &mut durable, 2, Some(1));
     assert_eq!(storage.fsyncs(), 3);
-    // Both at once, with a truncation inside the segment.
+    // Both at once, with a truncation inside the segment: state.tmp, the directory, the
+    // `synced` file lowered below the cut, the segment.
     durable.term = 3;
     durable.log.truncate(50);
     durable.log.extend(gets(3, 10));
@@ -526,14 +546,14 @@ fn one_save_is_one_fsync() {
         log_from: Some(51),
     };
     storage.save(&durable, both).expect("save");
-    assert_eq!(storage.fsyncs(), 6);
+    assert_eq!(storage.fsyncs(), 7);
     // Filling the segment past its 3000 bytes, then a segment start: directory fsync too.
     append(&mut storage, &mut durable, gets(3, 40));
-    assert_eq!((storage.segment_count(), storage.fsyncs()), (1, 7));
+    assert_eq!((storage.segment_count(), storage.fsyncs()), (1, 8));
     append(&mut storage, &mut durable, gets(3, 1));
-    assert_eq!((storage.segment_count(), storage.fsyncs()), (2, 9));
+    assert_eq!((storage.segment_count(), storage.fsyncs()), (2, 10));
     drop(storage);
-    let (storage, read, _) = FileStorage::open(tmp.path(), 1, fsync).expect("reopen");
+    let (storage, read, _) = FileStorage::open(tmp.path(), &ident(1), fsync).expect("reopen");
     assert_eq!(read, durable);
     assert_eq!(storage.fsyncs(), 0);
 
@@ -568,4 +588,47 @@ fn a_failed_save_refuses_later_ones() {
     );
     let error = storage.save(&durable, persist).expect_err("refused");
     assert!(matches!(error, StorageError::Failed { .. }), "{error}");
+}
+
+#[test]
+fn a_directory_knows_its_process_cluster_and_members() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (held, _, _) = FileStorage::open(dir, &ident(1), options(256)).expect("open");
+    // A second open while the first holds the directory.
+    match FileStorage::open(dir, &ident(1), options(256)).expect_err("locked") {
+        StorageError::Locked { path, holder } => {
+            assert_eq!(path, dir.join("lock"));
+            assert_eq!(holder, format!("process {}", std::process::id()));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    drop(held);
+    let foreign = Identity::new("other", 1, [1, 2, 3, 4]);
+    match FileStorage::open(dir, &foreign, options(256)).expect_err("foreign") {
+        StorageError::ForeignCluster {
+            path,
+            expected,
+            found,
+        } => {
+            assert_eq!(path, dir.join("cluster"));
+            assert_eq!((expected.as_str(), found.as_str()), ("other", "test"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let shrunk = Identity::new("test", 1, [1, 2, 3]);
+    match FileStorage::open(dir, &shrunk, options(256)).expect_err("members") {
+        StorageError::MembersChanged { stored, given, .. } => {
+            assert_eq!((stored, given), (vec![1, 2, 3, 4], vec![1, 2, 3]));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let replace = StorageOptions {
+        replace_members: true,
+        ..options(256)
+    };
+    let (_, _, recovery) = FileStorage::open(dir, &shrunk, replace).expect("replaced");
+    assert_eq!(recovery.replaced_members, Some(vec![1, 2, 3, 4]));
+    let (_, _, recovery) = FileStorage::open(dir, &shrunk, options(256)).expect("new list");
+    assert_eq!(recovery.replaced_members, None);
 }
