@@ -113,20 +113,78 @@ async fn the_binary_refuses_a_damaged_log_with_the_file_and_offset() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_last_record_cut_short_is_dropped_and_the_node_starts() {
-    let (mut cluster, offsets) = stopped_node_with_writes(4).await;
+/// A one-node cluster that acknowledged 4 puts, stopped, with its files as a crash in the
+/// middle of the last write would leave them: the last record a few bytes short, and the
+/// `synced` file as it was before that write (its fsync never returned, so it was never
+/// acknowledged in a real run). Returns the cluster and the segment.
+async fn crashed_in_the_last_write() -> (TestCluster, Vec<u64>, PathBuf) {
+    let mut cluster = TestCluster::start(1).await;
+    cluster.wait_for_leader(&[1]).await;
+    let mut client = cluster.client();
+    let synced = cluster.data_dir(1).join("synced");
+    let mut before_last = Vec::new();
+    for i in 0..4 {
+        if i == 3 {
+            before_last = std::fs::read(&synced).expect("read synced");
+        }
+        client
+            .put(&format!("k{i}"), vec![i as u8; 10])
+            .await
+            .expect("put");
+    }
+    cluster.stop(1).await;
     let segment = first_segment(&cluster.data_dir(1));
+    let offsets = record_offsets(&segment);
+    assert_eq!(offsets.len(), 4, "one record per acknowledged write");
     let length = std::fs::metadata(&segment).expect("stat").len();
-    // A crash in the middle of writing the last record (before its fsync returned, so it was
-    // never acknowledged in a real run) leaves it a few bytes short.
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&segment)
         .expect("open");
     file.set_len(length - 3).expect("truncate");
     drop(file);
+    std::fs::write(&synced, before_last).expect("restore synced");
+    (cluster, offsets, segment)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_last_record_cut_short_stops_the_node() {
+    let (cluster, offsets) = stopped_node_with_writes(4).await;
+    let segment = first_segment(&cluster.data_dir(1));
+    let length = std::fs::metadata(&segment).expect("stat").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open");
+    file.set_len(length - 3).expect("truncate");
+    drop(file);
+    let config = cluster.config(1);
+    let error = match Node::start(config, logging::for_tests(), StartOptions::default()).await {
+        Ok(_) => panic!("a node started without an acknowledged entry"),
+        Err(error) => error,
+    };
+    match &error {
+        StartError::Storage(StorageError::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(path, &segment);
+            assert_eq!(*offset, offsets[3]);
+            assert!(
+                reason.contains("entries up to index 4 were made durable"),
+                "{reason}"
+            );
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    // Nothing was cut behind the error.
+    assert_eq!(std::fs::metadata(&segment).expect("stat").len(), length - 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_last_record_torn_by_a_crash_is_dropped_and_the_node_starts() {
+    let (mut cluster, offsets, segment) = crashed_in_the_last_write().await;
     cluster.restart(1).await;
     let state = cluster.state(1).await;
     assert_eq!(
