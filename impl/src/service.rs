@@ -1,4 +1,8 @@
 //! The client API: put, get, delete and status over gRPC. Every call goes through the log.
+//!
+//! A call that finds the driver's input queue full, or too many proposals waiting to commit,
+//! is answered `RESOURCE_EXHAUSTED`: the node is overloaded and did not propose the command,
+//! so retrying later is safe.
 
 use crate::command::Command;
 use crate::convert::{validate_key, validate_value};
@@ -21,7 +25,7 @@ pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
 pub struct KvService {
     cluster_id: String,
     peers: BTreeMap<NodeId, String>,
-    inputs: mpsc::Sender<Input>,
+    inputs: mpsc::SyncSender<Input>,
 }
 
 impl KvService {
@@ -29,7 +33,7 @@ impl KvService {
     pub fn new(
         cluster_id: String,
         peers: BTreeMap<NodeId, String>,
-        inputs: mpsc::Sender<Input>,
+        inputs: mpsc::SyncSender<Input>,
     ) -> Self {
         KvService {
             cluster_id,
@@ -40,9 +44,7 @@ impl KvService {
 
     async fn execute(&self, command: Command) -> Result<Applied, Status> {
         let (reply, outcome) = oneshot::channel();
-        self.inputs
-            .send(Input::Propose { command, reply })
-            .map_err(|_| Status::unavailable("node is stopping"))?;
+        self.queue(Input::Propose { command, reply })?;
         match tokio::time::timeout(COMMIT_WAIT, outcome).await {
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "not committed within {COMMIT_WAIT:?}; the outcome is unknown"
@@ -81,17 +83,27 @@ impl KvService {
                 "another entry committed in the command's place; it did not take effect, retry it",
             ),
             ProposeError::Stopped => Status::unknown("node is stopping; the outcome is unknown"),
+            ProposeError::Overloaded => overloaded("too many commands are waiting to commit"),
+            ProposeError::Failed { cause } => {
+                Status::unknown(format!("node failed: {cause}; the outcome is unknown"))
+            }
         }
+    }
+
+    /// Hands `input` to the driver without waiting: a full queue means overload.
+    fn queue(&self, input: Input) -> Result<(), Status> {
+        self.inputs.try_send(input).map_err(|error| match error {
+            mpsc::TrySendError::Full(_) => overloaded("its input queue is full"),
+            mpsc::TrySendError::Disconnected(_) => Status::unavailable("node is stopping"),
+        })
     }
 
     async fn inspect(&self) -> Result<NodeState, Status> {
         let (reply, state) = oneshot::channel();
-        self.inputs
-            .send(Input::Inspect {
-                with_log: false,
-                reply,
-            })
-            .map_err(|_| Status::unavailable("node is stopping"))?;
+        self.queue(Input::Inspect {
+            with_log: false,
+            reply,
+        })?;
         state
             .await
             .map_err(|_| Status::unavailable("node is stopping"))
@@ -104,6 +116,12 @@ fn written(applied: Applied) -> pb::WriteResponse {
         index: applied.index,
         existed,
     }
+}
+
+fn overloaded(why: &str) -> Status {
+    Status::resource_exhausted(format!(
+        "node overloaded: {why}; the command was not proposed, retry later"
+    ))
 }
 
 fn invalid(error: crate::convert::ConvertError) -> Status {
