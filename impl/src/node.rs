@@ -484,3 +484,61 @@ impl Drop for Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn watched(report: &FailureReport) -> Option<NodeFailure> {
+        report.cell.borrow().clone()
+    }
+
+    #[test]
+    fn a_driver_panic_is_reported_with_its_message() {
+        let report = FailureReport::new(Logger::root(slog::Discard, slog::o!()));
+        let thread = spawn_driver(
+            "panicking-driver".into(),
+            || panic!("the driver broke"),
+            report.clone(),
+        )
+        .expect("spawn");
+        thread.join().expect("the panic is caught on the thread");
+        let failure = watched(&report).expect("reported");
+        assert!(
+            matches!(&failure, NodeFailure::DriverPanicked(message) if message == "the driver broke"),
+            "{failure:?}"
+        );
+        assert_eq!(failure.exit_code(), 70);
+    }
+
+    #[test]
+    fn a_storage_error_is_reported_and_a_clean_stop_is_not() {
+        let report = FailureReport::new(Logger::root(slog::Discard, slog::o!()));
+        spawn_driver("clean-driver".into(), || Ok(()), report.clone())
+            .expect("spawn")
+            .join()
+            .expect("join");
+        assert!(watched(&report).is_none());
+        let full = StorageError::Io {
+            path: PathBuf::from("/data/log-00000000000000000001.seg"),
+            operation: "write",
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        spawn_driver("failing-driver".into(), move || Err(full), report.clone())
+            .expect("spawn")
+            .join()
+            .expect("join");
+        let failure = watched(&report).expect("reported");
+        assert_eq!(failure.exit_code(), 74);
+        assert!(
+            failure
+                .to_string()
+                .starts_with("storage failed (disk full): /data/log-00000000000000000001.seg: write: "),
+            "{failure}"
+        );
+        // Only the first failure is kept.
+        report.report(NodeFailure::ServerEnded);
+        assert!(matches!(watched(&report), Some(NodeFailure::Storage(_))));
+    }
+}

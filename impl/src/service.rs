@@ -203,3 +203,46 @@ impl pb::kv_server::Kv for KvService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::kv_server::Kv;
+
+    #[tokio::test]
+    async fn a_full_input_queue_answers_resource_exhausted_and_proposes_nothing() {
+        let (inputs, queue) = mpsc::sync_channel(1);
+        let service = KvService::new("test".into(), BTreeMap::new(), inputs);
+        let (reply, _outcome) = oneshot::channel();
+        service
+            .queue(Input::Inspect {
+                with_log: false,
+                reply,
+            })
+            .expect("the first input fits");
+        let status = service
+            .put(Request::new(pb::PutRequest {
+                key: "k".into(),
+                value: b"v".to_vec(),
+            }))
+            .await
+            .expect_err("the queue is full");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status.message(),
+            "node overloaded: its input queue is full; the command was not proposed, retry later"
+        );
+        // Only the input queued first is there: the put never reached the driver.
+        assert!(matches!(queue.try_recv(), Ok(Input::Inspect { .. })));
+        assert!(queue.try_recv().is_err());
+    }
+
+    #[test]
+    fn too_many_pending_proposals_is_resource_exhausted() {
+        let (inputs, _queue) = mpsc::sync_channel(1);
+        let service = KvService::new("test".into(), BTreeMap::new(), inputs);
+        let status = service.status_for(ProposeError::Overloaded);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().starts_with("node overloaded: "), "{status}");
+    }
+}

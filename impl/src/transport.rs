@@ -370,3 +370,56 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::raft_peer_server::RaftPeer;
+
+    fn vote_request(from: NodeId, to: NodeId) -> pb::PeerEnvelope {
+        pb::PeerEnvelope {
+            cluster_id: "test".into(),
+            from,
+            to,
+            message: Some(message_to_pb(Message::RequestVoteRequest {
+                term: 1,
+                last_log_index: 0,
+                last_log_term: 0,
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_message_that_finds_the_queue_full_is_refused_and_counted() {
+        let (inputs, queue) = mpsc::sync_channel(1);
+        let service = PeerService::new(
+            "test".into(),
+            1,
+            BTreeSet::from([1, 2, 3]),
+            inputs,
+            Partition::default(),
+            Logger::root(slog::Discard, slog::o!()),
+        );
+        service
+            .deliver(Request::new(vote_request(2, 1)))
+            .await
+            .expect("the first message fits");
+        for _ in 0..3 {
+            let status = service
+                .deliver(Request::new(vote_request(3, 1)))
+                .await
+                .expect_err("the queue is full");
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+            assert_eq!(
+                status.message(),
+                "node 1 overloaded: its input queue is full; message refused"
+            );
+        }
+        assert_eq!(service.refused().total(), 3);
+        assert!(matches!(
+            queue.try_recv(),
+            Ok(Input::Message { from: 2, .. })
+        ));
+        assert!(queue.try_recv().is_err());
+    }
+}
