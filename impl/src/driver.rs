@@ -375,9 +375,12 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
         let outcome = self.run_batches();
         let answer = match &outcome {
             Ok(()) => ProposeError::Stopped,
-            Err(error) => ProposeError::Failed {
-                cause: format!("storage failed: {error}"),
-            },
+            Err(error) => {
+                let full = if error.is_disk_full() { " (disk full)" } else { "" };
+                ProposeError::Failed {
+                    cause: format!("storage failed{full}: {error}"),
+                }
+            }
         };
         for (_, reply) in std::mem::take(&mut self.deferred) {
             let _ = reply.send(Err(answer.clone()));
