@@ -376,7 +376,11 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
         let answer = match &outcome {
             Ok(()) => ProposeError::Stopped,
             Err(error) => {
-                let full = if error.is_disk_full() { " (disk full)" } else { "" };
+                let full = if error.is_disk_full() {
+                    " (disk full)"
+                } else {
+                    ""
+                };
                 ProposeError::Failed {
                     cause: format!("storage failed{full}: {error}"),
                 }

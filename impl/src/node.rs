@@ -532,9 +532,9 @@ mod tests {
         let failure = watched(&report).expect("reported");
         assert_eq!(failure.exit_code(), 74);
         assert!(
-            failure
-                .to_string()
-                .starts_with("storage failed (disk full): /data/log-00000000000000000001.seg: write: "),
+            failure.to_string().starts_with(
+                "storage failed (disk full): /data/log-00000000000000000001.seg: write: "
+            ),
             "{failure}"
         );
         // Only the first failure is kept.

@@ -243,6 +243,9 @@ mod tests {
         let service = KvService::new("test".into(), BTreeMap::new(), inputs);
         let status = service.status_for(ProposeError::Overloaded);
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-        assert!(status.message().starts_with("node overloaded: "), "{status}");
+        assert!(
+            status.message().starts_with("node overloaded: "),
+            "{status}"
+        );
     }
 }

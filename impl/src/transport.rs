@@ -96,7 +96,10 @@ impl DropCounter {
         if dropped == 0 {
             return;
         }
-        let mut tally = self.tally.lock().expect("drop counter lock is never poisoned");
+        let mut tally = self
+            .tally
+            .lock()
+            .expect("drop counter lock is never poisoned");
         tally.total += dropped;
         tally.unlogged += dropped;
         let now = Instant::now();

@@ -43,7 +43,13 @@ impl Tmpfs {
     fn mount(size: &str) -> Tmpfs {
         let dir = tempfile::tempdir().expect("mount point");
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "rdb-disk-full"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "rdb-disk-full",
+            ])
             .arg(dir.path())
             .status()
             .expect("run mount");
@@ -64,7 +70,10 @@ impl Drop for Tmpfs {
             .is_ok_and(|status| status.success());
         if !unmounted {
             // Still busy (a server that would not die): detach it so nothing is left behind.
-            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
         }
     }
 }

@@ -69,7 +69,8 @@ async fn a_failed_save_ends_the_driver_and_node_failed_names_the_cause() {
     assert_eq!(path, &data_dir.join("state.tmp"));
     assert_eq!(source.kind(), ErrorKind::NotFound, "{failure}");
     assert!(
-        failure.to_string().starts_with("storage failed: ") && failure.to_string().contains(operation),
+        failure.to_string().starts_with("storage failed: ")
+            && failure.to_string().contains(operation),
         "{failure}"
     );
     assert_eq!(failure.exit_code(), 74);
@@ -111,7 +112,10 @@ fn the_binary_exits_74_with_the_cause_when_storage_fails() {
         .expect("run rdb-server");
     let deadline = Instant::now() + PATIENCE;
     while !data_dir.join("state").exists() {
-        assert!(Instant::now() < deadline, "the node never created its state file");
+        assert!(
+            Instant::now() < deadline,
+            "the node never created its state file"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::remove_dir_all(&data_dir).expect("remove the data directory");
