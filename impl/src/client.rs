@@ -134,7 +134,9 @@ impl Client {
     /// Calls the believed leader and follows redirects until an answer or `max_attempts`.
     /// A call is retried only when the server said the command did not take effect
     /// (`UNAVAILABLE`: not proposed; `FAILED_PRECONDITION`: not the leader; `ABORTED`: another
-    /// entry committed in its place), or when it is a read (`idempotent`).
+    /// entry committed in its place; `RESOURCE_EXHAUSTED`: the server is overloaded and did not
+    /// propose it, retried on the same server after `retry_delay`), or when it is a read
+    /// (`idempotent`).
     async fn call<R, F, Fut>(&mut self, idempotent: bool, mut attempt: F) -> Result<R, ClientError>
     where
         F: FnMut(pb::kv_client::KvClient<Channel>) -> Fut,
@@ -161,6 +163,8 @@ impl Client {
                 }
                 // The command did not take effect (overwritten); safe to retry at once.
                 Code::Aborted => {}
+                // Not proposed: give the overloaded leader a moment.
+                Code::ResourceExhausted => tokio::time::sleep(self.retry_delay).await,
                 Code::Unavailable => self.next_server(),
                 _ if !idempotent => return Err(ClientError::OutcomeUnknown(last)),
                 _ => {

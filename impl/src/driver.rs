@@ -18,12 +18,20 @@
 //!
 //! Timers and outbound messages go through the [`Timers`] and [`Outbound`] traits, so the same
 //! driver runs with real clocks and gRPC, or under a test's control (conformance replay).
+//!
+//! A failed save is fatal (fail-stop): the driver sends and answers nothing more, tells the
+//! waiting clients that the outcome is unknown, and [`Driver::run`] returns the error, so
+//! that the node's supervisor (`rdb-server`'s main) exits and a restart recovers from disk.
+//!
+//! Inputs arrive through a bounded queue ([`INPUT_QUEUE_CAPACITY`]); proposals waiting to
+//! commit are bounded too ([`MAX_PENDING_PROPOSALS`]). Past either bound a client is told the
+//! node is overloaded, and nothing of its command enters the log.
 
 use crate::command::Command;
 use crate::config::Timing;
 use crate::kv::{CommandResult, KvStore};
 use crate::record::{RecordedEvent, RecordedInput, RecordedOutput, Recorder};
-use crate::storage::FileStorage;
+use crate::storage::{FileStorage, StorageError};
 use model::TimerCommand;
 use model::{Entry, Index, Message, NodeId, Output, Peer, PeerError, RoleKind, Term, Timer};
 use slog::{crit, warn, Logger};
@@ -163,6 +171,17 @@ pub enum ProposeError {
     /// The node is shutting down; the outcome is unknown.
     #[error("the node is stopping; the outcome is unknown")]
     Stopped,
+    /// Too many proposals are waiting to commit ([`MAX_PENDING_PROPOSALS`]): this one was not
+    /// proposed, and retrying later is safe.
+    #[error("the node is overloaded; the command was not proposed")]
+    Overloaded,
+    /// The node failed (its storage did) before the outcome was known: the command may or
+    /// may not be in the log, and may still commit after a restart.
+    #[error("the node failed: {cause}; the outcome is unknown")]
+    Failed {
+        /// What failed.
+        cause: String,
+    },
 }
 
 /// A committed and applied proposal.
@@ -263,6 +282,18 @@ const MAX_DEFERRED: usize = 4096;
 /// How many inputs one batch takes at most.
 pub const DEFAULT_MAX_BATCH: usize = 4096;
 
+/// How many inputs (peer messages, client commands, inspections) wait for the driver at most.
+/// A client command that finds the queue full is answered `RESOURCE_EXHAUSTED`; a peer message
+/// is refused to its sender with the same code. Above the benchmark's 256 concurrent clients,
+/// so that group commit still gathers them all into one batch.
+pub const INPUT_QUEUE_CAPACITY: usize = 1024;
+
+/// How many proposals may wait at once for their entry to be applied (held back or
+/// appended and not yet committed). Past it, new proposals are answered
+/// [`ProposeError::Overloaded`]: a leader that cannot reach a majority stops taking commands
+/// instead of growing its log without bound.
+pub const MAX_PENDING_PROPOSALS: usize = 8192;
+
 /// The driver's state. Build it with [`Driver::new`] and run it with [`Driver::run`].
 pub struct Driver<T: Timers, O: Outbound> {
     peer: Peer<Command>,
@@ -287,6 +318,8 @@ pub struct Driver<T: Timers, O: Outbound> {
     entries_written: u64,
     last_role: (RoleKind, Term, Option<NodeId>),
     recorder: Option<Recorder>,
+    /// A save failed: nothing more may leave the node, and [`Driver::run`] returns this.
+    fatal: Option<StorageError>,
 }
 
 impl<T: Timers, O: Outbound> Driver<T, O> {
@@ -328,23 +361,59 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             entries_written: 0,
             last_role,
             recorder,
+            fatal: None,
         };
         driver.absorb(restore_output);
         driver.flush();
         driver
     }
 
-    /// Runs until [`Input::Shutdown`] or until every input sender is gone.
-    pub fn run(mut self) {
+    /// Runs until [`Input::Shutdown`] or until every input sender is gone (`Ok`), or until a
+    /// save fails (`Err`: the node must stop, see the module docs).
+    pub fn run(mut self) -> Result<(), StorageError> {
         log_state!(info, self, "driver started");
+        let outcome = self.run_batches();
+        let answer = match &outcome {
+            Ok(()) => ProposeError::Stopped,
+            Err(error) => {
+                let full = if error.is_disk_full() {
+                    " (disk full)"
+                } else {
+                    ""
+                };
+                ProposeError::Failed {
+                    cause: format!("storage failed{full}: {error}"),
+                }
+            }
+        };
+        for (_, reply) in std::mem::take(&mut self.deferred) {
+            let _ = reply.send(Err(answer.clone()));
+        }
+        for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
+            let _ = reply.send(Err(answer.clone()));
+        }
+        if outcome.is_err() {
+            // Commands still queued were never proposed; answer them rather than drop them.
+            while let Ok(input) = self.inputs.try_recv() {
+                refuse(input, &answer);
+            }
+        }
+        log_state!(info, self, "driver stopped");
+        outcome
+    }
+
+    fn run_batches(&mut self) -> Result<(), StorageError> {
         loop {
+            if let Some(error) = self.fatal.take() {
+                return Err(error);
+            }
             let mut batch = Vec::new();
             let mut timeouts = self.timers.take_expired(Instant::now());
             if timeouts.is_empty() {
                 match self.wait_for_input() {
                     Waited::Input(input) => batch.push(input),
                     Waited::Timeout => timeouts = self.timers.take_expired(Instant::now()),
-                    Waited::Closed => break,
+                    Waited::Closed => return Ok(()),
                 }
             }
             while batch.len() < self.max_batch {
@@ -355,17 +424,13 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             }
             let stop = self.process(timeouts, batch);
             self.flush();
+            if let Some(error) = self.fatal.take() {
+                return Err(error);
+            }
             if stop {
-                break;
+                return Ok(());
             }
         }
-        for (_, reply) in std::mem::take(&mut self.deferred) {
-            let _ = reply.send(Err(ProposeError::Stopped));
-        }
-        for (_, (_, reply)) in std::mem::take(&mut self.waiting) {
-            let _ = reply.send(Err(ProposeError::Stopped));
-        }
-        log_state!(info, self, "driver stopped");
     }
 
     fn wait_for_input(&self) -> Waited {
@@ -400,6 +465,16 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
         let mut proposals = Vec::new();
         let mut stop = false;
         for input in batch {
+            if self.fatal.is_some() {
+                // The Peer's state is no longer backed by the disk: it takes no more input.
+                refuse(
+                    input,
+                    &ProposeError::Failed {
+                        cause: "storage failed".into(),
+                    },
+                );
+                continue;
+            }
             match input {
                 Input::Message { from, message } => self.message(from, message),
                 Input::Propose { command, reply } => proposals.push((command, reply)),
@@ -416,6 +491,13 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                 Input::Inspect { with_log, reply } => self.inspections.push((with_log, reply)),
                 Input::Shutdown => stop = true,
             }
+        }
+        if self.fatal.is_some() {
+            return stop;
+        }
+        let room = MAX_PENDING_PROPOSALS.saturating_sub(self.deferred.len() + self.waiting.len());
+        for (_, reply) in proposals.drain(room.min(proposals.len())..) {
+            let _ = reply.send(Err(ProposeError::Overloaded));
         }
         self.deferred.extend(proposals);
         let hold = self.peer.role_kind() == RoleKind::Leader
@@ -488,6 +570,10 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
     /// Takes one step's output: `send_now` leaves at once, timers change at once, the rest
     /// waits for the batch's persist.
     fn absorb(&mut self, mut output: Output<Command>) {
+        if self.fatal.is_some() {
+            // Nothing leaves a node whose storage failed.
+            return;
+        }
         for command in output.timers.drain(..) {
             match command {
                 TimerCommand::Set(timer) => self.timers.set(timer),
@@ -511,8 +597,12 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
         }
     }
 
-    /// Persists, sends what waited for the persist, applies and answers.
+    /// Persists, sends what waited for the persist, applies and answers. After a failed save
+    /// it does none of that and sets `fatal`.
     fn flush(&mut self) {
+        if self.fatal.is_some() {
+            return;
+        }
         let pending = std::mem::take(&mut self.pending);
         if pending.persist.is_needed() {
             if let Some(from) = pending.persist.log_from {
@@ -523,9 +613,9 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             self.flush_recording();
             if let Err(error) = self.storage.save(self.peer.durable(), pending.persist) {
                 // What the Peer promised may not be durable: continuing could break safety.
-                crit!(self.logger, "storage failed; stopping the process"; "error" => %error);
-                eprintln!("rdb-server: fatal storage error: {error}");
-                std::process::exit(74);
+                crit!(self.logger, "storage failed; the node stops"; "error" => %error);
+                self.fatal = Some(error);
+                return;
             }
             if let Some(recorder) = self.recorder.as_mut() {
                 let durable = self.peer.durable();
@@ -614,6 +704,19 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             fsyncs: self.storage.fsyncs(),
             entries_written: self.entries_written,
         }
+    }
+}
+
+/// Answers an input the driver will not process.
+fn refuse(input: Input, answer: &ProposeError) {
+    match input {
+        Input::Propose { reply, .. } => {
+            let _ = reply.send(Err(answer.clone()));
+        }
+        Input::FireTimer { reply, .. } => {
+            let _ = reply.send(Err(answer.to_string()));
+        }
+        Input::Message { .. } | Input::Inspect { .. } | Input::Shutdown => {}
     }
 }
 

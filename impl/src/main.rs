@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use rdb_server::config::{parse_peer_list, PartialConfig};
 use rdb_server::logging::{self, LogFormat};
-use rdb_server::node::{Node, StartOptions};
+use rdb_server::node::{Node, NodeFailure, StartOptions};
 use std::path::PathBuf;
 
 /// One node of an rdb cluster: the model-checked Raft Peer over gRPC, with durable storage,
@@ -14,6 +14,10 @@ use std::path::PathBuf;
 /// the file. Example, node 1 of 3:
 ///
 ///   rdb-server --id 1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /tmp/rdb/1
+///
+/// Exit status: 0 after SIGTERM or Ctrl-C; 1 when the node cannot start; 74 when storage
+/// fails while running (a write or fsync error, a full disk); 70 when the driver thread
+/// panics or the gRPC server fails. A supervisor restarts the node on a non-zero status.
 #[derive(Debug, Parser)]
 #[command(name = "rdb-server", version, verbatim_doc_comment)]
 struct Args {
@@ -89,8 +93,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let outcome = runtime.block_on(run(args));
+    // Calls still in flight on a failed node must not hold the process up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
+        Ok(None) => std::process::ExitCode::SUCCESS,
+        Ok(Some(failure)) => {
+            eprintln!("rdb-server: node failed: {failure}");
+            std::process::ExitCode::from(failure.exit_code())
+        }
         Err(error) => {
             eprintln!("rdb-server: {error:#}");
             std::process::ExitCode::FAILURE
@@ -98,7 +109,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+/// Runs the node until a signal (`Ok(None)`) or until it fails (`Ok(Some(cause))`).
+async fn run(args: Args) -> anyhow::Result<Option<NodeFailure>> {
     let file = match &args.config {
         Some(path) => PartialConfig::from_file(path)?,
         None => PartialConfig::default(),
@@ -124,13 +136,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let node = Node::start(config.clone(), logger.clone(), options)
         .await
         .with_context(|| format!("starting node {}", config.id))?;
-    wait_for_signal().await?;
-    slog::info!(logger, "signal received; stopping");
+    // Supervision: a node whose driver thread or gRPC server ended serves no more; exiting
+    // lets a supervisor restart it, and a restart recovers everything acknowledged.
+    let failure = tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            slog::info!(logger, "signal received; stopping");
+            None
+        }
+        failure = node.failed() => {
+            slog::crit!(logger, "node failed; exiting"; "cause" => %failure, "exit_code" => failure.exit_code());
+            Some(failure)
+        }
+    };
     node.stop().await;
     // Give the async log drain a moment to write the last lines.
     drop(logger);
     std::thread::sleep(std::time::Duration::from_millis(50));
-    Ok(())
+    Ok(failure)
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

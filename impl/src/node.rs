@@ -1,10 +1,14 @@
 //! A running node: storage opened, Peer restored, driver thread started, gRPC served.
+//!
+//! The node fails stop: when its driver thread ends on its own (a storage failure, a panic)
+//! or its gRPC server does, [`Node::failed`] resolves with the cause, and `rdb-server`'s main
+//! exits non-zero so that a supervisor restarts it from its files.
 
 use crate::command::Command;
 use crate::config::NodeConfig;
 use crate::driver::{
     Applied, ClockTimers, Driver, Input, ManualTimers, NodeState, Outbound, ProposeError, Timers,
-    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BATCH, INPUT_QUEUE_CAPACITY,
 };
 use crate::record::Recorder;
 use crate::service::KvService;
@@ -12,13 +16,15 @@ use crate::storage::{FileStorage, Identity, StorageError, StorageOptions};
 use crate::transport::{GrpcOutbound, Partition, PeerService};
 use model::{Config, Message, NodeId, Peer, PeerError, Timer};
 use rdb_proto as pb;
-use slog::{info, Logger};
+use slog::{crit, info, Logger};
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tonic::transport::server::TcpIncoming;
 
 /// Why a node could not start.
@@ -51,12 +57,130 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
+/// Why a running node failed. The node serves no more; the process should exit and be
+/// restarted, and storage recovers what reached the disk.
+#[derive(Clone, Debug, Error)]
+pub enum NodeFailure {
+    /// A write or fsync failed, so what the Peer promised may not be durable: the driver
+    /// stopped.
+    #[error("storage failed{full}: {0}", full = if .0.is_disk_full() { " (disk full)" } else { "" })]
+    Storage(Arc<StorageError>),
+    /// The driver thread panicked.
+    #[error("the driver thread panicked: {0}")]
+    DriverPanicked(String),
+    /// The gRPC server returned an error.
+    #[error("the gRPC server failed: {0}")]
+    Server(String),
+    /// The gRPC server ended without being asked to stop.
+    #[error("the gRPC server stopped without being asked to")]
+    ServerEnded,
+}
+
+impl NodeFailure {
+    /// The process exit code for this failure: 74 (`EX_IOERR`) for storage, 70
+    /// (`EX_SOFTWARE`) for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            NodeFailure::Storage(_) => 74,
+            NodeFailure::DriverPanicked(_) | NodeFailure::Server(_) | NodeFailure::ServerEnded => {
+                70
+            }
+        }
+    }
+}
+
+/// Where a node's first failure is kept; [`Node::failed`] watches it.
+#[derive(Clone)]
+struct FailureReport {
+    cell: Arc<watch::Sender<Option<NodeFailure>>>,
+    logger: Logger,
+}
+
+impl FailureReport {
+    fn new(logger: Logger) -> Self {
+        FailureReport {
+            cell: Arc::new(watch::Sender::new(None)),
+            logger,
+        }
+    }
+
+    /// Records `failure` unless an earlier one is recorded, and logs it.
+    fn report(&self, failure: NodeFailure) {
+        crit!(self.logger, "node failed"; "cause" => %failure);
+        self.cell.send_if_modified(|cell| {
+            let first = cell.is_none();
+            if first {
+                *cell = Some(failure);
+            }
+            first
+        });
+    }
+}
+
+/// Runs the driver on its own thread; when it ends by a storage error or a panic, reports
+/// the failure. A clean stop reports nothing.
+fn spawn_driver(
+    name: String,
+    run: impl FnOnce() -> Result<(), StorageError> + Send + 'static,
+    failure: FailureReport,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(move || {
+        // The model's Peer is built with panic = unwind: a panic ends this thread, and the
+        // node's supervisor decides what follows.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => failure.report(NodeFailure::Storage(Arc::new(error))),
+            Err(payload) => failure.report(NodeFailure::DriverPanicked(panic_message(&*payload))),
+        }
+    })
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic with a payload that is not text".to_owned()
+    }
+}
+
+/// Serves gRPC until `stopped` resolves; if the server ends otherwise, reports the failure.
+fn spawn_server(
+    router: tonic::transport::server::Router,
+    incoming: TcpIncoming,
+    stopped: oneshot::Receiver<()>,
+    failure: FailureReport,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let asked = Arc::new(AtomicBool::new(false));
+        let asked_in_shutdown = asked.clone();
+        let result = router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopped.await;
+                asked_in_shutdown.store(true, Ordering::SeqCst);
+            })
+            .await;
+        match result {
+            Err(error) => failure.report(NodeFailure::Server(error.to_string())),
+            Ok(()) if !asked.load(Ordering::SeqCst) => failure.report(NodeFailure::ServerEnded),
+            Ok(()) => {}
+        }
+    })
+}
+
+/// How long [`Node::stop`] lets the gRPC server finish the calls under way.
+const SERVER_STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Choices a test makes when it starts a node; production uses the defaults.
 pub struct StartOptions {
     /// A socket already bound to `config.listen` (tests bind port 0 first).
     pub listener: Option<TcpListener>,
     /// How many inputs the driver takes per batch; 1 makes every input its own step.
     pub max_batch: usize,
+    /// How many inputs may wait for the driver (at least 1); past it clients are answered
+    /// `RESOURCE_EXHAUSTED` and peer messages are refused.
+    pub input_queue: usize,
     /// Record every Peer input and output, and what storage made durable, to this file
     /// (appending). Off by default.
     pub record: Option<std::path::PathBuf>,
@@ -73,6 +197,7 @@ impl Default for StartOptions {
         StartOptions {
             listener: None,
             max_batch: DEFAULT_MAX_BATCH,
+            input_queue: INPUT_QUEUE_CAPACITY,
             record: None,
             replace_members: false,
             #[cfg(feature = "planted-bugs")]
@@ -85,10 +210,11 @@ impl Default for StartOptions {
 pub struct Node {
     id: NodeId,
     addr: SocketAddr,
-    inputs: mpsc::Sender<Input>,
+    inputs: mpsc::SyncSender<Input>,
     driver: Option<JoinHandle<()>>,
     server: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     partition: Partition,
+    failure: FailureReport,
     logger: Logger,
 }
 
@@ -206,7 +332,8 @@ impl Node {
             }
             None => None,
         };
-        let (inputs, receiver) = mpsc::channel();
+        let (inputs, receiver) = mpsc::sync_channel(options.input_queue.max(1));
+        let failure = FailureReport::new(logger.clone());
         let driver = Driver::new(
             peer,
             restore_output,
@@ -218,10 +345,12 @@ impl Node {
             options.max_batch,
             recorder,
         );
-        let driver = std::thread::Builder::new()
-            .name(format!("rdb-driver-{}", config.id))
-            .spawn(move || driver.run())
-            .map_err(StartError::Thread)?;
+        let driver = spawn_driver(
+            format!("rdb-driver-{}", config.id),
+            move || driver.run(),
+            failure.clone(),
+        )
+        .map_err(StartError::Thread)?;
         let members = config.peers.keys().copied().collect();
         let peer_service = PeerService::new(
             config.cluster_id.clone(),
@@ -237,22 +366,13 @@ impl Node {
             inputs.clone(),
         );
         let (stop, stopped) = oneshot::channel::<()>();
-        let server_logger = logger.clone();
         // Small Raft messages must not wait for Nagle's algorithm.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let server = tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(pb::raft_peer_server::RaftPeerServer::new(peer_service))
-                .add_service(pb::kv_server::KvServer::new(kv_service))
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = result {
-                slog::error!(server_logger, "gRPC server failed"; "error" => %error);
-            }
-        });
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(pb::raft_peer_server::RaftPeerServer::new(peer_service))
+            .add_service(pb::kv_server::KvServer::new(kv_service));
+        let server = spawn_server(router, incoming, stopped, failure.clone());
         info!(logger, "node serving"; "addr" => %addr, "cluster_id" => &config.cluster_id);
         Ok(Node {
             id: config.id,
@@ -261,6 +381,7 @@ impl Node {
             driver: Some(driver),
             server: Some((stop, server)),
             partition,
+            failure,
             logger,
         })
     }
@@ -280,42 +401,72 @@ impl Node {
         &self.partition
     }
 
+    /// Resolves when the node fails: its driver thread ended on its own (a storage failure
+    /// or a panic) or its gRPC server did. Never resolves for a node that keeps running.
+    pub async fn failed(&self) -> NodeFailure {
+        let mut watcher = self.failure.cell.subscribe();
+        let failure = watcher
+            .wait_for(Option::is_some)
+            .await
+            .expect("the node holds the sender while this borrows it");
+        failure.clone().expect("waited for Some")
+    }
+
+    /// Queues `input` for the driver, waiting while the queue is full (test and operator
+    /// calls, which must not be refused for load). Gives `input` back if the driver is gone.
+    async fn submit(&self, mut input: Input) -> Result<(), Input> {
+        loop {
+            match self.inputs.try_send(input) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Full(back)) => input = back,
+                Err(mpsc::TrySendError::Disconnected(back)) => return Err(back),
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Its state once every input sent before this call is processed and persisted; `None`
     /// if the node has stopped.
     pub async fn inspect(&self, with_log: bool) -> Option<NodeState> {
         let (reply, state) = oneshot::channel();
-        self.inputs.send(Input::Inspect { with_log, reply }).ok()?;
+        self.submit(Input::Inspect { with_log, reply }).await.ok()?;
         state.await.ok()
     }
 
     /// Fires an armed timer (controlled mode). Errors if the timer is not armed.
     pub async fn fire_timer(&self, timer: Timer) -> Result<(), String> {
         let (reply, done) = oneshot::channel();
-        self.inputs
-            .send(Input::FireTimer { timer, reply })
+        self.submit(Input::FireTimer { timer, reply })
+            .await
             .map_err(|_| "node stopped".to_string())?;
         done.await.map_err(|_| "node stopped".to_string())?
     }
 
     /// Proposes `command` at this node, as the client API does. The proposal is submitted
-    /// at once; the returned future resolves with its outcome.
+    /// at once (answered [`ProposeError::Overloaded`] if the input queue is full); the
+    /// returned future resolves with its outcome.
     pub fn propose(
         &self,
         command: Command,
     ) -> impl std::future::Future<Output = Result<Applied, ProposeError>> + Send + 'static {
         let (reply, outcome) = oneshot::channel();
-        let submitted = self.inputs.send(Input::Propose { command, reply }).is_ok();
+        let submitted = match self.inputs.try_send(Input::Propose { command, reply }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(_)) => Err(ProposeError::Overloaded),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(ProposeError::Stopped),
+        };
         async move {
-            if !submitted {
-                return Err(ProposeError::Stopped);
-            }
+            submitted?;
             outcome.await.unwrap_or(Err(ProposeError::Stopped))
         }
     }
 
     /// Hands a message straight to the driver, skipping gRPC (tests of the driver alone).
+    /// False if the input queue is full or the driver has stopped.
     pub fn inject(&self, from: NodeId, message: Message<Command>) -> bool {
-        self.inputs.send(Input::Message { from, message }).is_ok()
+        self.inputs
+            .try_send(Input::Message { from, message })
+            .is_ok()
     }
 
     /// Stops the node: the driver finishes its batch (persisting it) and stops, then the gRPC
@@ -325,13 +476,15 @@ impl Node {
     }
 
     async fn shutdown(&mut self) {
-        let _ = self.inputs.send(Input::Shutdown);
+        let _ = self.submit(Input::Shutdown).await;
         if let Some(driver) = self.driver.take() {
             let _ = tokio::task::spawn_blocking(move || driver.join()).await;
         }
         if let Some((stop, server)) = self.server.take() {
             let _ = stop.send(());
-            let _ = server.await;
+            // Calls under way end quickly once the driver has answered them; a client that
+            // holds its connection open must not keep the node from stopping.
+            let _ = tokio::time::timeout(SERVER_STOP_GRACE, server).await;
         }
         info!(self.logger, "node stopped");
     }
@@ -341,9 +494,67 @@ impl Drop for Node {
     fn drop(&mut self) {
         // A node dropped without `stop` still stops its driver; the server task ends with the
         // runtime.
-        let _ = self.inputs.send(Input::Shutdown);
+        let _ = self.inputs.try_send(Input::Shutdown);
         if let Some((stop, _)) = self.server.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn watched(report: &FailureReport) -> Option<NodeFailure> {
+        report.cell.borrow().clone()
+    }
+
+    #[test]
+    fn a_driver_panic_is_reported_with_its_message() {
+        let report = FailureReport::new(Logger::root(slog::Discard, slog::o!()));
+        let thread = spawn_driver(
+            "panicking-driver".into(),
+            || panic!("the driver broke"),
+            report.clone(),
+        )
+        .expect("spawn");
+        thread.join().expect("the panic is caught on the thread");
+        let failure = watched(&report).expect("reported");
+        assert!(
+            matches!(&failure, NodeFailure::DriverPanicked(message) if message == "the driver broke"),
+            "{failure:?}"
+        );
+        assert_eq!(failure.exit_code(), 70);
+    }
+
+    #[test]
+    fn a_storage_error_is_reported_and_a_clean_stop_is_not() {
+        let report = FailureReport::new(Logger::root(slog::Discard, slog::o!()));
+        spawn_driver("clean-driver".into(), || Ok(()), report.clone())
+            .expect("spawn")
+            .join()
+            .expect("join");
+        assert!(watched(&report).is_none());
+        let full = StorageError::Io {
+            path: PathBuf::from("/data/log-00000000000000000001.seg"),
+            operation: "write",
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        spawn_driver("failing-driver".into(), move || Err(full), report.clone())
+            .expect("spawn")
+            .join()
+            .expect("join");
+        let failure = watched(&report).expect("reported");
+        assert_eq!(failure.exit_code(), 74);
+        assert!(
+            failure.to_string().starts_with(
+                "storage failed (disk full): /data/log-00000000000000000001.seg: write: "
+            ),
+            "{failure}"
+        );
+        // Only the first failure is kept.
+        report.report(NodeFailure::ServerEnded);
+        assert!(matches!(watched(&report), Some(NodeFailure::Storage(_))));
     }
 }

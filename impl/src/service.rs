@@ -1,4 +1,8 @@
 //! The client API: put, get, delete and status over gRPC. Every call goes through the log.
+//!
+//! A call that finds the driver's input queue full, or too many proposals waiting to commit,
+//! is answered `RESOURCE_EXHAUSTED`: the node is overloaded and did not propose the command,
+//! so retrying later is safe.
 
 use crate::command::Command;
 use crate::convert::{validate_key, validate_value};
@@ -21,7 +25,7 @@ pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
 pub struct KvService {
     cluster_id: String,
     peers: BTreeMap<NodeId, String>,
-    inputs: mpsc::Sender<Input>,
+    inputs: mpsc::SyncSender<Input>,
 }
 
 impl KvService {
@@ -29,7 +33,7 @@ impl KvService {
     pub fn new(
         cluster_id: String,
         peers: BTreeMap<NodeId, String>,
-        inputs: mpsc::Sender<Input>,
+        inputs: mpsc::SyncSender<Input>,
     ) -> Self {
         KvService {
             cluster_id,
@@ -40,9 +44,7 @@ impl KvService {
 
     async fn execute(&self, command: Command) -> Result<Applied, Status> {
         let (reply, outcome) = oneshot::channel();
-        self.inputs
-            .send(Input::Propose { command, reply })
-            .map_err(|_| Status::unavailable("node is stopping"))?;
+        self.queue(Input::Propose { command, reply })?;
         match tokio::time::timeout(COMMIT_WAIT, outcome).await {
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "not committed within {COMMIT_WAIT:?}; the outcome is unknown"
@@ -81,17 +83,27 @@ impl KvService {
                 "another entry committed in the command's place; it did not take effect, retry it",
             ),
             ProposeError::Stopped => Status::unknown("node is stopping; the outcome is unknown"),
+            ProposeError::Overloaded => overloaded("too many commands are waiting to commit"),
+            ProposeError::Failed { cause } => {
+                Status::unknown(format!("node failed: {cause}; the outcome is unknown"))
+            }
         }
+    }
+
+    /// Hands `input` to the driver without waiting: a full queue means overload.
+    fn queue(&self, input: Input) -> Result<(), Status> {
+        self.inputs.try_send(input).map_err(|error| match error {
+            mpsc::TrySendError::Full(_) => overloaded("its input queue is full"),
+            mpsc::TrySendError::Disconnected(_) => Status::unavailable("node is stopping"),
+        })
     }
 
     async fn inspect(&self) -> Result<NodeState, Status> {
         let (reply, state) = oneshot::channel();
-        self.inputs
-            .send(Input::Inspect {
-                with_log: false,
-                reply,
-            })
-            .map_err(|_| Status::unavailable("node is stopping"))?;
+        self.queue(Input::Inspect {
+            with_log: false,
+            reply,
+        })?;
         state
             .await
             .map_err(|_| Status::unavailable("node is stopping"))
@@ -104,6 +116,12 @@ fn written(applied: Applied) -> pb::WriteResponse {
         index: applied.index,
         existed,
     }
+}
+
+fn overloaded(why: &str) -> Status {
+    Status::resource_exhausted(format!(
+        "node overloaded: {why}; the command was not proposed, retry later"
+    ))
 }
 
 fn invalid(error: crate::convert::ConvertError) -> Status {
@@ -183,5 +201,51 @@ impl pb::kv_server::Kv for KvService {
                 })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::kv_server::Kv;
+
+    #[tokio::test]
+    async fn a_full_input_queue_answers_resource_exhausted_and_proposes_nothing() {
+        let (inputs, queue) = mpsc::sync_channel(1);
+        let service = KvService::new("test".into(), BTreeMap::new(), inputs);
+        let (reply, _outcome) = oneshot::channel();
+        service
+            .queue(Input::Inspect {
+                with_log: false,
+                reply,
+            })
+            .expect("the first input fits");
+        let status = service
+            .put(Request::new(pb::PutRequest {
+                key: "k".into(),
+                value: b"v".to_vec(),
+            }))
+            .await
+            .expect_err("the queue is full");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status.message(),
+            "node overloaded: its input queue is full; the command was not proposed, retry later"
+        );
+        // Only the input queued first is there: the put never reached the driver.
+        assert!(matches!(queue.try_recv(), Ok(Input::Inspect { .. })));
+        assert!(queue.try_recv().is_err());
+    }
+
+    #[test]
+    fn too_many_pending_proposals_is_resource_exhausted() {
+        let (inputs, _queue) = mpsc::sync_channel(1);
+        let service = KvService::new("test".into(), BTreeMap::new(), inputs);
+        let status = service.status_for(ProposeError::Overloaded);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status.message().starts_with("node overloaded: "),
+            "{status}"
+        );
     }
 }

@@ -9,8 +9,8 @@ use rdb_proto as pb;
 use slog::{debug, warn, Logger};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc as async_mpsc;
 use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
@@ -24,8 +24,12 @@ pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 pub const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// The longest backoff between attempts to reach a peer.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(500);
-/// Messages queued for one peer at most; beyond it new ones are dropped (Raft resends).
+/// Messages queued for one peer at most; beyond it new ones are dropped (Raft resends),
+/// counted and logged.
 pub const PEER_QUEUE: usize = 8192;
+
+/// Dropped messages are logged at most once per this interval, with their count.
+pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A link with this many messages waiting behind the one in flight counts as congested.
 pub const CONGESTED_BACKLOG: usize = 1;
@@ -63,12 +67,74 @@ impl Partition {
     }
 }
 
+/// Counts messages dropped for one reason and logs a warning with the count at most once per
+/// [`DROP_LOG_INTERVAL`]: Raft tolerates lost messages, but an operator must see them.
+#[derive(Debug)]
+pub struct DropCounter {
+    what: &'static str,
+    tally: Mutex<DropTally>,
+}
+
+#[derive(Debug, Default)]
+struct DropTally {
+    total: u64,
+    unlogged: u64,
+    last_logged: Option<Instant>,
+}
+
+impl DropCounter {
+    /// A counter whose log line says `what`.
+    pub fn new(what: &'static str) -> Self {
+        DropCounter {
+            what,
+            tally: Mutex::new(DropTally::default()),
+        }
+    }
+
+    /// Counts `dropped` more messages, logging if the last line is old enough.
+    pub fn add(&self, logger: &Logger, dropped: u64) {
+        if dropped == 0 {
+            return;
+        }
+        let mut tally = self
+            .tally
+            .lock()
+            .expect("drop counter lock is never poisoned");
+        tally.total += dropped;
+        tally.unlogged += dropped;
+        let now = Instant::now();
+        if tally
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= DROP_LOG_INTERVAL)
+        {
+            warn!(logger, "{}", self.what; "dropped" => tally.unlogged, "dropped_total" => tally.total);
+            tally.unlogged = 0;
+            tally.last_logged = Some(now);
+        }
+    }
+
+    /// Messages dropped so far.
+    pub fn total(&self) -> u64 {
+        self.tally
+            .lock()
+            .expect("drop counter lock is never poisoned")
+            .total
+    }
+}
+
 /// Outbound messages over gRPC: one queue and one task per peer.
 pub struct GrpcOutbound {
     cluster_id: String,
     id: NodeId,
-    links: BTreeMap<NodeId, async_mpsc::Sender<pb::PeerEnvelope>>,
+    links: BTreeMap<NodeId, Link>,
     partition: Partition,
+    logger: Logger,
+}
+
+/// One peer's outbound queue, and the count of messages dropped on the way to it.
+struct Link {
+    queue: async_mpsc::Sender<pb::PeerEnvelope>,
+    dropped: Arc<DropCounter>,
     logger: Logger,
 }
 
@@ -86,8 +152,21 @@ impl GrpcOutbound {
         for (&peer, addr) in peers.iter().filter(|(peer, _)| **peer != id) {
             let (sender, receiver) = async_mpsc::channel(PEER_QUEUE);
             let logger = logger.new(slog::o!("peer" => peer, "peer_addr" => addr.clone()));
-            runtime.spawn(run_link(addr.clone(), receiver, logger));
-            links.insert(peer, sender);
+            let dropped = Arc::new(DropCounter::new(
+                "messages to a peer dropped (its queue was full, or it was unreachable)",
+            ));
+            runtime.spawn(run_link(
+                addr.clone(),
+                receiver,
+                dropped.clone(),
+                logger.clone(),
+            ));
+            let link = Link {
+                queue: sender,
+                dropped,
+                logger,
+            };
+            links.insert(peer, link);
         }
         GrpcOutbound {
             cluster_id,
@@ -114,8 +193,8 @@ impl Outbound for GrpcOutbound {
             to,
             message: Some(message_to_pb(message)),
         };
-        if link.try_send(envelope).is_err() {
-            debug!(self.logger, "peer queue full or closed; message dropped"; "to" => to);
+        if link.queue.try_send(envelope).is_err() {
+            link.dropped.add(&link.logger, 1);
         }
     }
 
@@ -125,7 +204,7 @@ impl Outbound for GrpcOutbound {
         let mut backlogs: Vec<usize> = self
             .links
             .values()
-            .map(|link| link.max_capacity() - link.capacity())
+            .map(|link| link.queue.max_capacity() - link.queue.capacity())
             .collect();
         if backlogs.is_empty() {
             return false;
@@ -138,8 +217,14 @@ impl Outbound for GrpcOutbound {
 
 /// Delivers queued messages to one peer, one call at a time so they arrive in order. After a
 /// failure the queue is emptied (those messages are stale by the time the peer is back; the
-/// Peer resends what matters) and the link backs off.
-async fn run_link(addr: String, mut queue: async_mpsc::Receiver<pb::PeerEnvelope>, logger: Logger) {
+/// Peer resends what matters), the dropped messages counted, and the link backs off. A peer
+/// that answers `RESOURCE_EXHAUSTED` is overloaded: backing off is what it needs.
+async fn run_link(
+    addr: String,
+    mut queue: async_mpsc::Receiver<pb::PeerEnvelope>,
+    dropped: Arc<DropCounter>,
+    logger: Logger,
+) {
     let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
         Ok(endpoint) => endpoint
             .connect_timeout(PEER_CONNECT_TIMEOUT)
@@ -147,7 +232,9 @@ async fn run_link(addr: String, mut queue: async_mpsc::Receiver<pb::PeerEnvelope
             .tcp_nodelay(true),
         Err(error) => {
             warn!(logger, "bad peer address; messages to it are dropped"; "error" => %error);
-            while queue.recv().await.is_some() {}
+            while queue.recv().await.is_some() {
+                dropped.add(&logger, 1);
+            }
             return;
         }
     };
@@ -168,9 +255,15 @@ async fn run_link(addr: String, mut queue: async_mpsc::Receiver<pb::PeerEnvelope
                     debug!(logger, "peer unreachable; backing off"; "status" => %status);
                 }
                 failing = true;
-                while queue.try_recv().is_ok() {}
+                let mut stale = 1;
+                while queue.try_recv().is_ok() {
+                    stale += 1;
+                }
                 tokio::time::sleep(backoff).await;
-                while queue.try_recv().is_ok() {}
+                while queue.try_recv().is_ok() {
+                    stale += 1;
+                }
+                dropped.add(&logger, stale);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -182,8 +275,10 @@ pub struct PeerService {
     cluster_id: String,
     id: NodeId,
     members: BTreeSet<NodeId>,
-    inputs: mpsc::Sender<Input>,
+    inputs: mpsc::SyncSender<Input>,
     partition: Partition,
+    /// Messages refused because the driver's input queue was full.
+    refused: Arc<DropCounter>,
     logger: Logger,
 }
 
@@ -193,7 +288,7 @@ impl PeerService {
         cluster_id: String,
         id: NodeId,
         members: BTreeSet<NodeId>,
-        inputs: mpsc::Sender<Input>,
+        inputs: mpsc::SyncSender<Input>,
         partition: Partition,
         logger: Logger,
     ) -> Self {
@@ -203,8 +298,16 @@ impl PeerService {
             members,
             inputs,
             partition,
+            refused: Arc::new(DropCounter::new(
+                "peer messages refused: the input queue is full (node overloaded)",
+            )),
             logger,
         }
+    }
+
+    /// The count of messages refused because the input queue was full.
+    pub fn refused(&self) -> Arc<DropCounter> {
+        self.refused.clone()
     }
 
     /// Checks routing: the right cluster, a known sender other than this node, this node as
@@ -251,12 +354,75 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
                 "partitioned from the sender (fault injection)",
             ));
         }
-        self.inputs
-            .send(Input::Message {
-                from: envelope.from,
-                message: envelope.message,
-            })
-            .map_err(|_| Status::unavailable("node is stopping"))?;
-        Ok(Response::new(pb::DeliverAck {}))
+        let input = Input::Message {
+            from: envelope.from,
+            message: envelope.message,
+        };
+        match self.inputs.try_send(input) {
+            Ok(()) => Ok(Response::new(pb::DeliverAck {})),
+            Err(mpsc::TrySendError::Full(_)) => {
+                self.refused.add(&self.logger, 1);
+                Err(Status::resource_exhausted(format!(
+                    "node {} overloaded: its input queue is full; message refused",
+                    self.id
+                )))
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                Err(Status::unavailable("node is stopping"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::raft_peer_server::RaftPeer;
+
+    fn vote_request(from: NodeId, to: NodeId) -> pb::PeerEnvelope {
+        pb::PeerEnvelope {
+            cluster_id: "test".into(),
+            from,
+            to,
+            message: Some(message_to_pb(Message::RequestVoteRequest {
+                term: 1,
+                last_log_index: 0,
+                last_log_term: 0,
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_message_that_finds_the_queue_full_is_refused_and_counted() {
+        let (inputs, queue) = mpsc::sync_channel(1);
+        let service = PeerService::new(
+            "test".into(),
+            1,
+            BTreeSet::from([1, 2, 3]),
+            inputs,
+            Partition::default(),
+            Logger::root(slog::Discard, slog::o!()),
+        );
+        service
+            .deliver(Request::new(vote_request(2, 1)))
+            .await
+            .expect("the first message fits");
+        for _ in 0..3 {
+            let status = service
+                .deliver(Request::new(vote_request(3, 1)))
+                .await
+                .expect_err("the queue is full");
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+            assert_eq!(
+                status.message(),
+                "node 1 overloaded: its input queue is full; message refused"
+            );
+        }
+        assert_eq!(service.refused().total(), 3);
+        assert!(matches!(
+            queue.try_recv(),
+            Ok(Input::Message { from: 2, .. })
+        ));
+        assert!(queue.try_recv().is_err());
     }
 }

@@ -201,6 +201,19 @@ pub enum StorageError {
     },
 }
 
+impl StorageError {
+    /// Whether the file system had no room left (`ENOSPC`, or `EDQUOT` over a quota).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// The node's durable state in a data directory.
 #[derive(Debug)]
 pub struct FileStorage {
