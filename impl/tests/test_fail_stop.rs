@@ -111,11 +111,12 @@ fn the_binary_exits_74_with_the_cause_when_storage_fails() {
         .spawn()
         .expect("run rdb-server");
     let deadline = Instant::now() + PATIENCE;
-    while !data_dir.join("state").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the node never created its state file"
-        );
+    // Serving: storage is open (removing the directory earlier would fail the start instead).
+    while !std::fs::read_to_string(&stderr_path)
+        .unwrap_or_default()
+        .contains("node serving")
+    {
+        assert!(Instant::now() < deadline, "the node never served");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::remove_dir_all(&data_dir).expect("remove the data directory");
