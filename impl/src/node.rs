@@ -46,6 +46,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS configuration was refused by the server.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The driver thread could not be spawned.
     #[error("spawning the driver thread: {0}")]
     Thread(std::io::Error),
@@ -103,6 +106,7 @@ impl Node {
             &config.peers,
             partition.clone(),
             logger.clone(),
+            config.tls.as_ref(),
         );
         let timers = ClockTimers::new(config.timing);
         Node::start_with(config, logger, options, timers, outbound, partition).await
@@ -214,7 +218,8 @@ impl Node {
             inputs.clone(),
             partition.clone(),
             logger.clone(),
-        );
+        )
+        .with_certified_senders(config.tls.is_some());
         let kv_service = KvService::new(
             config.cluster_id.clone(),
             config.peers.clone(),
@@ -224,9 +229,14 @@ impl Node {
         let server_logger = logger.clone();
         // Small Raft messages must not wait for Nagle's algorithm.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        if let Some(tls) = &config.tls {
+            builder = builder
+                .tls_config(tls.server_config())
+                .map_err(|error| StartError::Tls(error.to_string()))?;
+        }
         let server = tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
+            let result = builder
                 .add_service(pb::raft_peer_server::RaftPeerServer::new(peer_service))
                 .add_service(pb::kv_server::KvServer::new(kv_service))
                 .serve_with_incoming_shutdown(incoming, async {
@@ -237,7 +247,8 @@ impl Node {
                 slog::error!(server_logger, "gRPC server failed"; "error" => %error);
             }
         });
-        info!(logger, "node serving"; "addr" => %addr, "cluster_id" => &config.cluster_id);
+        info!(logger, "node serving"; "addr" => %addr, "cluster_id" => &config.cluster_id,
+            "tls" => config.tls.is_some());
         Ok(Node {
             id: config.id,
             addr,

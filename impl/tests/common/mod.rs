@@ -64,6 +64,7 @@ impl TestCluster {
             data_dir: self.dirs[&id].path().to_owned(),
             timing: TIMING,
             fsync: true,
+            tls: None,
         }
     }
 
