@@ -326,7 +326,12 @@ fn dns_names(name: &str, certificate: &CertificateDer<'_>) -> Result<Vec<String>
 fn node_of_names(names: &[String]) -> Result<Option<NodeId>, String> {
     let mut nodes: Vec<NodeId> = names
         .iter()
-        .filter_map(|name| name.strip_prefix("node-")?.strip_suffix(".rdb")?.parse().ok())
+        .filter_map(|name| {
+            name.strip_prefix("node-")?
+                .strip_suffix(".rdb")?
+                .parse()
+                .ok()
+        })
         .filter(|&id: &NodeId| id != 0)
         .collect();
     nodes.sort_unstable();
@@ -354,8 +359,14 @@ mod tests {
             node_of_names(&names(&["server.rdb", "node-7.rdb"])),
             Ok(Some(7))
         );
-        assert_eq!(node_of_names(&names(&["server.rdb", "client.rdb"])), Ok(None));
-        assert_eq!(node_of_names(&names(&["node-0.rdb", "node-x.rdb"])), Ok(None));
+        assert_eq!(
+            node_of_names(&names(&["server.rdb", "client.rdb"])),
+            Ok(None)
+        );
+        assert_eq!(
+            node_of_names(&names(&["node-0.rdb", "node-x.rdb"])),
+            Ok(None)
+        );
         let error = node_of_names(&names(&["node-1.rdb", "node-2.rdb"])).unwrap_err();
         assert!(error.contains("several nodes [1, 2]"), "{error}");
     }

@@ -149,16 +149,17 @@ async fn run_link(
     mut queue: async_mpsc::Receiver<pb::PeerEnvelope>,
     logger: Logger,
 ) {
-    let endpoint = Endpoint::from_shared(tls::server_uri(&addr, tls.is_some())).and_then(|endpoint| {
-        let endpoint = endpoint
-            .connect_timeout(PEER_CONNECT_TIMEOUT)
-            .timeout(PEER_CALL_DEADLINE)
-            .tcp_nodelay(true);
-        match tls {
-            Some(tls) => endpoint.tls_config(tls),
-            None => Ok(endpoint),
-        }
-    });
+    let endpoint =
+        Endpoint::from_shared(tls::server_uri(&addr, tls.is_some())).and_then(|endpoint| {
+            let endpoint = endpoint
+                .connect_timeout(PEER_CONNECT_TIMEOUT)
+                .timeout(PEER_CALL_DEADLINE)
+                .tcp_nodelay(true);
+            match tls {
+                Some(tls) => endpoint.tls_config(tls),
+                None => Ok(endpoint),
+            }
+        });
     let endpoint = match endpoint {
         Ok(endpoint) => endpoint,
         Err(error) => {
@@ -277,7 +278,9 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
             Status::invalid_argument(format!("malformed peer message: {error}"))
         })?;
         let checked = certified
-            .map_or(Ok(()), |node| tls::check_claimed_sender(node, envelope.from))
+            .map_or(Ok(()), |node| {
+                tls::check_claimed_sender(node, envelope.from)
+            })
             .and_then(|()| self.check_route(&envelope));
         if let Err(status) = checked {
             warn!(self.logger, "peer message refused"; "from" => envelope.from, "reason" => status.message());
