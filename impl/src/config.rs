@@ -304,6 +304,9 @@ mod tests {
             id = 2
             data_dir = "/tmp/a"
             heartbeat_interval_ms = 20
+            tls_cert = "/etc/rdb/node-2.pem"
+            tls_key = "/etc/rdb/node-2-key.pem"
+            tls_ca = "/etc/rdb/ca.pem"
             [peers]
             1 = "127.0.0.1:7001"
             2 = "127.0.0.1:7002"
@@ -315,7 +318,24 @@ mod tests {
             data_dir: Some("/tmp/b".into()),
             ..PartialConfig::default()
         };
-        let config = flags.or(file).build().expect("complete");
+        let merged = flags.or(file);
+        assert_eq!(merged.tls_cert, Some("/etc/rdb/node-2.pem".into()));
+        assert_eq!(merged.tls_key, Some("/etc/rdb/node-2-key.pem".into()));
+        assert_eq!(merged.tls_ca, Some("/etc/rdb/ca.pem".into()));
+        // The files do not exist: TLS settings are checked when the configuration is built.
+        let error = merged.clone().build().unwrap_err().to_string();
+        assert!(
+            error.contains("reading TLS file /etc/rdb/node-2.pem"),
+            "{error}"
+        );
+        let config = PartialConfig {
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            ..merged
+        }
+        .build()
+        .expect("complete");
         assert_eq!(config.id, 2);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/b"));
         assert_eq!(config.listen.to_string(), "127.0.0.1:7002");
