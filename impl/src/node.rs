@@ -46,7 +46,7 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
-    /// The TLS configuration was refused by the server.
+    /// tonic refused the TLS configuration.
     #[error("TLS: {0}")]
     Tls(String),
     /// The driver thread could not be spawned.

@@ -163,7 +163,7 @@ async fn run_link(
     let endpoint = match endpoint {
         Ok(endpoint) => endpoint,
         Err(error) => {
-            warn!(logger, "bad peer address; messages to it are dropped"; "error" => %error);
+            warn!(logger, "bad peer address or TLS settings; messages to it are dropped"; "error" => %error);
             while queue.recv().await.is_some() {}
             return;
         }
