@@ -18,7 +18,12 @@
 # Every process and namespace it made is removed on exit, on failure and on Ctrl-C. On failure
 # the nodes' logs are kept and their directory printed.
 #
-# Usage: scripts/verify-raft.sh        (from anywhere; no arguments)
+# With RDB_TLS=1 every check runs over mutual TLS: a test CA and certificates are made with
+# scripts/make-test-ca.sh (needs openssl), each node gets its certificate and the client its
+# own (through RDB_TLS_CERT, RDB_TLS_KEY and RDB_TLS_CA).
+#
+# Usage: scripts/verify-raft.sh          (from anywhere; no arguments)
+#        RDB_TLS=1 scripts/verify-raft.sh
 
 set -uo pipefail
 
@@ -42,6 +47,7 @@ SUBNET=""        # first three octets of the netns subnet
 declare -a PIDS=()   # PIDS[node] = pid of a running rdb-server
 declare -a ADDRS=()  # ADDRS[node] = its client/peer address
 declare -A ACKED=()  # key -> value of every acknowledged write
+TLS_DIR=""       # with RDB_TLS=1: the test CA and certificates
 BG_PID=""        # the bounded command being waited for
 CLIENT_PID=""    # a client running in the background
 BUILD_PID=""     # cargo, in a process group of its own
@@ -133,6 +139,10 @@ start_node() { # NODE
   peers="1=${ADDRS[1]},2=${ADDRS[2]},3=${ADDRS[3]}"
   local args=(--id "$node" --peers "$peers" --data-dir "$WORK/$MODE/node-$node"
     --cluster-id verify-raft)
+  if [[ -n "$TLS_DIR" ]]; then
+    args+=(--tls-cert "$TLS_DIR/node-$node.pem" --tls-key "$TLS_DIR/node-$node-key.pem"
+      --tls-ca "$TLS_DIR/ca.pem")
+  fi
   if [[ "$MODE" == netns ]]; then
     # `ip netns exec` execs the server, so $! is the server's pid.
     ip netns exec "${TAG}n${node}" "$SERVER" "${args[@]}" \
@@ -594,6 +604,18 @@ main() {
   }
   BUILD_PID=""
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/verify-raft.XXXXXX")
+  if [[ "${RDB_TLS:-0}" == 1 ]]; then
+    echo "== mutual TLS: making a test CA in $WORK/tls"
+    if ! "$ROOT/scripts/make-test-ca.sh" "$WORK/tls" 1 2 3 >/dev/null; then
+      echo "FAIL setup: scripts/make-test-ca.sh failed"
+      FAILED=1
+      exit 1
+    fi
+    TLS_DIR="$WORK/tls"
+    # The `rdb` client reads these.
+    export RDB_TLS_CERT="$TLS_DIR/client.pem" RDB_TLS_KEY="$TLS_DIR/client-key.pem"
+    export RDB_TLS_CA="$TLS_DIR/ca.pem"
+  fi
 
   echo "== three nodes on 127.0.0.1 (data in $WORK)"
   MODE=loopback

@@ -1,6 +1,7 @@
 //! A client of the replicated map that finds the leader by itself: it follows a non-leader's
 //! redirect, and tries the other servers when one is down or knows no leader.
 
+use crate::tls::{self, TlsCredentials};
 use rdb_proto as pb;
 use std::time::Duration;
 use thiserror::Error;
@@ -41,6 +42,9 @@ pub enum ClientError {
     /// A server address is not a valid URI.
     #[error("bad server address `{0}`")]
     BadAddress(String),
+    /// The TLS settings were refused.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A client of one cluster.
@@ -48,6 +52,8 @@ pub enum ClientError {
 pub struct Client {
     servers: Vec<String>,
     channels: Vec<Channel>,
+    /// Mutual TLS towards every server, when on.
+    tls: Option<TlsCredentials>,
     /// The index in `servers` believed to be the leader.
     leader: usize,
     /// How many calls one operation may make before it gives up.
@@ -60,16 +66,27 @@ impl Client {
     /// A client of the cluster whose servers listen at `servers` (`host:port`). Connections
     /// are made lazily.
     pub fn new(servers: Vec<String>) -> Result<Client, ClientError> {
+        Client::with_tls(servers, None)
+    }
+
+    /// As [`Client::new`], over mutual TLS with `tls` when given: the client presents its
+    /// certificate and accepts only servers whose certificate the CA signed for
+    /// [`tls::SERVER_NAME`].
+    pub fn with_tls(
+        servers: Vec<String>,
+        tls: Option<TlsCredentials>,
+    ) -> Result<Client, ClientError> {
         if servers.is_empty() {
             return Err(ClientError::NoServers);
         }
         let mut channels = Vec::new();
         for server in &servers {
-            channels.push(channel(server)?);
+            channels.push(channel(server, tls.as_ref())?);
         }
         Ok(Client {
             servers,
             channels,
+            tls,
             leader: 0,
             max_attempts: 50,
             retry_delay: Duration::from_millis(100),
@@ -121,7 +138,15 @@ impl Client {
 
     /// The status of the server at `server` (any server, leader or not).
     pub async fn status_of(server: &str) -> Result<pb::NodeStatus, ClientError> {
-        let mut kv = pb::kv_client::KvClient::new(channel(server)?);
+        Client::status_with_tls(server, None).await
+    }
+
+    /// As [`Client::status_of`], over mutual TLS with `tls` when given.
+    pub async fn status_with_tls(
+        server: &str,
+        tls: Option<&TlsCredentials>,
+    ) -> Result<pb::NodeStatus, ClientError> {
+        let mut kv = pb::kv_client::KvClient::new(channel(server, tls)?);
         kv.status(pb::StatusRequest {})
             .await
             .map(|response| response.into_inner())
@@ -200,7 +225,7 @@ impl Client {
         if let Some(index) = self.servers.iter().position(|server| *server == addr) {
             return Some(index);
         }
-        let channel = channel(&addr).ok()?;
+        let channel = channel(&addr, self.tls.as_ref()).ok()?;
         self.servers.push(addr);
         self.channels.push(channel);
         Some(self.servers.len() - 1)
@@ -211,16 +236,22 @@ impl Client {
     }
 }
 
-fn channel(server: &str) -> Result<Channel, ClientError> {
+fn channel(server: &str, tls: Option<&TlsCredentials>) -> Result<Channel, ClientError> {
     let uri = if server.contains("://") {
         server.to_owned()
     } else {
-        format!("http://{server}")
+        tls::server_uri(server, tls.is_some())
     };
-    Ok(Endpoint::from_shared(uri)
+    let endpoint = Endpoint::from_shared(uri)
         .map_err(|_| ClientError::BadAddress(server.to_owned()))?
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .tcp_nodelay(true);
+    let endpoint = match tls {
+        Some(tls) => endpoint
+            .tls_config(tls.client_config())
+            .map_err(|error| ClientError::Tls(error.to_string()))?,
+        None => endpoint,
+    };
+    Ok(endpoint.connect_lazy())
 }

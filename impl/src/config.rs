@@ -1,5 +1,6 @@
 //! A node's configuration: from command-line flags, a TOML file, or both (flags win).
 
+use crate::tls::{TlsCredentials, TlsError, TlsFiles};
 use model::NodeId;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -26,6 +27,9 @@ pub struct NodeConfig {
     /// Whether storage fsyncs. Turning it off loses acknowledged writes on a machine crash;
     /// it exists for benchmarks that measure everything else.
     pub fsync: bool,
+    /// Mutual TLS for peers and clients; `None` serves plain gRPC.
+    /// Invariant: the certificate is this node's (see [`TlsCredentials::check_node`]).
+    pub tls: Option<TlsCredentials>,
 }
 
 /// Election and heartbeat timing.
@@ -110,6 +114,9 @@ pub enum ConfigError {
     /// A setting has a bad value.
     #[error("{0}")]
     Invalid(String),
+    /// The TLS settings are incomplete or their files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The settings as a TOML file spells them; every one optional so flags can fill the rest.
@@ -134,6 +141,12 @@ pub struct PartialConfig {
     pub heartbeat_interval_ms: Option<u64>,
     /// See [`NodeConfig::fsync`].
     pub fsync: Option<bool>,
+    /// This node's certificate (PEM), naming it `node-<id>.rdb`; see [`NodeConfig::tls`].
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that signs every node's and client's certificate.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl PartialConfig {
@@ -165,6 +178,9 @@ impl PartialConfig {
                 .or(file.election_timeout_ms_max),
             heartbeat_interval_ms: self.heartbeat_interval_ms.or(file.heartbeat_interval_ms),
             fsync: self.fsync.or(file.fsync),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_ca: self.tls_ca.or(file.tls_ca),
         }
     }
 
@@ -231,6 +247,7 @@ impl PartialConfig {
                 crate::storage::MAX_CLUSTER_ID_BYTES
             )));
         }
+        let tls = load_node_tls(id, self.tls_cert, self.tls_key, self.tls_ca)?;
         Ok(NodeConfig {
             id,
             cluster_id,
@@ -239,8 +256,27 @@ impl PartialConfig {
             data_dir,
             timing,
             fsync: self.fsync.unwrap_or(true),
+            tls,
         })
     }
+}
+
+/// Reads the TLS files, if any, and checks that the certificate is node `id`'s.
+fn load_node_tls(
+    id: NodeId,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<TlsCredentials>, ConfigError> {
+    let names = ["tls-cert", "tls-key", "tls-ca"];
+    let Some(files) = TlsFiles::from_parts(cert, key, ca, names)? else {
+        return Ok(None);
+    };
+    let credentials = files.load()?;
+    credentials
+        .check_node(id)
+        .map_err(|reason| ConfigError::Invalid(format!("{}: {reason}", files.cert.display())))?;
+    Ok(Some(credentials))
 }
 
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002` into the `peers` table.
@@ -275,6 +311,9 @@ mod tests {
             id = 2
             data_dir = "/tmp/a"
             heartbeat_interval_ms = 20
+            tls_cert = "/etc/rdb/node-2.pem"
+            tls_key = "/etc/rdb/node-2-key.pem"
+            tls_ca = "/etc/rdb/ca.pem"
             [peers]
             1 = "127.0.0.1:7001"
             2 = "127.0.0.1:7002"
@@ -286,7 +325,24 @@ mod tests {
             data_dir: Some("/tmp/b".into()),
             ..PartialConfig::default()
         };
-        let config = flags.or(file).build().expect("complete");
+        let merged = flags.or(file);
+        assert_eq!(merged.tls_cert, Some("/etc/rdb/node-2.pem".into()));
+        assert_eq!(merged.tls_key, Some("/etc/rdb/node-2-key.pem".into()));
+        assert_eq!(merged.tls_ca, Some("/etc/rdb/ca.pem".into()));
+        // The files do not exist: TLS settings are checked when the configuration is built.
+        let error = merged.clone().build().unwrap_err().to_string();
+        assert!(
+            error.contains("reading TLS file /etc/rdb/node-2.pem"),
+            "{error}"
+        );
+        let config = PartialConfig {
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            ..merged
+        }
+        .build()
+        .expect("complete");
         assert_eq!(config.id, 2);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/b"));
         assert_eq!(config.listen.to_string(), "127.0.0.1:7002");
@@ -319,12 +375,22 @@ mod tests {
         let error = PartialConfig {
             id: Some(1),
             data_dir: None,
-            ..base
+            ..base.clone()
         }
         .build()
         .unwrap_err()
         .to_string();
         assert!(error.contains("data-dir"), "{error}");
+        let error = PartialConfig {
+            id: Some(1),
+            tls_cert: Some("/tmp/node-1.pem".into()),
+            tls_ca: Some("/tmp/ca.pem".into()),
+            ..base
+        }
+        .build()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("missing: tls-key"), "{error}");
         let error = parse_peer_list("1:7001").unwrap_err().to_string();
         assert!(error.contains("ID=HOST:PORT"), "{error}");
         let error = toml::from_str::<PartialConfig>("idd = 1")

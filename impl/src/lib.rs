@@ -11,4 +11,5 @@ pub mod node;
 pub mod record;
 pub mod service;
 pub mod storage;
+pub mod tls;
 pub mod transport;

@@ -63,6 +63,17 @@ struct Args {
     /// this flag once.
     #[arg(long)]
     replace_members: bool,
+    /// This node's TLS certificate (PEM), signed by --tls-ca and naming the node as the DNS
+    /// name node-<ID>.rdb (and server.rdb, which clients check). With --tls-key and --tls-ca
+    /// it turns on mutual TLS for peers and clients; all three or none.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM): peers and clients must present a certificate it signed.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Record every Peer input and output, and what storage made durable, to FILE (JSON
     /// Lines, appended), for checking a run against the model. Off by default.
     #[arg(long, value_name = "FILE")]
@@ -125,6 +136,9 @@ async fn run(args: Args) -> anyhow::Result<Option<NodeFailure>> {
         election_timeout_ms_max: args.election_timeout_ms_max,
         heartbeat_interval_ms: args.heartbeat_interval_ms,
         fsync: args.no_fsync.then_some(false),
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_ca: args.tls_ca,
     };
     let config = flags.or(file).build()?;
     let logger = logging::build(args.log_format, args.log_level);

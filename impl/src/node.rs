@@ -52,6 +52,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// tonic refused the TLS configuration.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The driver thread could not be spawned.
     #[error("spawning the driver thread: {0}")]
     Thread(std::io::Error),
@@ -233,6 +236,7 @@ impl Node {
             &config.peers,
             partition.clone(),
             logger.clone(),
+            config.tls.as_ref(),
         );
         let timers = ClockTimers::new(config.timing);
         Node::start_with(config, logger, options, timers, outbound, partition).await
@@ -359,7 +363,8 @@ impl Node {
             inputs.clone(),
             partition.clone(),
             logger.clone(),
-        );
+        )
+        .with_certified_senders(config.tls.is_some());
         let kv_service = KvService::new(
             config.cluster_id.clone(),
             config.peers.clone(),
@@ -368,12 +373,18 @@ impl Node {
         let (stop, stopped) = oneshot::channel::<()>();
         // Small Raft messages must not wait for Nagle's algorithm.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        if let Some(tls) = &config.tls {
+            builder = builder
+                .tls_config(tls.server_config())
+                .map_err(|error| StartError::Tls(error.to_string()))?;
+        }
+        let router = builder
             .add_service(pb::raft_peer_server::RaftPeerServer::new(peer_service))
             .add_service(pb::kv_server::KvServer::new(kv_service));
         let server = spawn_server(router, incoming, stopped, failure.clone());
-        info!(logger, "node serving"; "addr" => %addr, "cluster_id" => &config.cluster_id);
+        info!(logger, "node serving"; "addr" => %addr, "cluster_id" => &config.cluster_id,
+            "tls" => config.tls.is_some());
         Ok(Node {
             id: config.id,
             addr,

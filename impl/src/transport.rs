@@ -4,6 +4,7 @@
 use crate::command::Command;
 use crate::convert::{message_to_pb, Envelope};
 use crate::driver::{Input, Outbound};
+use crate::tls::{self, TlsCredentials};
 use model::{Message, NodeId};
 use rdb_proto as pb;
 use slog::{debug, warn, Logger};
@@ -12,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc as async_mpsc;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic::{Request, Response, Status};
 
 /// How long a peer call may take before it is abandoned (the message is then lost, which
@@ -139,7 +140,8 @@ struct Link {
 }
 
 impl GrpcOutbound {
-    /// Starts one link task per peer other than `id` on `runtime`.
+    /// Starts one link task per peer other than `id` on `runtime`; over mutual TLS with
+    /// `tls`, checking that each peer's certificate names that peer.
     pub fn start(
         runtime: &tokio::runtime::Handle,
         cluster_id: String,
@@ -147,6 +149,7 @@ impl GrpcOutbound {
         peers: &BTreeMap<NodeId, String>,
         partition: Partition,
         logger: Logger,
+        tls: Option<&TlsCredentials>,
     ) -> Self {
         let mut links = BTreeMap::new();
         for (&peer, addr) in peers.iter().filter(|(peer, _)| **peer != id) {
@@ -155,8 +158,10 @@ impl GrpcOutbound {
             let dropped = Arc::new(DropCounter::new(
                 "messages to a peer dropped (its queue was full, or it was unreachable)",
             ));
+            let tls = tls.map(|tls| tls.peer_client_config(peer));
             runtime.spawn(run_link(
                 addr.clone(),
+                tls,
                 receiver,
                 dropped.clone(),
                 logger.clone(),
@@ -221,17 +226,26 @@ impl Outbound for GrpcOutbound {
 /// that answers `RESOURCE_EXHAUSTED` is overloaded: backing off is what it needs.
 async fn run_link(
     addr: String,
+    tls: Option<ClientTlsConfig>,
     mut queue: async_mpsc::Receiver<pb::PeerEnvelope>,
     dropped: Arc<DropCounter>,
     logger: Logger,
 ) {
-    let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
-        Ok(endpoint) => endpoint
-            .connect_timeout(PEER_CONNECT_TIMEOUT)
-            .timeout(PEER_CALL_DEADLINE)
-            .tcp_nodelay(true),
+    let endpoint =
+        Endpoint::from_shared(tls::server_uri(&addr, tls.is_some())).and_then(|endpoint| {
+            let endpoint = endpoint
+                .connect_timeout(PEER_CONNECT_TIMEOUT)
+                .timeout(PEER_CALL_DEADLINE)
+                .tcp_nodelay(true);
+            match tls {
+                Some(tls) => endpoint.tls_config(tls),
+                None => Ok(endpoint),
+            }
+        });
+    let endpoint = match endpoint {
+        Ok(endpoint) => endpoint,
         Err(error) => {
-            warn!(logger, "bad peer address; messages to it are dropped"; "error" => %error);
+            warn!(logger, "bad peer address or TLS settings; messages to it are dropped"; "error" => %error);
             while queue.recv().await.is_some() {
                 dropped.add(&logger, 1);
             }
@@ -280,6 +294,8 @@ pub struct PeerService {
     /// Messages refused because the driver's input queue was full.
     refused: Arc<DropCounter>,
     logger: Logger,
+    /// Whether a message's sender must be the node its connection's certificate names.
+    certified_senders: bool,
 }
 
 impl PeerService {
@@ -302,6 +318,16 @@ impl PeerService {
                 "peer messages refused: the input queue is full (node overloaded)",
             )),
             logger,
+            certified_senders: false,
+        }
+    }
+
+    /// With `on`, takes each message's sender from its TLS connection: a connection whose
+    /// certificate names no node, or another node than the message's `from`, is refused.
+    pub fn with_certified_senders(self, on: bool) -> Self {
+        PeerService {
+            certified_senders: on,
+            ..self
         }
     }
 
@@ -341,11 +367,22 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
         &self,
         request: Request<pb::PeerEnvelope>,
     ) -> Result<Response<pb::DeliverAck>, Status> {
+        let certified = match self.certified_senders {
+            true => Some(tls::certified_sender(&request).inspect_err(|status| {
+                warn!(self.logger, "peer message refused"; "reason" => status.message());
+            })?),
+            false => None,
+        };
         let envelope = Envelope::try_from(request.into_inner()).map_err(|error| {
             warn!(self.logger, "malformed peer message refused"; "error" => %error);
             Status::invalid_argument(format!("malformed peer message: {error}"))
         })?;
-        if let Err(status) = self.check_route(&envelope) {
+        let checked = certified
+            .map_or(Ok(()), |node| {
+                tls::check_claimed_sender(node, envelope.from)
+            })
+            .and_then(|()| self.check_route(&envelope));
+        if let Err(status) = checked {
             warn!(self.logger, "peer message refused"; "from" => envelope.from, "reason" => status.message());
             return Err(status);
         }

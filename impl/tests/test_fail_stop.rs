@@ -38,6 +38,7 @@ async fn a_failed_save_ends_the_driver_and_node_failed_names_the_cause() {
         data_dir: data_dir.clone(),
         timing: TIMING,
         fsync: true,
+        tls: None,
     };
     let options = StartOptions {
         listener: Some(listener),

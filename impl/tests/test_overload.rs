@@ -41,6 +41,7 @@ async fn start_node(dir: &Path, listener: TcpListener) -> Node {
         data_dir: dir.to_owned(),
         timing: TIMING,
         fsync: true,
+        tls: None,
     };
     let options = StartOptions {
         listener: Some(listener),

@@ -7,12 +7,47 @@
 //! B's: packets between them are dropped in both directions while clients still reach both,
 //! so a client can still talk to an isolated leader, as a client on the wrong side of a real
 //! partition would. No iptables is needed, only `ip` from iproute2.
+//!
+//! With `RDB_TLS=1` in the environment the nodes run with mutual TLS, their certificates made
+//! by `scripts/make-test-ca.sh` (which needs openssl) in the cluster's directory; clients take
+//! theirs from [`ProcessCluster::client_tls`].
 
 use anyhow::{anyhow, bail, Context};
+use rdb_server::tls::{TlsCredentials, TlsFiles};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use tempfile::TempDir;
+
+/// The environment variable that, set to `1`, runs a [`ProcessCluster`] over mutual TLS.
+pub const TLS_ENV: &str = "RDB_TLS";
+
+/// The workspace's root directory.
+fn workspace_root() -> anyhow::Result<&'static Path> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the tests package lives inside the workspace")
+}
+
+/// Makes a test CA with certificates for nodes `1..=size` and a client in `dir`, with
+/// `scripts/make-test-ca.sh`.
+fn make_test_ca(dir: &Path, size: usize) -> anyhow::Result<()> {
+    let script = workspace_root()?.join("scripts/make-test-ca.sh");
+    let output = Command::new(&script)
+        .arg(dir)
+        .args((1..=size).map(|node| node.to_string()))
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
 
 /// The release binaries of package `rdb-server`.
 #[derive(Clone, Debug)]
@@ -27,9 +62,7 @@ pub struct Binaries {
 /// where cargo put them. Only package `rdb-server` is built: building the whole workspace
 /// would turn on the model's checker feature in the server's dependencies.
 pub fn build_release_binaries() -> anyhow::Result<Binaries> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the tests package lives inside the workspace")?;
+    let workspace = workspace_root()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("cluster: building the release binaries: cargo build --release -p rdb-server");
     let output = Command::new(cargo)
@@ -279,6 +312,8 @@ pub struct ProcessCluster {
     starts: usize,
     /// Extra flags for every node.
     pub extra_args: Vec<String>,
+    /// With TLS: the directory of the test CA and certificates.
+    tls_dir: Option<PathBuf>,
 }
 
 impl ProcessCluster {
@@ -310,6 +345,13 @@ impl ProcessCluster {
             .prefix("rdb-cluster-")
             .tempdir()
             .context("creating the cluster's temporary directory")?;
+        let tls_dir = if std::env::var(TLS_ENV).is_ok_and(|value| value == "1") {
+            let tls_dir = dir.path().join("tls");
+            make_test_ca(&tls_dir, size)?;
+            Some(tls_dir)
+        } else {
+            None
+        };
         let mut cluster = ProcessCluster {
             binaries,
             dir: Some(dir),
@@ -318,6 +360,7 @@ impl ProcessCluster {
             children: (0..size).map(|_| None).collect(),
             starts: 0,
             extra_args: Vec::new(),
+            tls_dir,
         };
         for node in 1..=size {
             cluster.restart(node)?;
@@ -328,6 +371,19 @@ impl ProcessCluster {
     /// Whether [`ProcessCluster::isolate`] works.
     pub fn can_partition(&self) -> bool {
         matches!(self.wiring, Wiring::Namespaces(_))
+    }
+
+    /// A client's TLS credentials when the cluster runs with TLS (see [`TLS_ENV`]).
+    pub fn client_tls(&self) -> anyhow::Result<Option<TlsCredentials>> {
+        let Some(tls_dir) = &self.tls_dir else {
+            return Ok(None);
+        };
+        let files = TlsFiles {
+            cert: tls_dir.join("client.pem"),
+            key: tls_dir.join("client-key.pem"),
+            ca: tls_dir.join("ca.pem"),
+        };
+        Ok(Some(files.load()?))
     }
 
     /// The client addresses of nodes 1, 2, …
@@ -408,6 +464,7 @@ impl ProcessCluster {
             .arg("--record")
             .arg(self.recording_path(node))
             .args(&self.extra_args)
+            .args(self.tls_args(node))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
@@ -417,6 +474,21 @@ impl ProcessCluster {
         self.children[node - 1] = Some(child);
         self.starts += 1;
         Ok(())
+    }
+
+    /// The TLS flags of node `node`; none without TLS.
+    fn tls_args(&self, node: usize) -> Vec<PathBuf> {
+        let Some(tls_dir) = &self.tls_dir else {
+            return Vec::new();
+        };
+        vec![
+            "--tls-cert".into(),
+            tls_dir.join(format!("node-{node}.pem")),
+            "--tls-key".into(),
+            tls_dir.join(format!("node-{node}-key.pem")),
+            "--tls-ca".into(),
+            tls_dir.join("ca.pem"),
+        ]
     }
 
     /// Kills node `node` with SIGKILL and reaps it.

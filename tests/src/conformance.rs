@@ -190,6 +190,7 @@ impl Cluster {
             // Replays compare states, not durability against power loss; files, checksums
             // and restarts stay real.
             fsync: false,
+            tls: None,
         }
     }
 

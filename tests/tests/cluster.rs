@@ -18,6 +18,7 @@
 //!
 //! As root the nodes run in network namespaces and the nemesis partitions them too; set
 //! `RDB_CLUSTER_NO_PARTITIONS=1` to keep them on 127.0.0.1 with kills only, as without root.
+//! Set `RDB_TLS=1` to run nodes and clients over mutual TLS (needs openssl for the test CA).
 //!
 //! The clients do not use `rdb_server::client::Client` as it is, because it retries a write
 //! after an error whose outcome is unknown, and a write retried that way may take effect twice
@@ -26,10 +27,11 @@
 
 use rdb_proto as pb;
 use rdb_server::client::Client;
+use rdb_server::tls::{self, TlsCredentials};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tests::cluster::{build_release_binaries, is_root, write_report, ProcessCluster};
 use tests::linearizability::{
@@ -103,6 +105,13 @@ impl AttemptStats {
     }
 }
 
+/// The clients' TLS credentials, set once the cluster has started; `None` without TLS.
+static CLIENT_TLS: OnceLock<Option<TlsCredentials>> = OnceLock::new();
+
+fn client_tls() -> Option<&'static TlsCredentials> {
+    CLIENT_TLS.get().and_then(Option::as_ref)
+}
+
 /// A client of the cluster with one channel per node, that knows which failures are
 /// certain.
 struct KvClients {
@@ -117,11 +126,17 @@ impl KvClients {
         let channels = addrs
             .iter()
             .map(|addr| {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                let endpoint = Endpoint::from_shared(tls::server_uri(addr, client_tls().is_some()))
                     .expect("a valid URI")
                     .connect_timeout(Duration::from_millis(500))
                     .timeout(REQUEST_TIMEOUT)
                     .tcp_nodelay(true);
+                let endpoint = match client_tls() {
+                    Some(credentials) => endpoint
+                        .tls_config(credentials.client_config())
+                        .expect("a valid TLS configuration"),
+                    None => endpoint,
+                };
                 pb::kv_client::KvClient::new(endpoint.connect_lazy())
             })
             .collect();
@@ -259,7 +274,11 @@ async fn client_loop(
 async fn statuses(addrs: &[String]) -> Vec<Option<pb::NodeStatus>> {
     let mut all = Vec::new();
     for addr in addrs {
-        let status = tokio::time::timeout(Duration::from_secs(1), Client::status_of(addr)).await;
+        let status = tokio::time::timeout(
+            Duration::from_secs(1),
+            Client::status_with_tls(addr, client_tls()),
+        )
+        .await;
         all.push(status.ok().and_then(Result::ok));
     }
     all
@@ -499,6 +518,9 @@ fn linearizable_under_kills_and_partitions() {
     let partitions = is_root() && std::env::var_os("RDB_CLUSTER_NO_PARTITIONS").is_none();
     let cluster = ProcessCluster::start(binaries, 3, partitions).expect("starting the cluster");
     let addrs = cluster.addrs().to_vec();
+    CLIENT_TLS
+        .set(cluster.client_tls().expect("the client's TLS files"))
+        .expect("set once");
     let report_path = cluster.dir().join("history.txt");
     eprintln!(
         "cluster: nodes {addrs:?}, data and logs in {}, partitions {}",

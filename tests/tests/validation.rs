@@ -35,6 +35,7 @@ fn config(id: NodeId, peers: &BTreeMap<NodeId, String>, dir: &std::path::Path) -
             heartbeat_interval_ms: 50,
         },
         fsync: true,
+        tls: None,
     }
 }
 

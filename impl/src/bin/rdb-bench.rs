@@ -12,8 +12,10 @@ use rdb_server::client::Client;
 use rdb_server::config::{NodeConfig, Timing};
 use rdb_server::logging;
 use rdb_server::node::{Node, StartOptions};
+use rdb_server::tls::{TlsCredentials, TlsFiles};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +43,18 @@ struct Args {
     /// Print the results as one JSON document on stdout (progress goes to stderr).
     #[arg(long)]
     json: bool,
+    /// The clients' TLS certificate (PEM). With --tls-key and --tls-ca it runs everything
+    /// over mutual TLS; all three or none. The nodes' certificates are read from the
+    /// directory of --tls-ca as node-<ID>.pem and node-<ID>-key.pem, as
+    /// scripts/make-test-ca.sh writes them.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed every certificate.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
 }
 
 struct RunResult {
@@ -59,6 +73,14 @@ async fn main() -> anyhow::Result<()> {
     if args.clients.is_empty() || args.clients.contains(&0) {
         anyhow::bail!("--clients needs positive counts");
     }
+    let names = ["--tls-cert", "--tls-key", "--tls-ca"];
+    let client_files = TlsFiles::from_parts(
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        args.tls_ca.clone(),
+        names,
+    )?;
+    let client_tls = client_files.as_ref().map(TlsFiles::load).transpose()?;
     let dirs: Vec<tempfile::TempDir> = (0..3)
         .map(|_| tempfile::tempdir())
         .collect::<Result<_, _>>()?;
@@ -83,6 +105,10 @@ async fn main() -> anyhow::Result<()> {
                 ..Timing::default()
             },
             fsync: !args.no_fsync,
+            tls: match &client_files {
+                Some(files) => Some(node_tls(id, &files.ca)?),
+                None => None,
+            },
         };
         let options = StartOptions {
             listener: Some(listener),
@@ -96,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for &clients in &args.clients {
-        let result = run(&args, clients, &leader_addr, &nodes[leader]).await?;
+        let result = run(&args, clients, &leader_addr, &nodes[leader], &client_tls).await?;
         eprintln!(
             "rdb-bench: clients={:<4} writes/s={:>9.0} p50={:.2} ms p99={:.2} ms entries/fsync={:.1} errors={}",
             result.clients,
@@ -128,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
             "benchmark": "rdb-server write path",
             "nodes": 3,
             "transport": "tonic gRPC on 127.0.0.1",
+            "tls": client_tls.is_some(),
             "fsync": !args.no_fsync,
             "value_bytes": args.value_bytes,
             "duration_secs": args.duration_secs,
@@ -139,6 +166,21 @@ async fn main() -> anyhow::Result<()> {
         node.stop().await;
     }
     Ok(())
+}
+
+/// Node `id`'s certificate and key from the directory of `ca`, checked to be that node's.
+fn node_tls(id: u64, ca: &Path) -> anyhow::Result<TlsCredentials> {
+    let directory = ca.parent().unwrap_or(Path::new("."));
+    let files = TlsFiles {
+        cert: directory.join(format!("node-{id}.pem")),
+        key: directory.join(format!("node-{id}-key.pem")),
+        ca: ca.to_owned(),
+    };
+    let credentials = files.load()?;
+    credentials
+        .check_node(id)
+        .map_err(|reason| anyhow::anyhow!("{}: {reason}", files.cert.display()))?;
+    Ok(credentials)
 }
 
 async fn wait_for_leader(nodes: &[Node]) -> anyhow::Result<usize> {
@@ -156,12 +198,18 @@ async fn wait_for_leader(nodes: &[Node]) -> anyhow::Result<usize> {
     anyhow::bail!("no leader elected within 20 s")
 }
 
-async fn run(args: &Args, clients: usize, leader: &str, node: &Node) -> anyhow::Result<RunResult> {
+async fn run(
+    args: &Args,
+    clients: usize,
+    leader: &str,
+    node: &Node,
+    tls: &Option<TlsCredentials>,
+) -> anyhow::Result<RunResult> {
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     // Clients share a few HTTP/2 connections, as an application's client pool would.
     let pool: Vec<Client> = (0..clients.div_ceil(16))
-        .map(|_| Client::new(vec![leader.to_owned()]))
+        .map(|_| Client::with_tls(vec![leader.to_owned()], tls.clone()))
         .collect::<Result<_, _>>()?;
     let mut tasks = Vec::new();
     for worker in 0..clients {

@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use rdb_server::client::Client;
+use rdb_server::tls::{TlsCredentials, TlsFiles};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Client of an rdb cluster. It finds the leader by itself: give it any or all servers.
@@ -18,6 +20,17 @@ struct Args {
         default_value = "127.0.0.1:7001"
     )]
     servers: Vec<String>,
+    /// Client TLS certificate (PEM), signed by --tls-ca. With --tls-key and --tls-ca it turns
+    /// on mutual TLS; all three or none.
+    #[arg(long, env = "RDB_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "RDB_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM); servers must present a certificate it signed for
+    /// the DNS name server.rdb.
+    #[arg(long, env = "RDB_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,10 +71,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let names = ["--tls-cert", "--tls-key", "--tls-ca"];
+    let tls = TlsFiles::from_parts(args.tls_cert, args.tls_key, args.tls_ca, names)?
+        .map(|files| files.load())
+        .transpose()?;
     if let Command::Status = args.command {
-        return Ok(status(&args.servers).await);
+        return Ok(status(&args.servers, tls.as_ref()).await);
     }
-    let mut client = Client::new(args.servers)?;
+    let mut client = Client::with_tls(args.servers, tls)?;
     match args.command {
         Command::Put { key, value } => {
             let response = client.put(&key, value.into_bytes()).await?;
@@ -83,10 +100,10 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(servers: &[String]) -> ExitCode {
+async fn status(servers: &[String], tls: Option<&TlsCredentials>) -> ExitCode {
     let mut reachable = 0;
     for server in servers {
-        match Client::status_of(server).await {
+        match Client::status_with_tls(server, tls).await {
             Ok(status) => {
                 reachable += 1;
                 let leader = if status.leader_id == 0 {

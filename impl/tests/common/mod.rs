@@ -3,12 +3,15 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+
 use model::{NodeId, RoleKind};
 use rdb_server::client::Client;
 use rdb_server::config::{NodeConfig, Timing};
 use rdb_server::driver::NodeState;
 use rdb_server::logging;
 use rdb_server::node::{Node, StartOptions};
+use rdb_server::tls::TlsCredentials;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -29,11 +32,26 @@ pub struct TestCluster {
     dirs: BTreeMap<NodeId, TempDir>,
     peers: BTreeMap<NodeId, String>,
     nodes: BTreeMap<NodeId, Node>,
+    /// With TLS: the cluster's CA, and every node's credentials.
+    tls: Option<(pki::TestCa, BTreeMap<NodeId, TlsCredentials>)>,
 }
 
 impl TestCluster {
     /// Starts `size` nodes with ids 1..=size.
     pub async fn start(size: u64) -> TestCluster {
+        TestCluster::start_with(size, None).await
+    }
+
+    /// Starts `size` nodes with mutual TLS, their certificates signed by a fresh test CA.
+    pub async fn start_tls(size: u64) -> TestCluster {
+        TestCluster::start_with(size, Some(pki::TestCa::new("rdb test CA"))).await
+    }
+
+    async fn start_with(size: u64, ca: Option<pki::TestCa>) -> TestCluster {
+        let tls = ca.map(|ca| {
+            let nodes = (1..=size).map(|id| (id, ca.node(id))).collect();
+            (ca, nodes)
+        });
         let mut listeners = BTreeMap::new();
         let mut peers = BTreeMap::new();
         for id in 1..=size {
@@ -48,6 +66,7 @@ impl TestCluster {
                 .collect(),
             peers,
             nodes: BTreeMap::new(),
+            tls,
         };
         for (id, listener) in listeners {
             cluster.start_node(id, Some(listener)).await;
@@ -64,6 +83,7 @@ impl TestCluster {
             data_dir: self.dirs[&id].path().to_owned(),
             timing: TIMING,
             fsync: true,
+            tls: self.tls.as_ref().map(|(_, nodes)| nodes[&id].clone()),
         }
     }
 
@@ -192,14 +212,21 @@ impl TestCluster {
         }
     }
 
-    /// A client that knows every server.
+    /// The cluster's CA, when it runs with TLS.
+    pub fn ca(&self) -> Option<&pki::TestCa> {
+        self.tls.as_ref().map(|(ca, _)| ca)
+    }
+
+    /// A client that knows every server (with a client certificate when TLS is on).
     pub fn client(&self) -> Client {
-        Client::new(self.peers.values().cloned().collect()).expect("addresses are valid")
+        let tls = self.ca().map(pki::TestCa::client);
+        Client::with_tls(self.peers.values().cloned().collect(), tls).expect("addresses are valid")
     }
 
     /// A client that knows only `id`, to test redirects.
     pub fn client_of(&self, id: NodeId) -> Client {
-        Client::new(vec![self.addr(id)]).expect("address is valid")
+        let tls = self.ca().map(pki::TestCa::client);
+        Client::with_tls(vec![self.addr(id)], tls).expect("address is valid")
     }
 
     pub async fn stop_all(mut self) {
