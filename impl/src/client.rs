@@ -47,6 +47,46 @@ pub enum ClientError {
     Tls(String),
 }
 
+/// What a failed call says about its command's effect: the rule [`Client`] retries by, and
+/// the one any caller that must know whether a write happened (the cluster fault test) uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// The request is wrong (`INVALID_ARGUMENT`); retrying will not help.
+    Rejected,
+    /// Not the leader (`FAILED_PRECONDITION`), with the leader's address when the server knows
+    /// it. The command was not proposed.
+    Redirect(Option<String>),
+    /// The server says the command did not take effect and never will (it set
+    /// [`pb::NO_EFFECT_METADATA`]: not proposed, or overwritten), or the connection was never
+    /// made; retrying is safe. The status code says why.
+    NoEffect(Code),
+    /// Anything else: a write may or may not have taken effect (the server stopped or timed out
+    /// after proposing it, or the connection broke mid-call).
+    Unknown,
+}
+
+/// Classifies a failed call. Only the server's explicit word, or a connection that was never
+/// made, makes a command certainly without effect; everything else is [`Effect::Unknown`].
+pub fn classify(status: &Status) -> Effect {
+    let no_effect = status.metadata().get(pb::NO_EFFECT_METADATA).is_some();
+    match status.code() {
+        Code::InvalidArgument => Effect::Rejected,
+        Code::FailedPrecondition if no_effect => Effect::Redirect(
+            status
+                .metadata()
+                .get(pb::LEADER_ADDR_METADATA)
+                .and_then(|addr| addr.to_str().ok())
+                .map(str::to_owned),
+        ),
+        code if no_effect => Effect::NoEffect(code),
+        // The request never left the client: no connection could be made.
+        Code::Unavailable if status.message().contains("tcp connect error") => {
+            Effect::NoEffect(Code::Unavailable)
+        }
+        _ => Effect::Unknown,
+    }
+}
+
 /// A client of one cluster.
 #[derive(Clone)]
 pub struct Client {
@@ -175,37 +215,39 @@ impl Client {
                 Err(status) => status,
             };
             last = format!("{}: {}", self.servers[self.leader], status.message());
-            match status.code() {
-                Code::InvalidArgument => {
+            match classify(&status) {
+                Effect::Rejected => {
                     return Err(ClientError::Rejected(status.message().to_owned()))
                 }
-                Code::FailedPrecondition => {
-                    if let Some(index) = self.redirect(&status) {
+                Effect::Redirect(addr) => {
+                    if let Some(index) = addr.and_then(|addr| self.server_index(addr)) {
                         self.leader = index;
                         continue;
                     }
                     self.next_server();
                 }
-                // The command did not take effect (overwritten); safe to retry at once.
-                Code::Aborted => {}
+                // Another entry committed in its place; safe to retry at once.
+                Effect::NoEffect(Code::Aborted) => {}
                 // Not proposed: give the overloaded leader a moment.
-                Code::ResourceExhausted => tokio::time::sleep(self.retry_delay).await,
-                Code::Unavailable => self.next_server(),
-                _ if !idempotent => return Err(ClientError::OutcomeUnknown(last)),
-                _ => {
+                Effect::NoEffect(Code::ResourceExhausted) => {
+                    tokio::time::sleep(self.retry_delay).await
+                }
+                Effect::NoEffect(_) => {
+                    self.next_server();
+                    let delay = if attempts % self.servers.len() == 0 {
+                        self.retry_delay
+                    } else {
+                        self.retry_delay / 4
+                    };
+                    tokio::time::sleep(delay).await;
+                }
+                Effect::Unknown if !idempotent => return Err(ClientError::OutcomeUnknown(last)),
+                Effect::Unknown => {
                     self.next_server();
                     if attempts % self.servers.len() == 0 {
                         tokio::time::sleep(self.retry_delay).await;
                     }
                 }
-            }
-            if status.code() == Code::Unavailable {
-                let delay = if attempts % self.servers.len() == 0 {
-                    self.retry_delay
-                } else {
-                    self.retry_delay / 4
-                };
-                tokio::time::sleep(delay).await;
             }
         }
         Err(ClientError::Unavailable {
@@ -214,14 +256,8 @@ impl Client {
         })
     }
 
-    /// The index of the leader a redirect names, adding its address if it is new.
-    fn redirect(&mut self, status: &Status) -> Option<usize> {
-        let addr = status
-            .metadata()
-            .get(pb::LEADER_ADDR_METADATA)?
-            .to_str()
-            .ok()?
-            .to_owned();
+    /// The index of the server at `addr` (a redirect's leader), adding it if it is new.
+    fn server_index(&mut self, addr: String) -> Option<usize> {
         if let Some(index) = self.servers.iter().position(|server| *server == addr) {
             return Some(index);
         }

@@ -58,6 +58,19 @@ impl KvService {
     }
 
     fn status_for(&self, error: ProposeError) -> Status {
+        let no_effect = !matches!(
+            error,
+            ProposeError::Stopped | ProposeError::Failed { .. }
+        );
+        let status = self.status_of(error);
+        if no_effect {
+            without_effect(status)
+        } else {
+            status
+        }
+    }
+
+    fn status_of(&self, error: ProposeError) -> Status {
         match error {
             ProposeError::NotLeader {
                 leader: Some(leader),
@@ -92,9 +105,11 @@ impl KvService {
 
     /// Hands `input` to the driver without waiting: a full queue means overload.
     fn queue(&self, input: Input) -> Result<(), Status> {
-        self.inputs.try_send(input).map_err(|error| match error {
-            mpsc::TrySendError::Full(_) => overloaded("its input queue is full"),
-            mpsc::TrySendError::Disconnected(_) => Status::unavailable("node is stopping"),
+        self.inputs.try_send(input).map_err(|error| {
+            without_effect(match error {
+                mpsc::TrySendError::Full(_) => overloaded("its input queue is full"),
+                mpsc::TrySendError::Disconnected(_) => Status::unavailable("node is stopping"),
+            })
         })
     }
 
@@ -116,6 +131,15 @@ fn written(applied: Applied) -> pb::WriteResponse {
         index: applied.index,
         existed,
     }
+}
+
+/// Marks `status` as the answer to a command that did not take effect and never will
+/// ([`pb::NO_EFFECT_METADATA`]): the client may retry it.
+fn without_effect(mut status: Status) -> Status {
+    status
+        .metadata_mut()
+        .insert(pb::NO_EFFECT_METADATA, MetadataValue::from_static("1"));
+    status
 }
 
 fn overloaded(why: &str) -> Status {
@@ -246,6 +270,55 @@ mod tests {
         assert!(
             status.message().starts_with("node overloaded: "),
             "{status}"
+        );
+    }
+
+    /// The client's retry rule ([`crate::client::classify`]) on what this service answers:
+    /// only errors after which the command cannot take effect say so.
+    #[test]
+    fn only_errors_without_effect_are_marked_retryable() {
+        use crate::client::{classify, Effect};
+        use tonic::Code;
+        let (inputs, _queue) = mpsc::sync_channel(1);
+        let peers = BTreeMap::from([(2, "127.0.0.1:7002".to_string())]);
+        let service = KvService::new("test".into(), peers, inputs);
+        let verdict = |error| classify(&service.status_for(error));
+        assert_eq!(
+            verdict(ProposeError::NotLeader { leader: Some(2) }),
+            Effect::Redirect(Some("127.0.0.1:7002".into()))
+        );
+        assert_eq!(
+            verdict(ProposeError::NotLeader { leader: None }),
+            Effect::NoEffect(Code::Unavailable)
+        );
+        assert_eq!(
+            verdict(ProposeError::Overwritten),
+            Effect::NoEffect(Code::Aborted)
+        );
+        assert_eq!(
+            verdict(ProposeError::Overloaded),
+            Effect::NoEffect(Code::ResourceExhausted)
+        );
+        assert_eq!(verdict(ProposeError::Stopped), Effect::Unknown);
+        let failed = ProposeError::Failed {
+            cause: "disk full".into(),
+        };
+        assert_eq!(verdict(failed), Effect::Unknown);
+        // The same codes without the server's word: the outcome is unknown.
+        assert_eq!(
+            classify(&Status::unavailable("connection reset")),
+            Effect::Unknown
+        );
+        assert_eq!(classify(&Status::aborted("h2 aborted")), Effect::Unknown);
+        assert_eq!(
+            classify(&Status::unavailable(
+                "tcp connect error: Connection refused (os error 111)"
+            )),
+            Effect::NoEffect(Code::Unavailable)
+        );
+        assert_eq!(
+            classify(&Status::invalid_argument("bad key")),
+            Effect::Rejected
         );
     }
 }

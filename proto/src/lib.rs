@@ -17,3 +17,8 @@ tonic::include_proto!("rdb");
 pub const LEADER_ID_METADATA: &str = "rdb-leader-id";
 /// The metadata key a non-leader sets to the leader's address.
 pub const LEADER_ADDR_METADATA: &str = "rdb-leader-addr";
+/// The metadata key a server sets on an error when the command certainly did not take effect
+/// and never will (not proposed, or overwritten by another leader's entry): retrying it is
+/// safe. An error without it, from the server or the connection, leaves a write's outcome
+/// unknown.
+pub const NO_EFFECT_METADATA: &str = "rdb-no-effect";

@@ -26,7 +26,7 @@
 //! first unknown outcome; it is retried only after answers that say it did not take effect.
 
 use rdb_proto as pb;
-use rdb_server::client::Client;
+use rdb_server::client::{classify, Client, Effect};
 use rdb_server::tls::{self, TlsCredentials};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -39,7 +39,7 @@ use tests::linearizability::{
 };
 use tests::validation::{read_recording_file, validate_recordings, Validated};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// The register keys: few, so that operations on one key overlap often.
 const REGISTER_KEYS: [&str; 3] = ["r0", "r1", "r2"];
@@ -148,22 +148,18 @@ impl KvClients {
         }
     }
 
+    /// The shipped client's rule ([`rdb_server::client::classify`]), so that the test judges
+    /// outcomes exactly as users' clients do.
     fn classify(&self, status: &Status) -> Refusal {
-        let message = status.message();
-        match status.code() {
-            Code::FailedPrecondition => status
-                .metadata()
-                .get(pb::LEADER_ADDR_METADATA)
-                .and_then(|addr| addr.to_str().ok())
-                .and_then(|addr| self.addrs.iter().position(|known| known == addr))
+        match classify(status) {
+            Effect::Redirect(addr) => addr
+                .and_then(|addr| self.addrs.iter().position(|known| *known == addr))
                 .map_or(Refusal::NotExecuted, Refusal::Redirect),
-            // The server answers Aborted only when another leader's entry replaced this one.
-            Code::Aborted => Refusal::NotExecuted,
-            Code::Unavailable if message.starts_with("not the leader") => Refusal::NotExecuted,
-            // No connection: the request never left the client.
-            Code::Unavailable if message.contains("tcp connect error") => Refusal::NotExecuted,
-            Code::InvalidArgument => panic!("the test sent a malformed request: {message}"),
-            _ => Refusal::Indeterminate,
+            Effect::NoEffect(_) => Refusal::NotExecuted,
+            Effect::Rejected => {
+                panic!("the test sent a malformed request: {}", status.message())
+            }
+            Effect::Unknown => Refusal::Indeterminate,
         }
     }
 
