@@ -216,9 +216,7 @@ impl Client {
             };
             last = format!("{}: {}", self.servers[self.leader], status.message());
             match classify(&status) {
-                Effect::Rejected => {
-                    return Err(ClientError::Rejected(status.message().to_owned()))
-                }
+                Effect::Rejected => return Err(ClientError::Rejected(status.message().to_owned())),
                 Effect::Redirect(addr) => {
                     if let Some(index) = addr.and_then(|addr| self.server_index(addr)) {
                         self.leader = index;

@@ -74,6 +74,11 @@ struct Args {
     /// The CA certificate (PEM): peers and clients must present a certificate it signed.
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
+    /// Stop, as on SIGTERM, when standard input reaches its end. A parent process that keeps
+    /// the write end of a pipe on the server's stdin ties the server's life to its own: the
+    /// kernel closes the pipe when the parent dies, however it dies (the tests use this).
+    #[arg(long)]
+    stop_at_stdin_end: bool,
     /// Record every Peer input and output, and what storage made durable, to FILE (JSON
     /// Lines, appended), for checking a run against the model. Off by default.
     #[arg(long, value_name = "FILE")]
@@ -152,10 +157,15 @@ async fn run(args: Args) -> anyhow::Result<Option<NodeFailure>> {
         .with_context(|| format!("starting node {}", config.id))?;
     // Supervision: a node whose driver thread or gRPC server ended serves no more; exiting
     // lets a supervisor restart it, and a restart recovers everything acknowledged.
+    let stdin_end = stdin_end(args.stop_at_stdin_end);
     let failure = tokio::select! {
         signal = wait_for_signal() => {
             signal?;
             slog::info!(logger, "signal received; stopping");
+            None
+        }
+        () = stdin_end => {
+            slog::info!(logger, "standard input ended (--stop-at-stdin-end); stopping");
             None
         }
         failure = node.failed() => {
@@ -168,6 +178,30 @@ async fn run(args: Args) -> anyhow::Result<Option<NodeFailure>> {
     drop(logger);
     std::thread::sleep(std::time::Duration::from_millis(50));
     Ok(failure)
+}
+
+/// Resolves when standard input reaches its end, if `watch`; never otherwise.
+async fn stdin_end(watch: bool) {
+    if !watch {
+        return std::future::pending().await;
+    }
+    let (ended, end) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("rdb-stdin-watch".into())
+        .spawn(move || {
+            // Read and discard until the end (or an error, which ends it as well).
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = ended.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = end.await;
+        }
+        Err(error) => {
+            eprintln!("rdb-server: cannot watch standard input: {error}");
+            std::future::pending::<()>().await
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -58,10 +58,7 @@ impl KvService {
     }
 
     fn status_for(&self, error: ProposeError) -> Status {
-        let no_effect = !matches!(
-            error,
-            ProposeError::Stopped | ProposeError::Failed { .. }
-        );
+        let no_effect = !matches!(error, ProposeError::Stopped | ProposeError::Failed { .. });
         let status = self.status_of(error);
         if no_effect {
             without_effect(status)

@@ -41,7 +41,9 @@ fn command(dir: &Path, cluster_id: &str, peers: &str, extra: &[&str]) -> Command
             "300",
         ])
         .args(extra)
-        .stdin(Stdio::null());
+        // Stops when this test process ends, however it ends.
+        .arg("--stop-at-stdin-end")
+        .stdin(Stdio::piped());
     command
 }
 
@@ -162,4 +164,36 @@ async fn a_data_directory_serves_one_process_of_one_node_of_one_cluster() {
         stderr.contains("[1] differ from the members [1, 3]"),
         "{stderr}"
     );
+}
+
+/// The tests' servers cannot outlive them: a server started with `--stop-at-stdin-end` stops
+/// when the process holding its stdin pipe is killed (here a `sleep`, standing in for a test
+/// process killed mid-run), and exits 0 as on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stops_when_the_holder_of_its_stdin_is_killed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let mut holder = Command::new("sleep")
+        .arg("1000")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .spawn()
+        .expect("spawn sleep");
+    // `writer` moved into the holder; this process keeps no copy of the write end.
+    let mut command = command(&tmp.path().join("node-1"), "a", &format!("1={addr}"), &[]);
+    command.stdin(reader);
+    let mut server = start_and_put(command, &addr, "k").await;
+    assert!(server.0.try_wait().expect("try_wait").is_none());
+    holder.kill().expect("kill the holder");
+    holder.wait().expect("reap the holder");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server outlived its stdin");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
 }

@@ -92,7 +92,9 @@ impl Server {
             .arg(format!("1={addr}"))
             .arg("--data-dir")
             .arg(data_dir)
-            .stdin(Stdio::null())
+            // Stops when this test process ends, however it ends.
+            .arg("--stop-at-stdin-end")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .spawn()

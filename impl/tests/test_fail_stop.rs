@@ -106,7 +106,9 @@ fn the_binary_exits_74_with_the_cause_when_storage_fails() {
         .args(["--id", "1", "--cluster-id", "test", "--peers", &peers])
         .arg("--data-dir")
         .arg(&data_dir)
-        .stdin(Stdio::null())
+        // Stops when this test process ends, however it ends.
+        .arg("--stop-at-stdin-end")
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()

@@ -465,7 +465,10 @@ impl ProcessCluster {
             .arg(self.recording_path(node))
             .args(&self.extra_args)
             .args(self.tls_args(node))
-            .stdin(Stdio::null())
+            // The server stops when the test process ends, however it ends (the kernel
+            // closes the pipe held in `children`).
+            .arg("--stop-at-stdin-end")
+            .stdin(Stdio::piped())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         let child = command
