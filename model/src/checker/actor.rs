@@ -2,7 +2,9 @@
 
 use super::contract;
 use crate::bugs::Bug;
-use crate::peer::{Config, Durable, Index, Message, NodeId, Output, Peer, Timer, TimerCommand};
+use crate::peer::{
+    Config, Durable, Index, Message, NodeId, Output, Peer, PeerError, Timer, TimerCommand,
+};
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use stateright::{Rewrite, RewritePlan};
 use std::borrow::Cow;
@@ -25,9 +27,9 @@ pub enum ModelMsg {
 /// Facts recorded beside a server's Peer so that properties can speak of the past. They are
 /// never read by the protocol.
 ///
-/// Its hash leaves out the texts of `panicked` and `contract_broken` (they may name server ids,
-/// which symmetry reduction must not see) and keeps only whether they are set: a state where
-/// either is set is a counterexample already.
+/// Its hash leaves out the texts of `panicked`, `refused` and `contract_broken` (they may name
+/// server ids, which symmetry reduction must not see) and keeps only whether they are set: a
+/// state where one is set is a counterexample already.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ghost {
     /// A step lowered the server's term.
@@ -43,6 +45,10 @@ pub struct Ghost {
     pub panicked: Option<String>,
     /// A step of the server broke the Peer's output contract ([`super::contract`]) this way.
     pub contract_broken: Option<String>,
+    /// The server's Peer refused a message as impossible ([`crate::peer::Refusal`]), for this
+    /// reason. A correct cluster never sends one, so with no bug planted this is a finding. The
+    /// server keeps the state it had, as the refusal left it.
+    pub refused: Option<String>,
 }
 
 /// A server's state in the model. Its `Debug` form is one line (role, term, vote, log, commit
@@ -66,6 +72,11 @@ impl std::hash::Hash for Ghost {
             self.contract_broken.is_some(),
         )
             .hash(state);
+        // Hashed only when set, so that every state without a refusal keeps the fingerprint it
+        // had before refusals existed (and the search its canonical representatives).
+        if self.refused.is_some() {
+            true.hash(state);
+        }
     }
 }
 
@@ -105,6 +116,9 @@ impl std::fmt::Debug for ServerState {
         }
         if let Some(panic) = &self.ghost.panicked {
             write!(f, " PANICKED: {panic}")?;
+        }
+        if let Some(refusal) = &self.ghost.refused {
+            write!(f, " REFUSED: {refusal}")?;
         }
         Ok(())
     }
@@ -287,8 +301,21 @@ impl Actor for ModelActor {
                 return;
             }
         };
-        // A proposal to a follower changes nothing and stays undelivered.
-        let Ok(output) = result else { return };
+        let output = match result {
+            Ok(output) => output,
+            Err(PeerError::Refused(refusal)) => {
+                let kind = match &msg {
+                    ModelMsg::Peer(message) => message.kind(),
+                    ModelMsg::Propose(_) => "proposal",
+                };
+                let mut refused = server.clone();
+                refused.ghost.refused = Some(format!("{kind} from {}: {refusal}", node_id(src)));
+                *state.to_mut() = NodeState::Server(refused);
+                return;
+            }
+            // A proposal to a follower changes nothing and stays undelivered.
+            Err(_) => return,
+        };
         let value;
         let input = match &msg {
             ModelMsg::Peer(message) => contract::Input::Message(node_id(src), message),
