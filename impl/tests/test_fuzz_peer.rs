@@ -4,9 +4,9 @@
 //! progress and a commit). No input may panic, every step must leave the Peer's invariants
 //! holding, and a refused message must leave the Peer unchanged (`peer_input::deliver`).
 //!
-//! Inputs are of three sorts, in equal parts: random bytes; encodings of valid or hostile
-//! messages with a few byte-level mutations (bit flips, truncations, insertions, splices);
-//! and structurally valid but hostile messages, built from values chosen around the
+//! Inputs are of three sorts: random bytes (a sixth); encodings of valid or hostile messages
+//! with a few byte-level mutations (bit flips, truncations, insertions, splices; a third);
+//! and structurally valid but hostile messages (half), built from values chosen around the
 //! receiver's state (its term, commit and last index, each ±1, 0, `u64::MAX`, the highest
 //! term the wire allows). Each run starts from a base state and feeds it up to 24 inputs,
 //! with an occasional timer or proposal, so that states drift as a live node's do.
@@ -239,9 +239,9 @@ impl Inputs<'_> {
     }
 
     fn next(&mut self) -> Vec<u8> {
-        match self.rng.u8(..3) {
+        match self.rng.u8(..6) {
             0 => self.random_bytes(),
-            1 => self.mutated(),
+            1 | 2 => self.mutated(),
             _ => self.envelope().encode_to_vec(),
         }
     }
