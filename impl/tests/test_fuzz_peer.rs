@@ -255,7 +255,9 @@ fn hex(bytes: &[u8]) -> String {
 fn no_input_from_the_network_panics_or_breaks_the_peer() {
     let seed = env_u64("RDB_FUZZ_SEED", DEFAULT_SEED);
     let total = env_u64("RDB_FUZZ_INPUTS", DEFAULT_INPUTS);
-    println!("fuzzing the peer input path: seed {seed}, {total} inputs (RDB_FUZZ_SEED, RDB_FUZZ_INPUTS)");
+    println!(
+        "fuzzing the peer input path: seed {seed}, {total} inputs (RDB_FUZZ_SEED, RDB_FUZZ_INPUTS)"
+    );
     let started = Instant::now();
     let mut rng = fastrand::Rng::with_seed(seed);
     let states = base_states();

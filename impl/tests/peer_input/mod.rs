@@ -70,14 +70,14 @@ pub fn deliver(peer: &mut Peer<Command>, bytes: &[u8]) -> Outcome {
             Outcome::Handled(kind)
         }
         Err(PeerError::Refused(refusal)) => {
-            assert!(
-                *peer == before,
-                "the refusal ({refusal}) changed the Peer"
-            );
+            assert!(*peer == before, "the refusal ({refusal}) changed the Peer");
             Outcome::Refused(refusal.kind())
         }
         Err(PeerError::UnknownPeer(_)) => {
-            assert!(*peer == before, "a message from a stranger changed the Peer");
+            assert!(
+                *peer == before,
+                "a message from a stranger changed the Peer"
+            );
             Outcome::UnknownSender
         }
         Err(other) => panic!("handle_message failed with {other}"),
@@ -113,7 +113,9 @@ fn restored(terms: &[Term], term: Term) -> Peer<Command> {
             })
             .collect(),
     };
-    Peer::restore(config, durable).expect("a valid durable state").0
+    Peer::restore(config, durable)
+        .expect("a valid durable state")
+        .0
 }
 
 fn handled(peer: &mut Peer<Command>, from: NodeId, message: Message<Command>) {

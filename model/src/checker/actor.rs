@@ -515,3 +515,68 @@ impl Rewrite<Id> for NodeState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::properties::peer_fault;
+    use crate::peer::Entry;
+
+    fn deliver(
+        actor: &ModelActor,
+        state: NodeState,
+        from: usize,
+        message: Message<Value>,
+    ) -> NodeState {
+        let mut state = Cow::Owned(state);
+        let mut out = Out::new();
+        actor.on_msg(
+            Id::from(0),
+            &mut state,
+            Id::from(from),
+            ModelMsg::Peer(message),
+            &mut out,
+        );
+        state.into_owned()
+    }
+
+    fn append(term: u64, entries: Vec<Entry<Value>>, leader_commit: Index) -> Message<Value> {
+        Message::AppendEntriesRequest {
+            term,
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries,
+            leader_commit,
+        }
+    }
+
+    /// A correct Peer never refuses a message in a correct cluster, so a refusal (here of a
+    /// request that would overwrite a committed entry) is a PeerInvariant counterexample: a
+    /// planted bug that made a leader send one would be caught.
+    #[test]
+    fn a_refusal_by_a_correct_peer_is_a_peer_invariant_fault() {
+        let actor = ModelActor::Server {
+            servers: 3,
+            bug: None,
+            heartbeats: true,
+        };
+        let state = actor.on_start(Id::from(0), &None, &mut Out::new());
+        let entry = |term| Entry {
+            term,
+            command: Some(7),
+        };
+        let state = deliver(&actor, state, 1, append(1, vec![entry(1)], 1));
+        let server = state.server().expect("a server");
+        assert_eq!(server.peer.commit_index(), 1);
+        assert_eq!(peer_fault(server), None);
+
+        let state = deliver(&actor, state, 2, append(2, vec![entry(2)], 1));
+        let server = state.server().expect("a server");
+        assert_eq!(server.peer.log(), &[entry(1)], "the refusal kept the log");
+        let fault = peer_fault(server).expect("a PeerInvariant fault");
+        assert!(
+            fault.starts_with("refused AppendEntriesRequest from 2: AppendEntries would replace committed index 1"),
+            "{fault}"
+        );
+    }
+}

@@ -96,7 +96,8 @@ pub const ALL: [NamedProperty; 16] = [
     NamedProperty {
         name: "PeerInvariant",
         expectation: Expect::Always,
-        description: "no Peer step panics or refuses a message, and every Peer's own invariants hold",
+        description:
+            "no Peer step panics or refuses a message, and every Peer's own invariants hold",
         condition: peer_invariant,
     },
     NamedProperty {

@@ -348,11 +348,9 @@ impl<C: Clone + fmt::Debug> Peer<C> {
                 prev_log_term,
                 entries,
                 ..
-            } if *term >= self.durable.term => {
-                self.second_leader(from, *term).or_else(|| {
-                    self.overwritten_commit(*prev_log_index, *prev_log_term, entries)
-                })
-            }
+            } if *term >= self.durable.term => self
+                .second_leader(from, *term)
+                .or_else(|| self.overwritten_commit(*prev_log_index, *prev_log_term, entries)),
             Message::AppendEntriesResponse {
                 term,
                 success,
@@ -1098,7 +1096,10 @@ mod tests {
         };
         assert!(matches!(
             peer.handle_message(3, overwrite),
-            Err(PeerError::Refused(Refusal::OverwritesCommitted { index: 1, .. }))
+            Err(PeerError::Refused(Refusal::OverwritesCommitted {
+                index: 1,
+                ..
+            }))
         ));
         assert_eq!(peer.term(), 2);
         assert_eq!(peer, before);
