@@ -1,5 +1,10 @@
 //! The edge between protobuf and the Peer's types. Every inbound message is validated here;
 //! what fails never reaches the Peer and is answered with `INVALID_ARGUMENT`.
+//!
+//! Here is checked what a message shows to be impossible on its own: a zero or exhausted
+//! term, a previous entry or entries of a later term than the message's, entries whose terms
+//! go backwards. What takes the receiver's state to see (an overwrite of a committed entry, an
+//! acknowledgement past the leader's log) the Peer refuses itself (`model::Refusal`).
 
 use crate::command::Command;
 use model::{Entry, Message, NodeId};
@@ -21,6 +26,10 @@ pub enum ConvertError {
         why: String,
     },
 }
+
+/// The highest term a message may carry: 2^63 - 1. No cluster holds that many elections, and
+/// the room above it means a server that adopts it still has terms for its own elections.
+pub const MAX_TERM: u64 = i64::MAX as u64;
 
 /// The longest key a client may write, in bytes.
 pub const MAX_KEY_BYTES: usize = 4096;
@@ -152,12 +161,19 @@ impl From<Envelope> for pb::PeerEnvelope {
     }
 }
 
-/// A message's term must be positive: term 0 precedes every election, and no server sends in it.
+/// A message's term must be positive (term 0 precedes every election, and no server sends in
+/// it) and at most [`MAX_TERM`].
 fn require_term(term: u64) -> Result<u64, ConvertError> {
     if term == 0 {
         return Err(ConvertError::Invalid {
             field: "term",
             why: "must be at least 1".into(),
+        });
+    }
+    if term > MAX_TERM {
+        return Err(ConvertError::Invalid {
+            field: "term",
+            why: format!("{term} is above the highest term {MAX_TERM}"),
         });
     }
     Ok(term)
@@ -198,6 +214,12 @@ pub fn message_from_pb(
                 return Err(ConvertError::Invalid {
                     field: "prev_log_term",
                     why: "must be 0 exactly when prev_log_index is 0".into(),
+                });
+            }
+            if m.prev_log_term > term {
+                return Err(ConvertError::Invalid {
+                    field: "prev_log_term",
+                    why: format!("{} exceeds the message term {term}", m.prev_log_term),
                 });
             }
             let entries = m
@@ -372,6 +394,29 @@ mod tests {
             message_from_pb(empty_command),
             Err(ConvertError::Missing("command.kind"))
         );
+        let exhausted_term = M::RequestVoteRequest(pb::RequestVoteRequest {
+            term: MAX_TERM + 1,
+            last_log_index: 0,
+            last_log_term: 0,
+        });
+        assert!(matches!(
+            message_from_pb(exhausted_term),
+            Err(ConvertError::Invalid { field: "term", .. })
+        ));
+        let future_prev = M::AppendEntriesRequest(pb::AppendEntriesRequest {
+            term: 2,
+            prev_log_index: 4,
+            prev_log_term: 3,
+            entries: Vec::new(),
+            leader_commit: 0,
+        });
+        assert!(matches!(
+            message_from_pb(future_prev),
+            Err(ConvertError::Invalid {
+                field: "prev_log_term",
+                ..
+            })
+        ));
         let no_message = pb::PeerEnvelope {
             cluster_id: "c".into(),
             from: 1,

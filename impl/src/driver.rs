@@ -222,6 +222,9 @@ pub struct NodeState {
     pub fsyncs: u64,
     /// Log entries written to storage since the node started.
     pub entries_written: u64,
+    /// Peer messages refused as impossible since the node started (`model::Refusal`): each
+    /// is evidence of a faulty or hostile member, and each is logged as a warning.
+    pub refused_messages: u64,
 }
 
 /// An input for the driver.
@@ -316,6 +319,7 @@ pub struct Driver<T: Timers, O: Outbound> {
     /// Inspect requests, answered after the batch's persist.
     inspections: Vec<(bool, oneshot::Sender<NodeState>)>,
     entries_written: u64,
+    refused_messages: u64,
     last_role: (RoleKind, Term, Option<NodeId>),
     recorder: Option<Recorder>,
     /// A save failed: nothing more may leave the node, and [`Driver::run`] returns this.
@@ -359,6 +363,7 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
             deferred: Vec::new(),
             inspections: Vec::new(),
             entries_written: 0,
+            refused_messages: 0,
             last_role,
             recorder,
             fatal: None,
@@ -512,6 +517,7 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
 
     fn message(&mut self, from: NodeId, message: Message<Command>) {
         let recorded = self.recorder.is_some().then(|| message.clone());
+        let kind = message.kind();
         match self.peer.handle_message(from, message) {
             Ok(output) => {
                 if let (Some(recorder), Some(message)) = (self.recorder.as_mut(), recorded) {
@@ -522,6 +528,16 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                     );
                 }
                 self.absorb(output);
+            }
+            // The Peer did not change: nothing to record, persist or send.
+            Err(PeerError::Refused(refusal)) => {
+                self.refused_messages += 1;
+                log_state!(warn, self, "impossible peer message refused",
+                    "from" => from,
+                    "message" => kind,
+                    "refusal" => refusal.kind(),
+                    "reason" => %refusal,
+                    "refused_messages" => self.refused_messages);
             }
             Err(error) => {
                 warn!(self.logger, "message refused by the Peer"; "from" => from, "error" => %error)
@@ -703,6 +719,7 @@ impl<T: Timers, O: Outbound> Driver<T, O> {
                 .collect(),
             fsyncs: self.storage.fsyncs(),
             entries_written: self.entries_written,
+            refused_messages: self.refused_messages,
         }
     }
 }

@@ -213,6 +213,7 @@ impl pb::kv_server::Kv for KvService {
             last_log_term: state.last_log_term,
             commit_index: state.commit_index,
             applied_index: state.applied_index,
+            refused_peer_messages: state.refused_messages,
             members: self
                 .peers
                 .iter()

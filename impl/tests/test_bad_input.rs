@@ -400,3 +400,54 @@ async fn bad_client_requests_are_refused_with_the_reason() {
     assert!(error.contains("value"), "{error}");
     cluster.stop_all().await;
 }
+
+/// A well-formed message that no correct member can send: an acknowledgement of `u64::MAX`
+/// to the leader, in its term, in the name of a follower. The Peer refuses it, the node counts
+/// it in its status, and the cluster keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_message_from_a_member_is_refused_and_counted() {
+    let cluster = TestCluster::start(3).await;
+    let mut counted = false;
+    // A leader change between the look and the delivery makes the message merely stale: try
+    // again with the new leader.
+    for _ in 0..5 {
+        let leader = cluster.wait_for_leader(&cluster.ids()).await;
+        let follower = cluster
+            .ids()
+            .into_iter()
+            .find(|&id| id != leader)
+            .expect("a follower");
+        let before = cluster.state(leader).await;
+        let ack = pb::PeerEnvelope {
+            cluster_id: cluster.cluster_id.clone(),
+            from: follower,
+            to: leader,
+            message: Some(pb::peer_envelope::Message::AppendEntriesResponse(
+                pb::AppendEntriesResponse {
+                    term: before.term,
+                    success: true,
+                    index: u64::MAX,
+                },
+            )),
+        };
+        deliver(&cluster.addr(leader), ack)
+            .await
+            .expect("a well-formed message from a member is accepted for delivery");
+        let after = cluster.state(leader).await;
+        if (after.role, after.term) != (before.role, before.term) {
+            continue;
+        }
+        assert_eq!(after.refused_messages, before.refused_messages + 1);
+        assert_eq!(after.commit_index, before.commit_index);
+        let status = rdb_server::client::Client::status_of(&cluster.addr(leader))
+            .await
+            .expect("status");
+        assert_eq!(status.refused_peer_messages, after.refused_messages);
+        counted = true;
+        break;
+    }
+    assert!(counted, "the leader changed at every attempt");
+    let mut client = cluster.client();
+    client.put("still", b"serving".to_vec()).await.expect("put");
+    cluster.stop_all().await;
+}

@@ -46,8 +46,8 @@ pub mod checker;
 pub mod peer;
 
 pub use peer::{
-    Config, Durable, Entry, Index, Message, NodeId, Output, Peer, PeerError, Persist, Role,
-    RoleKind, Term, Timer, TimerCommand,
+    Config, Durable, Entry, Index, Message, NodeId, Output, Peer, PeerError, Persist, Refusal,
+    Role, RoleKind, Term, Timer, TimerCommand,
 };
 
 /// Whether this build can plant bugs. A server must be built without (see `rdb-server`'s tests).

@@ -2,7 +2,9 @@
 
 use super::contract;
 use crate::bugs::Bug;
-use crate::peer::{Config, Durable, Index, Message, NodeId, Output, Peer, Timer, TimerCommand};
+use crate::peer::{
+    Config, Durable, Index, Message, NodeId, Output, Peer, PeerError, Timer, TimerCommand,
+};
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use stateright::{Rewrite, RewritePlan};
 use std::borrow::Cow;
@@ -25,9 +27,9 @@ pub enum ModelMsg {
 /// Facts recorded beside a server's Peer so that properties can speak of the past. They are
 /// never read by the protocol.
 ///
-/// Its hash leaves out the texts of `panicked` and `contract_broken` (they may name server ids,
-/// which symmetry reduction must not see) and keeps only whether they are set: a state where
-/// either is set is a counterexample already.
+/// Its hash leaves out the texts of `panicked`, `refused` and `contract_broken` (they may name
+/// server ids, which symmetry reduction must not see) and keeps only whether they are set: a
+/// state where one is set is a counterexample already.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ghost {
     /// A step lowered the server's term.
@@ -43,6 +45,10 @@ pub struct Ghost {
     pub panicked: Option<String>,
     /// A step of the server broke the Peer's output contract ([`super::contract`]) this way.
     pub contract_broken: Option<String>,
+    /// The server's Peer refused a message as impossible ([`crate::peer::Refusal`]), for this
+    /// reason. A correct cluster never sends one, so with no bug planted this is a finding. The
+    /// server keeps the state it had, as the refusal left it.
+    pub refused: Option<String>,
 }
 
 /// A server's state in the model. Its `Debug` form is one line (role, term, vote, log, commit
@@ -66,6 +72,11 @@ impl std::hash::Hash for Ghost {
             self.contract_broken.is_some(),
         )
             .hash(state);
+        // Hashed only when set, so that every state without a refusal keeps the fingerprint it
+        // had before refusals existed (and the search its canonical representatives).
+        if self.refused.is_some() {
+            true.hash(state);
+        }
     }
 }
 
@@ -105,6 +116,9 @@ impl std::fmt::Debug for ServerState {
         }
         if let Some(panic) = &self.ghost.panicked {
             write!(f, " PANICKED: {panic}")?;
+        }
+        if let Some(refusal) = &self.ghost.refused {
+            write!(f, " REFUSED: {refusal}")?;
         }
         Ok(())
     }
@@ -287,8 +301,21 @@ impl Actor for ModelActor {
                 return;
             }
         };
-        // A proposal to a follower changes nothing and stays undelivered.
-        let Ok(output) = result else { return };
+        let output = match result {
+            Ok(output) => output,
+            Err(PeerError::Refused(refusal)) => {
+                let kind = match &msg {
+                    ModelMsg::Peer(message) => message.kind(),
+                    ModelMsg::Propose(_) => "proposal",
+                };
+                let mut refused = server.clone();
+                refused.ghost.refused = Some(format!("{kind} from {}: {refusal}", node_id(src)));
+                *state.to_mut() = NodeState::Server(refused);
+                return;
+            }
+            // A proposal to a follower changes nothing and stays undelivered.
+            Err(_) => return,
+        };
         let value;
         let input = match &msg {
             ModelMsg::Peer(message) => contract::Input::Message(node_id(src), message),
@@ -486,5 +513,70 @@ impl Rewrite<Id> for NodeState {
             }),
             NodeState::Client(client) => NodeState::Client(client.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::properties::peer_fault;
+    use crate::peer::Entry;
+
+    fn deliver(
+        actor: &ModelActor,
+        state: NodeState,
+        from: usize,
+        message: Message<Value>,
+    ) -> NodeState {
+        let mut state = Cow::Owned(state);
+        let mut out = Out::new();
+        actor.on_msg(
+            Id::from(0),
+            &mut state,
+            Id::from(from),
+            ModelMsg::Peer(message),
+            &mut out,
+        );
+        state.into_owned()
+    }
+
+    fn append(term: u64, entries: Vec<Entry<Value>>, leader_commit: Index) -> Message<Value> {
+        Message::AppendEntriesRequest {
+            term,
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries,
+            leader_commit,
+        }
+    }
+
+    /// A correct Peer never refuses a message in a correct cluster, so a refusal (here of a
+    /// request that would overwrite a committed entry) is a PeerInvariant counterexample: a
+    /// planted bug that made a leader send one would be caught.
+    #[test]
+    fn a_refusal_by_a_correct_peer_is_a_peer_invariant_fault() {
+        let actor = ModelActor::Server {
+            servers: 3,
+            bug: None,
+            heartbeats: true,
+        };
+        let state = actor.on_start(Id::from(0), &None, &mut Out::new());
+        let entry = |term| Entry {
+            term,
+            command: Some(7),
+        };
+        let state = deliver(&actor, state, 1, append(1, vec![entry(1)], 1));
+        let server = state.server().expect("a server");
+        assert_eq!(server.peer.commit_index(), 1);
+        assert_eq!(peer_fault(server), None);
+
+        let state = deliver(&actor, state, 2, append(2, vec![entry(2)], 1));
+        let server = state.server().expect("a server");
+        assert_eq!(server.peer.log(), &[entry(1)], "the refusal kept the log");
+        let fault = peer_fault(server).expect("a PeerInvariant fault");
+        assert!(
+            fault.starts_with("refused AppendEntriesRequest from 2: AppendEntries would replace committed index 1"),
+            "{fault}"
+        );
     }
 }

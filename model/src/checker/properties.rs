@@ -96,7 +96,8 @@ pub const ALL: [NamedProperty; 16] = [
     NamedProperty {
         name: "PeerInvariant",
         expectation: Expect::Always,
-        description: "no Peer step panics and every Peer's own invariants hold",
+        description:
+            "no Peer step panics or refuses a message, and every Peer's own invariants hold",
         condition: peer_invariant,
     },
     NamedProperty {
@@ -170,10 +171,14 @@ fn is_majority(model: &RaftModel, count: usize) -> bool {
     2 * count > model.cfg.servers
 }
 
-/// A server's broken Peer invariant or the panic of one of its steps, if any.
+/// A server's broken Peer invariant, the panic of one of its steps or a message it refused
+/// as impossible, if any.
 pub fn peer_fault(server: &ServerState) -> Option<String> {
     if let Some(panic) = &server.ghost.panicked {
         return Some(format!("panicked: {panic}"));
+    }
+    if let Some(refusal) = &server.ghost.refused {
+        return Some(format!("refused {refusal}"));
     }
     server.peer.invariant_violation().err()
 }

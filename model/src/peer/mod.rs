@@ -9,9 +9,11 @@
 mod output;
 mod planted;
 pub mod quorum;
+mod refusal;
 mod types;
 
 pub use output::{Output, Persist, TimerCommand};
+pub use refusal::Refusal;
 pub use types::{Durable, Entry, Index, Message, NodeId, RoleKind, Term, Timer};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +57,9 @@ pub enum PeerError {
     },
     /// A proposal carried no commands.
     EmptyProposal,
+    /// A message that no correct server can send in this Peer's state was refused whole: the
+    /// Peer did not change (see [`Refusal`]).
+    Refused(Refusal),
 }
 
 impl fmt::Display for PeerError {
@@ -66,6 +71,7 @@ impl fmt::Display for PeerError {
             PeerError::NotLeader { leader: Some(id) } => write!(f, "not the leader; {id} is"),
             PeerError::NotLeader { leader: None } => write!(f, "not the leader; leader unknown"),
             PeerError::EmptyProposal => write!(f, "proposal has no commands"),
+            PeerError::Refused(refusal) => write!(f, "impossible message refused: {refusal}"),
         }
     }
 }
@@ -270,6 +276,11 @@ impl<C: Clone + fmt::Debug> Peer<C> {
     // ----- Inputs -----
 
     /// Handles a message from another server.
+    ///
+    /// The message must be well formed, as `rdb-server` validates every message off the wire:
+    /// terms at least 1, entries of nondecreasing terms between `prev_log_term` and the
+    /// message's term. A well-formed message that no correct server can send in this Peer's
+    /// state is refused with [`PeerError::Refused`] and changes nothing.
     pub fn handle_message(
         &mut self,
         from: NodeId,
@@ -277,6 +288,9 @@ impl<C: Clone + fmt::Debug> Peer<C> {
     ) -> Result<Output<C>, PeerError> {
         if from == self.config.id || !self.config.members.contains(&from) {
             return Err(PeerError::UnknownPeer(from));
+        }
+        if let Some(refusal) = self.refusal(from, &message) {
+            return Err(PeerError::Refused(refusal));
         }
         let mut output = Output::default();
         self.observe_term(message.term(), &mut output);
@@ -318,6 +332,88 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         }
         self.check_invariants();
         Ok(output)
+    }
+
+    /// Why `message` from `from` is impossible in this state, if it is. Checked before the
+    /// message changes anything, so that a refused message leaves the Peer as it was. With a
+    /// planted bug nothing is refused: the model's properties report what the bug does.
+    fn refusal(&self, from: NodeId, message: &Message<C>) -> Option<Refusal> {
+        if self.bug_planted() {
+            return None;
+        }
+        match message {
+            Message::AppendEntriesRequest {
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                ..
+            } if *term >= self.durable.term => self
+                .second_leader(from, *term)
+                .or_else(|| self.overwritten_commit(*prev_log_index, *prev_log_term, entries)),
+            Message::AppendEntriesResponse {
+                term,
+                success,
+                index,
+            } if *term == self.durable.term
+                && matches!(self.role, Role::Leader { .. })
+                && *index > self.last_index() =>
+            {
+                let last_index = self.last_index();
+                Some(if *success {
+                    Refusal::AcknowledgesBeyondLog {
+                        index: *index,
+                        last_index,
+                    }
+                } else {
+                    Refusal::HintBeyondLog {
+                        index: *index,
+                        last_index,
+                    }
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// An AppendEntries of the current term from `from` while another server is known to lead
+    /// it (a candidate knows no leader yet and gives up to `from`).
+    fn second_leader(&self, from: NodeId, term: Term) -> Option<Refusal> {
+        if term != self.durable.term {
+            return None;
+        }
+        let leader = match self.role {
+            Role::Leader { .. } => self.config.id,
+            Role::Follower {
+                leader: Some(leader),
+            } if leader != from => leader,
+            _ => return None,
+        };
+        Some(Refusal::SecondLeader { term, leader })
+    }
+
+    /// The first committed index that an AppendEntries passing the consistency check would
+    /// replace with an entry of another term.
+    fn overwritten_commit(
+        &self,
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: &[Entry<C>],
+    ) -> Option<Refusal> {
+        if prev_log_index > self.last_index() || self.term_at(prev_log_index) != prev_log_term {
+            // Rejected by the consistency check: nothing is appended.
+            return None;
+        }
+        let overlap = self.commit_index.saturating_sub(prev_log_index);
+        let overlap = usize::try_from(overlap).unwrap_or(usize::MAX);
+        (prev_log_index + 1..)
+            .zip(entries.iter().take(overlap))
+            .find(|(index, entry)| self.term_at(*index) != entry.term)
+            .map(|(index, entry)| Refusal::OverwritesCommitted {
+                index,
+                committed_term: self.term_at(index),
+                entry_term: entry.term,
+            })
     }
 
     /// Handles a timer that fired.
@@ -599,10 +695,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
                 if planted!(self, AppendWithoutTruncate) {
                     continue;
                 }
-                assert!(
-                    index > self.commit_index || self.bug_planted(),
-                    "leader asked to overwrite committed index {index}"
-                );
+                // Never a committed index: `refusal` turned such a request away.
                 self.durable.log.truncate(index as usize - 1);
             }
             self.durable.log.push(entry);
@@ -638,8 +731,8 @@ impl<C: Clone + fmt::Debug> Peer<C> {
             .get_mut(&from)
             .expect("a leader tracks every other member");
         if success {
-            // A correct follower never acknowledges past our log; clamp so that a faulty one
-            // cannot push progress out of range.
+            // A correct follower never acknowledges past our log (`refusal` turns that away);
+            // clamp anyway, for a planted bug's acknowledgements.
             let index = if planted!(self, MatchFromNextGuess) {
                 follower.next - 1
             } else {
@@ -650,7 +743,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
             }
             follower.next = follower.next.max(index + 1);
             self.maybe_commit(output);
-        } else if index + 1 < follower.next {
+        } else if index < follower.next - 1 {
             assert!(
                 !planted!(self, PanicOnStaleRejection) || index >= follower.matched,
                 "rejection below the matched index {} of {from}",
@@ -922,6 +1015,224 @@ mod tests {
             Peer::restore(not_a_member, Durable::<u8>::default()),
             Err(PeerError::InvalidConfig(_))
         ));
+    }
+
+    /// A follower of 2 in term 2 with log terms [1, 1, 2], of which the first two entries are
+    /// committed.
+    fn follower_with_commit() -> Peer<u8> {
+        let mut peer = follower_with_log(&[1, 1, 2]);
+        let heartbeat = Message::AppendEntriesRequest {
+            term: 2,
+            prev_log_index: 3,
+            prev_log_term: 2,
+            entries: Vec::new(),
+            leader_commit: 2,
+        };
+        peer.handle_message(2, heartbeat).unwrap();
+        assert_eq!((peer.commit_index(), peer.leader()), (2, Some(2)));
+        peer
+    }
+
+    /// The leader of term 3 with log terms [1, 1, 2], after 2 acknowledged the whole log.
+    fn leader_with_progress() -> Peer<u8> {
+        let mut peer = follower_with_log(&[1, 1, 2]);
+        peer.handle_timeout(Timer::Election);
+        let vote = Message::RequestVoteResponse {
+            term: 3,
+            granted: true,
+        };
+        peer.handle_message(2, vote).unwrap();
+        let ack = Message::AppendEntriesResponse {
+            term: 3,
+            success: true,
+            index: 3,
+        };
+        peer.handle_message(2, ack).unwrap();
+        assert_eq!(peer.role_kind(), RoleKind::Leader);
+        peer
+    }
+
+    fn progress_of(peer: &Peer<u8>, follower: NodeId) -> Progress {
+        let Role::Leader { progress, .. } = peer.role() else {
+            panic!("not a leader: {peer:?}");
+        };
+        progress[&follower]
+    }
+
+    #[test]
+    fn overwrite_of_a_committed_index_is_refused_and_changes_nothing() {
+        let mut peer = follower_with_commit();
+        let before = peer.clone();
+        // Consistent at index 1, then replaces the committed entry at index 2 (term 1).
+        let overwrite = Message::AppendEntriesRequest {
+            term: 2,
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: entries(&[2, 2]),
+            leader_commit: 2,
+        };
+        let refusal = Refusal::OverwritesCommitted {
+            index: 2,
+            committed_term: 1,
+            entry_term: 2,
+        };
+        assert_eq!(
+            peer.handle_message(2, overwrite),
+            Err(PeerError::Refused(refusal))
+        );
+        assert_eq!(peer, before);
+    }
+
+    #[test]
+    fn overwrite_of_a_committed_index_in_a_later_term_keeps_the_term() {
+        let mut peer = follower_with_commit();
+        let before = peer.clone();
+        let overwrite = Message::AppendEntriesRequest {
+            term: 7,
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: entries(&[3]),
+            leader_commit: 0,
+        };
+        assert!(matches!(
+            peer.handle_message(3, overwrite),
+            Err(PeerError::Refused(Refusal::OverwritesCommitted {
+                index: 1,
+                ..
+            }))
+        ));
+        assert_eq!(peer.term(), 2);
+        assert_eq!(peer, before);
+    }
+
+    #[test]
+    fn resending_committed_entries_and_replacing_uncommitted_ones_is_accepted() {
+        let mut peer = follower_with_commit();
+        // Same terms at the committed indexes 1 and 2, a new term at the uncommitted index 3.
+        let request = Message::AppendEntriesRequest {
+            term: 3,
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: entries(&[1, 1, 3]),
+            leader_commit: 2,
+        };
+        peer.handle_message(3, request).unwrap();
+        let terms: Vec<Term> = peer.log().iter().map(|e| e.term).collect();
+        assert_eq!(terms, vec![1, 1, 3]);
+    }
+
+    #[test]
+    fn an_append_from_a_second_leader_of_the_term_is_refused() {
+        let mut follower = follower_with_commit();
+        let before = follower.clone();
+        let append = Message::AppendEntriesRequest {
+            term: 2,
+            prev_log_index: 3,
+            prev_log_term: 2,
+            entries: Vec::new(),
+            leader_commit: 3,
+        };
+        let refusal = Refusal::SecondLeader { term: 2, leader: 2 };
+        assert_eq!(
+            follower.handle_message(3, append.clone()),
+            Err(PeerError::Refused(refusal))
+        );
+        assert_eq!(follower, before);
+        // The known leader itself is heard as usual.
+        assert!(follower.handle_message(2, append).is_ok());
+
+        let mut leader = leader_with_progress();
+        let before = leader.clone();
+        let append = Message::AppendEntriesRequest {
+            term: 3,
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: Vec::new(),
+            leader_commit: 0,
+        };
+        let refusal = Refusal::SecondLeader { term: 3, leader: 1 };
+        assert_eq!(
+            leader.handle_message(3, append),
+            Err(PeerError::Refused(refusal))
+        );
+        assert_eq!(leader, before);
+    }
+
+    #[test]
+    fn a_candidate_gives_up_to_the_leader_of_its_term() {
+        let mut peer = follower_with_log(&[1]);
+        peer.handle_timeout(Timer::Election);
+        let append = Message::AppendEntriesRequest {
+            term: 2,
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: Vec::new(),
+            leader_commit: 0,
+        };
+        peer.handle_message(3, append).unwrap();
+        assert_eq!(peer.leader(), Some(3));
+    }
+
+    #[test]
+    fn an_acknowledgement_past_the_log_is_refused_without_overflow() {
+        let mut peer = leader_with_progress();
+        let before = peer.clone();
+        let ack = Message::AppendEntriesResponse {
+            term: 3,
+            success: true,
+            index: Index::MAX,
+        };
+        let refusal = Refusal::AcknowledgesBeyondLog {
+            index: Index::MAX,
+            last_index: 3,
+        };
+        assert_eq!(
+            peer.handle_message(3, ack),
+            Err(PeerError::Refused(refusal))
+        );
+        assert_eq!(peer, before);
+        let hint = Message::AppendEntriesResponse {
+            term: 3,
+            success: false,
+            index: Index::MAX,
+        };
+        let refusal = Refusal::HintBeyondLog {
+            index: Index::MAX,
+            last_index: 3,
+        };
+        assert_eq!(
+            peer.handle_message(3, hint),
+            Err(PeerError::Refused(refusal))
+        );
+        assert_eq!(peer, before);
+    }
+
+    #[test]
+    fn responses_of_other_terms_are_not_judged_against_the_log() {
+        let mut peer = leader_with_progress();
+        // A follower of term 2 acknowledging a long log of an earlier leader: stale, ignored.
+        let stale = Message::AppendEntriesResponse {
+            term: 2,
+            success: true,
+            index: Index::MAX,
+        };
+        let output = peer.handle_message(3, stale).unwrap();
+        assert!(output.is_empty());
+        assert_eq!(progress_of(&peer, 3).matched, 0);
+    }
+
+    #[test]
+    fn a_stale_rejection_below_the_match_index_keeps_progress() {
+        let mut peer = leader_with_progress();
+        let before = progress_of(&peer, 2);
+        let stale = Message::AppendEntriesResponse {
+            term: 3,
+            success: false,
+            index: 0,
+        };
+        // Reordered behind the acknowledgement of 3: the leader never backs off below it.
+        peer.handle_message(2, stale).unwrap();
+        assert_eq!(progress_of(&peer, 2), before);
     }
 
     #[test]
