@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     }
     // With the model's `checker` feature (a workspace-wide build), the Peer checks its
     // invariants after every step.
-    let peer_invariant_checks = !release || model::PLANTED_BUGS_AVAILABLE;
+    let peer_invariant_checks = !release || model::INVARIANTS_CHECKED;
     if peer_invariant_checks {
         eprintln!(
             "core-bench: warning: the Peer checks its invariants after every step in this build"

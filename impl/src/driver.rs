@@ -33,7 +33,10 @@ use crate::kv::{CommandResult, KvStore};
 use crate::record::{RecordedEvent, RecordedInput, RecordedOutput, Recorder};
 use crate::storage::{FileStorage, StorageError};
 use model::TimerCommand;
-use model::{Entry, Index, Message, NodeId, Output, Peer, PeerError, RoleKind, Term, Timer};
+use model::{
+    Deviation, Entry, Faithful, Index, Message, NodeId, Output, Peer, PeerError, RoleKind, Term,
+    Timer,
+};
 use slog::{crit, warn, Logger};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
@@ -298,8 +301,8 @@ pub const INPUT_QUEUE_CAPACITY: usize = 1024;
 pub const MAX_PENDING_PROPOSALS: usize = 8192;
 
 /// The driver's state. Build it with [`Driver::new`] and run it with [`Driver::run`].
-pub struct Driver<T: Timers, O: Outbound> {
-    peer: Peer<Command>,
+pub struct Driver<T: Timers, O: Outbound, D: Deviation = Faithful> {
+    peer: Peer<Command, D>,
     storage: FileStorage,
     kv: KvStore,
     timers: T,
@@ -326,12 +329,12 @@ pub struct Driver<T: Timers, O: Outbound> {
     fatal: Option<StorageError>,
 }
 
-impl<T: Timers, O: Outbound> Driver<T, O> {
+impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
     /// A driver for `peer` (freshly restored from `storage`, with `restore_output` the output
     /// `Peer::restore` returned).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        peer: Peer<Command>,
+        peer: Peer<Command, D>,
         restore_output: Output<Command>,
         storage: FileStorage,
         timers: T,

@@ -14,7 +14,7 @@ use crate::record::Recorder;
 use crate::service::KvService;
 use crate::storage::{FileStorage, Identity, StorageError, StorageOptions};
 use crate::transport::{GrpcOutbound, Partition, PeerService};
-use model::{Config, Message, NodeId, Peer, PeerError, Timer};
+use model::{Config, Deviation, Faithful, Message, NodeId, Peer, PeerError, Timer};
 use rdb_proto as pb;
 use slog::{crit, info, Logger};
 use std::net::SocketAddr;
@@ -190,9 +190,6 @@ pub struct StartOptions {
     /// Replace the member list stored in the data directory by `config.peers`' ids instead of
     /// refusing a difference (`rdb-server --replace-members`: an offline change of members).
     pub replace_members: bool,
-    /// A bug of the model's catalogue to plant in the Peer (conformance tests only).
-    #[cfg(feature = "planted-bugs")]
-    pub bug: Option<model::bugs::Bug>,
 }
 
 impl Default for StartOptions {
@@ -203,8 +200,6 @@ impl Default for StartOptions {
             input_queue: INPUT_QUEUE_CAPACITY,
             record: None,
             replace_members: false,
-            #[cfg(feature = "planted-bugs")]
-            bug: None,
         }
     }
 }
@@ -239,7 +234,10 @@ impl Node {
             config.tls.as_ref(),
         );
         let timers = ClockTimers::new(config.timing);
-        Node::start_with(config, logger, options, timers, outbound, partition).await
+        Node::start_with(
+            config, logger, options, timers, outbound, partition, Faithful,
+        )
+        .await
     }
 
     /// Starts a node in controlled mode: its timers fire only through
@@ -253,6 +251,20 @@ impl Node {
         options: StartOptions,
         outbound: impl Outbound,
     ) -> Result<Node, StartError> {
+        Node::start_deviating(config, logger, options, outbound, Faithful).await
+    }
+
+    /// [`Node::start_controlled`], with a Peer that may deviate from the protocol: a
+    /// [`model::Planted`] bug of the catalogue, for the conformance test that shows a node
+    /// running a planted bug is caught. `rdb-server` never calls it, so no server binary
+    /// contains a planted bug's code.
+    pub async fn start_deviating<D: Deviation + Send + 'static>(
+        config: NodeConfig,
+        logger: Logger,
+        options: StartOptions,
+        outbound: impl Outbound,
+        deviation: D,
+    ) -> Result<Node, StartError> {
         let options = StartOptions {
             max_batch: 1,
             ..options
@@ -265,17 +277,19 @@ impl Node {
             ManualTimers::default(),
             outbound,
             partition,
+            deviation,
         )
         .await
     }
 
-    async fn start_with(
+    async fn start_with<D: Deviation + Send + 'static>(
         config: NodeConfig,
         logger: Logger,
         options: StartOptions,
         timers: impl Timers,
         outbound: impl Outbound,
         partition: Partition,
+        deviation: D,
     ) -> Result<Node, StartError> {
         let logger = logger.new(slog::o!("node" => config.id));
         // The port first: a second copy of a running node fails here or on the data
@@ -321,10 +335,8 @@ impl Node {
             id: config.id,
             members: config.peers.keys().copied().collect(),
         };
-        #[allow(unused_mut)]
-        let (mut peer, restore_output) = Peer::<Command>::restore(peer_config, durable)?;
-        #[cfg(feature = "planted-bugs")]
-        peer.plant_bug(options.bug);
+        let (mut peer, restore_output) = Peer::<Command, D>::restore(peer_config, durable)?;
+        peer.set_deviation(deviation);
         let recorder = match &options.record {
             Some(path) => {
                 Some(

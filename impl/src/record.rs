@@ -5,7 +5,9 @@
 
 use crate::command::Command;
 use model::TimerCommand;
-use model::{Durable, Entry, Index, Message, NodeId, Output, Peer, RoleKind, Term, Timer};
+use model::{
+    Deviation, Durable, Entry, Index, Message, NodeId, Output, Peer, RoleKind, Term, Timer,
+};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -167,7 +169,12 @@ impl Recorder {
     }
 
     /// Records a Peer call.
-    pub fn step(&mut self, input: RecordedInput, output: &Output<Command>, peer: &Peer<Command>) {
+    pub fn step<D: Deviation>(
+        &mut self,
+        input: RecordedInput,
+        output: &Output<Command>,
+        peer: &Peer<Command, D>,
+    ) {
         self.record(RecordedEvent::Step {
             input,
             output: RecordedOutput::from(output),

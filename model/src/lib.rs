@@ -39,16 +39,16 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(feature = "checker")]
 pub mod bugs;
 #[cfg(feature = "checker")]
 pub mod checker;
 pub mod peer;
 
 pub use peer::{
-    Config, Durable, Entry, Index, Message, NodeId, Output, Peer, PeerError, Persist, Refusal,
-    Role, RoleKind, Term, Timer, TimerCommand,
+    Config, Deviation, Durable, Entry, Faithful, Index, Message, NodeId, Output, Peer, PeerError,
+    Persist, Planted, Refusal, Role, RoleKind, Term, Timer, TimerCommand, PLANTED_MARKER,
 };
 
-/// Whether this build can plant bugs. A server must be built without (see `rdb-server`'s tests).
-pub const PLANTED_BUGS_AVAILABLE: bool = cfg!(feature = "checker");
+/// Whether the Peer checks its invariants after every step in this build: debug builds, and
+/// any build with the `checker` feature (benchmarks report it).
+pub const INVARIANTS_CHECKED: bool = cfg!(any(debug_assertions, feature = "checker"));

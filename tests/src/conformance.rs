@@ -10,7 +10,7 @@
 
 use model::checker::trace::{NodeView, Sent, Step, Trace};
 use model::checker::Value;
-use model::{Entry, Message, NodeId, Timer};
+use model::{Entry, Message, NodeId, Planted, Timer};
 use rdb_proto as pb;
 use rdb_server::command::Command;
 use rdb_server::config::{NodeConfig, Timing};
@@ -206,14 +206,14 @@ impl Cluster {
         };
         let options = StartOptions {
             listener: Some(listener),
-            bug: self.options.bug,
             ..StartOptions::default()
         };
         let capture = Capture {
             from: config.id,
             sink: self.captured.clone(),
         };
-        Node::start_controlled(config, logging::for_tests(), options, capture)
+        let deviation = Planted(self.options.bug);
+        Node::start_deviating(config, logging::for_tests(), options, capture, deviation)
             .await
             .map_err(|e| format!("starting node {}: {e}", server + 1))
     }

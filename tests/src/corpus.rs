@@ -54,7 +54,7 @@ pub fn first_peer_divergence(trace: &Trace) -> Option<Divergence> {
 /// `trace` says. `None` if it follows the whole trace.
 pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<Divergence> {
     use model::checker::trace::{NodeView, Sent};
-    use model::{Config, Durable, NodeId, Peer, Timer};
+    use model::{Config, Durable, NodeId, Peer, Planted, Timer};
     let members: Vec<NodeId> = (0..trace.header.servers as NodeId).collect();
     let config = |id| Config {
         id,
@@ -65,7 +65,7 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
         peer.plant_bug(bug);
         Some(peer)
     };
-    let mut peers: Vec<Peer<u8>> = members
+    let mut peers: Vec<Peer<u8, Planted>> = members
         .iter()
         .map(|&id| restore(id, Durable::default()).expect("a valid config"))
         .collect();

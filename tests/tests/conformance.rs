@@ -175,3 +175,18 @@ async fn a_node_running_a_planted_bug_is_caught() {
         );
     }
 }
+
+/// The other half of `impl/tests/test_no_planted_bugs.rs`: a binary that can run a Peer with a
+/// planted bug (this one) links `model::PLANTED_MARKER`, so its absence from the server
+/// binaries means something.
+#[test]
+fn a_binary_that_plants_bugs_links_the_marker() {
+    let path = std::env::current_exe().expect("this test binary");
+    let bytes = std::fs::read(&path).expect("read this test binary");
+    let marker = model::PLANTED_MARKER.as_bytes();
+    assert!(
+        bytes.windows(marker.len()).any(|window| window == marker),
+        "{} plants bugs but does not contain the marker",
+        path.display()
+    );
+}

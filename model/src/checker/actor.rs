@@ -3,7 +3,7 @@
 use super::contract;
 use crate::bugs::Bug;
 use crate::peer::{
-    Config, Durable, Index, Message, NodeId, Output, Peer, PeerError, Timer, TimerCommand,
+    Config, Durable, Index, Message, NodeId, Output, Peer, PeerError, Planted, Timer, TimerCommand,
 };
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use stateright::{Rewrite, RewritePlan};
@@ -56,7 +56,7 @@ pub struct Ghost {
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ServerState {
     /// The protocol state.
-    pub peer: Peer<Value>,
+    pub peer: Peer<Value, Planted>,
     /// History for properties.
     pub ghost: Ghost,
 }

@@ -10,7 +10,7 @@
 //!
 //! [`Persist`]: crate::peer::Persist
 
-use crate::peer::{Entry, Index, Message, NodeId, Output, Peer, Role, Timer};
+use crate::peer::{Deviation, Entry, Index, Message, NodeId, Output, Peer, Role, Timer};
 
 /// What a step was given.
 pub enum Input<'a, C> {
@@ -46,10 +46,10 @@ fn holds<C: PartialEq>(log: &[Entry<C>], prev: Index, entries: &[Entry<C>]) -> b
 }
 
 /// The first clause of the step contract that this step breaks, if any.
-pub fn violation<C: Clone + PartialEq + std::fmt::Debug>(
-    before: &Peer<C>,
+pub fn violation<C: Clone + PartialEq + std::fmt::Debug, D: Deviation>(
+    before: &Peer<C, D>,
     input: &Input<C>,
-    after: &Peer<C>,
+    after: &Peer<C, D>,
     output: &Output<C>,
 ) -> Option<String> {
     let me = after.id();
@@ -191,11 +191,11 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug>(
     }
 }
 
-fn message_clause<C: Clone + PartialEq + std::fmt::Debug>(
-    before: &Peer<C>,
+fn message_clause<C: Clone + PartialEq + std::fmt::Debug, D: Deviation>(
+    before: &Peer<C, D>,
     from: NodeId,
     message: &Message<C>,
-    after: &Peer<C>,
+    after: &Peer<C, D>,
     output: &Output<C>,
 ) -> Option<String> {
     let replies: Vec<&Message<C>> = output
@@ -366,7 +366,10 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug>(
     }
 }
 
-fn before_matched<C: Clone + std::fmt::Debug>(before: &Peer<C>, follower: NodeId) -> Option<Index> {
+fn before_matched<C: Clone + std::fmt::Debug, D: Deviation>(
+    before: &Peer<C, D>,
+    follower: NodeId,
+) -> Option<Index> {
     match before.role() {
         Role::Leader { progress, .. } => progress.get(&follower).map(|p| p.matched),
         _ => None,

@@ -12,7 +12,7 @@ use super::engine::Search;
 use super::{ModelConfig, ModelMsg, NetworkKind, RaftModel, RaftState, Value};
 use crate::bugs::Bug;
 use crate::checker::properties::{self, Expect};
-use crate::peer::{Entry, Index, Message, NodeId, Peer, RoleKind, Term, Timer};
+use crate::peer::{Entry, Index, Message, NodeId, Peer, Planted, RoleKind, Term, Timer};
 use serde::{Deserialize, Serialize};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Checker, HasDiscoveries, Model};
@@ -111,7 +111,7 @@ pub struct NodeView {
 
 impl NodeView {
     /// What a running server shows.
-    pub fn of_peer(id: NodeId, peer: &Peer<Value>) -> NodeView {
+    pub fn of_peer(id: NodeId, peer: &Peer<Value, Planted>) -> NodeView {
         NodeView {
             id,
             crashed: false,
@@ -308,7 +308,7 @@ pub fn node_views(config: &ModelConfig, state: &RaftState) -> Vec<NodeView> {
         .collect()
 }
 
-fn server_peer(state: &RaftState, id: Id) -> Option<&Peer<Value>> {
+fn server_peer(state: &RaftState, id: Id) -> Option<&Peer<Value, Planted>> {
     state
         .actor_states
         .get(usize::from(id))?
@@ -350,7 +350,7 @@ pub fn step_of(
         nodes: node_views(config, after),
         sent: Vec::new(),
     };
-    let check = |peer: &Peer<Value>, id: Id| {
+    let check = |peer: &Peer<Value, Planted>, id: Id| {
         assert_eq!(
             Some(peer),
             server_peer(after, id),

@@ -13,21 +13,18 @@ mod refusal;
 mod types;
 
 pub use output::{Output, Persist, TimerCommand};
+pub use planted::{Deviation, Faithful, Planted, PLANTED_MARKER};
 pub use refusal::Refusal;
 pub use types::{Durable, Entry, Index, Message, NodeId, RoleKind, Term, Timer};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-/// Evaluates to whether a planted bug is switched on. Without the `checker` feature it is the
-/// constant `false`, so no planted branch can run in a server.
+/// Evaluates to whether a planted bug is switched on. In a [`Faithful`] Peer (every server's)
+/// it is the constant `false`, so no planted branch is even compiled into a server.
 macro_rules! planted {
     ($peer:expr, $bug:ident) => {{
-        #[cfg(feature = "checker")]
-        let on = $peer.bug == Some(crate::bugs::Bug::$bug);
-        #[cfg(not(feature = "checker"))]
-        let on = false;
-        on
+        $peer.deviation.bug() == Some(crate::bugs::Bug::$bug)
     }};
 }
 
@@ -110,17 +107,22 @@ pub enum Role {
 }
 
 /// One Raft server's protocol state. See the module docs.
+///
+/// `D` says whether the Peer may deviate from the protocol: [`Faithful`] (the default, and what
+/// every server runs) never does; [`Planted`] carries a planted bug of the catalogue, for the
+/// model checker and the conformance tests. The choice is a type, so a server binary, which
+/// only ever builds a `Peer<C, Faithful>`, contains no planted code whatever features a build
+/// turns on.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Peer<C> {
+pub struct Peer<C, D = Faithful> {
     config: Config,
     durable: Durable<C>,
     commit_index: Index,
     role: Role,
-    #[cfg(feature = "checker")]
-    bug: Option<crate::bugs::Bug>,
+    deviation: D,
 }
 
-impl<C: fmt::Debug> fmt::Debug for Peer<C> {
+impl<C: fmt::Debug, D> fmt::Debug for Peer<C, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Peer")
             .field("id", &self.config.id)
@@ -133,7 +135,7 @@ impl<C: fmt::Debug> fmt::Debug for Peer<C> {
     }
 }
 
-impl<C: Clone + fmt::Debug> Peer<C> {
+impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
     /// Builds a Peer from its configuration and what stable storage holds: an empty
     /// [`Durable`] on first boot, the last persisted one on recovery. The Peer starts as a
     /// follower with commit index 0 and asks for its election timer.
@@ -145,8 +147,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
             durable,
             commit_index: 0,
             role: Role::Follower { leader: None },
-            #[cfg(feature = "checker")]
-            bug: None,
+            deviation: D::default(),
         };
         let mut output = Output::default();
         output.timers.push(TimerCommand::Set(Timer::Election));
@@ -154,10 +155,9 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         Ok((peer, output))
     }
 
-    /// Plants a bug of the catalogue (model checking only).
-    #[cfg(feature = "checker")]
-    pub fn plant_bug(&mut self, bug: Option<crate::bugs::Bug>) {
-        self.bug = bug;
+    /// Replaces the Peer's deviation (for a [`Planted`] Peer: plants a bug, or none).
+    pub fn set_deviation(&mut self, deviation: D) {
+        self.deviation = deviation;
     }
 
     /// The same Peer with every server id passed through `f`, a permutation of the members
@@ -193,7 +193,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
             },
             commit_index: self.commit_index,
             role,
-            bug: self.bug,
+            deviation: self.deviation.clone(),
         }
     }
 
@@ -808,11 +808,7 @@ impl<C: Clone + fmt::Debug> Peer<C> {
     }
 
     fn bug_planted(&self) -> bool {
-        #[cfg(feature = "checker")]
-        let planted = self.bug.is_some();
-        #[cfg(not(feature = "checker"))]
-        let planted = false;
-        planted
+        self.deviation.bug().is_some()
     }
 
     fn others(&self) -> impl Iterator<Item = NodeId> + '_ {
@@ -995,7 +991,7 @@ mod tests {
             log: entries(&[2]),
         };
         assert!(matches!(
-            Peer::restore(config.clone(), future_entry),
+            Peer::<u8>::restore(config.clone(), future_entry),
             Err(PeerError::InvalidDurable(_))
         ));
         let stranger_vote = Durable::<u8> {
@@ -1004,7 +1000,7 @@ mod tests {
             log: Vec::new(),
         };
         assert!(matches!(
-            Peer::restore(config, stranger_vote),
+            Peer::<u8>::restore(config, stranger_vote),
             Err(PeerError::InvalidDurable(_))
         ));
         let not_a_member = Config {
@@ -1012,7 +1008,7 @@ mod tests {
             members: vec![1, 2, 3],
         };
         assert!(matches!(
-            Peer::restore(not_a_member, Durable::<u8>::default()),
+            Peer::<u8>::restore(not_a_member, Durable::<u8>::default()),
             Err(PeerError::InvalidConfig(_))
         ));
     }

@@ -1,20 +1,61 @@
 //! The planted bugs' deviations from the correct Peer, kept out of the way of a reader of the
-//! protocol (model checking only; see `crate::bugs`). Each method returns what the Peer would
-//! do with its bug planted, or `None` when no bug of its kind is planted, in which case the
-//! caller does the correct thing. Without the `checker` feature every method returns `None`.
+//! protocol (model checking and conformance tests only; see `crate::bugs`). Each method returns
+//! what the Peer would do with its bug planted, or `None` when no bug of its kind is planted,
+//! in which case the caller does the correct thing. In a [`Faithful`] Peer no bug is ever
+//! planted, every method is the constant `None`, and the compiler removes the planted code.
 //!
 //! This file is excluded from mutation testing (`.cargo/mutants.toml`): a mutation here
 //! changes a planted bug, not the Peer.
 
 use super::{Index, Output, Peer, Term};
-#[cfg(feature = "checker")]
 use crate::bugs::Bug;
 use std::fmt;
+use std::hash::Hash;
 
-impl<C: Clone + fmt::Debug> Peer<C> {
-    #[cfg(feature = "checker")]
+/// Whether, and how, a Peer may deviate from the protocol: the type parameter `D` of
+/// [`Peer`].
+pub trait Deviation: Clone + fmt::Debug + Default + PartialEq + Eq + Hash {
+    /// The bug planted, if any.
+    fn bug(&self) -> Option<Bug>;
+}
+
+/// The correct Peer: no bug can be planted. What every server runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Faithful;
+
+impl Deviation for Faithful {
+    #[inline(always)]
+    fn bug(&self) -> Option<Bug> {
+        None
+    }
+}
+
+/// A Peer that may carry one planted bug of the catalogue (`Planted(None)`: none), for the
+/// model checker and the conformance tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Planted(pub Option<Bug>);
+
+/// Linked into any binary that runs a [`Planted`] Peer, and only into those: the test
+/// `impl/tests/test_no_planted_bugs.rs` looks for it in the server binaries.
+pub const PLANTED_MARKER: &str = "rdb: this binary can run a Peer with a planted bug";
+
+impl Deviation for Planted {
+    fn bug(&self) -> Option<Bug> {
+        std::hint::black_box(PLANTED_MARKER);
+        self.0
+    }
+}
+
+impl<C: Clone + fmt::Debug> Peer<C, Planted> {
+    /// Plants a bug of the catalogue, or none.
+    pub fn plant_bug(&mut self, bug: Option<Bug>) {
+        self.set_deviation(Planted(bug));
+    }
+}
+
+impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
     fn planted(&self, bug: Bug) -> bool {
-        self.bug == Some(bug)
+        self.deviation.bug() == Some(bug)
     }
 
     /// The §5.4.1 up-to-date check as a planted bug makes it.
@@ -23,7 +64,6 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         last_log_index: Index,
         last_log_term: Term,
     ) -> Option<bool> {
-        #[cfg(feature = "checker")]
         {
             if self.planted(Bug::UpToDateByIndexOnly) {
                 return Some(last_log_index >= self.last_index());
@@ -38,27 +78,22 @@ impl<C: Clone + fmt::Debug> Peer<C> {
                 return Some(true);
             }
         }
-        let _ = (last_log_index, last_log_term);
         None
     }
 
     /// `adopt-lower-term`: a refused vote of a lower term lowers the candidate's term.
     pub(super) fn planted_adopt_lower_term(&mut self, term: Term, granted: bool) {
-        #[cfg(feature = "checker")]
         if self.planted(Bug::AdoptLowerTerm) && !granted && term < self.durable.term {
             self.durable.term = term;
         }
-        let _ = (term, granted);
     }
 
     /// `clear-vote-on-same-term-leader`: hearing from the leader of its term resets the vote.
     pub(super) fn planted_clear_vote(&mut self, output: &mut Output<C>) {
-        #[cfg(feature = "checker")]
         if self.planted(Bug::ClearVoteOnSameTermLeader) && self.durable.voted_for.is_some() {
             self.durable.voted_for = None;
             output.persist.hard_state = true;
         }
-        let _ = output;
     }
 
     /// `commit-before-consistency-check`: the commit index moves before the check.
@@ -67,7 +102,6 @@ impl<C: Clone + fmt::Debug> Peer<C> {
         leader_commit: Index,
         output: &mut Output<C>,
     ) {
-        #[cfg(feature = "checker")]
         if self.planted(Bug::CommitBeforeConsistencyCheck) {
             let commit = leader_commit.min(self.last_index());
             if commit > self.commit_index {
@@ -75,33 +109,27 @@ impl<C: Clone + fmt::Debug> Peer<C> {
                 output.commit = Some(commit);
             }
         }
-        let _ = (leader_commit, output);
     }
 
     /// `follower-commit-without-max`: a follower takes the request's commit index even when it
     /// is lower than its own.
     pub(super) fn planted_commit_without_max(&self, commit: Index) -> Option<bool> {
-        #[cfg(feature = "checker")]
         if self.planted(Bug::FollowerCommitWithoutMax) {
             return Some(commit != self.commit_index);
         }
-        let _ = commit;
         None
     }
 
     /// `stale-append-truncates`: the log is cut back to the request's start before the terms
     /// are compared.
     pub(super) fn planted_truncate_first(&mut self, prev_log_index: Index, entries: usize) {
-        #[cfg(feature = "checker")]
         if self.planted(Bug::StaleAppendTruncates) && entries > 0 {
             self.durable.log.truncate(prev_log_index as usize);
         }
-        let _ = (prev_log_index, entries);
     }
 
     /// `append-at-log-end`: where an entry of a request goes.
     pub(super) fn planted_append_index(&self) -> Option<Index> {
-        #[cfg(feature = "checker")]
         if self.planted(Bug::AppendAtLogEnd) {
             return Some(self.last_index() + 1);
         }
@@ -110,18 +138,15 @@ impl<C: Clone + fmt::Debug> Peer<C> {
 
     /// `commit-on-half`: the number of servers that counts as a majority.
     pub(super) fn planted_quorum(&self, cluster: usize) -> Option<usize> {
-        #[cfg(feature = "checker")]
         if self.planted(Bug::CommitOnHalf) {
             return Some((cluster / 2).max(1));
         }
-        let _ = cluster;
         None
     }
 
     /// `commit-previous-term-by-count`: whether an entry of an earlier term may be committed by
     /// counting replicas.
     pub(super) fn planted_commit_any_term(&self) -> bool {
-        #[cfg(feature = "checker")]
         if self.planted(Bug::CommitPreviousTermByCount) {
             return true;
         }
