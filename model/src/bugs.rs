@@ -1,9 +1,9 @@
 //! Planted bugs: classic Raft mistakes, each taken from a published bug report, that a user can
 //! switch on to watch the checker find them.
 //!
-//! This module exists only with the `checker` feature. A server builds `model` without it, so
-//! no bug can be enabled there: every planted branch in the Peer is guarded by the `planted!`
-//! macro, which is the constant `false` without the feature.
+//! A bug can be planted only in a `Peer<C, Planted>` (see [`crate::Planted`]). Servers build
+//! `Peer<C, Faithful>`, in which every planted branch (the `planted!` macro and the methods of
+//! `peer/planted.rs`) is the constant `false` and compiles to nothing.
 
 use std::fmt;
 use std::str::FromStr;
