@@ -6,6 +6,7 @@
 //! task or touches a file: the stateright model, the gRPC node and the conformance harness all
 //! drive the very same code.
 
+mod log;
 mod output;
 mod planted;
 pub mod quorum;
@@ -16,6 +17,8 @@ pub use output::{Output, Persist, TimerCommand};
 pub use planted::{Deviation, Faithful, Planted, PLANTED_MARKER};
 pub use refusal::Refusal;
 pub use types::{Durable, Entry, Index, Message, NodeId, RoleKind, Term, Timer};
+
+use log::{RaftLog, RaftLogMut};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -215,7 +218,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
     pub fn voted_for(&self) -> Option<NodeId> {
         self.durable.voted_for
     }
-    /// The log; entry `i` is at `log()[i - 1]`.
+    /// The log; entry `i` is at `log()[i - 1]` (see [`Peer::entry`] to read one by index).
     pub fn log(&self) -> &[Entry<C>] {
         &self.durable.log
     }
@@ -249,28 +252,28 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
     }
     /// The index of the last log entry (0 when empty).
     pub fn last_index(&self) -> Index {
-        self.durable.log.len() as Index
+        self.raft_log().last_index()
     }
     /// The term of the entry at `index`; 0 for index 0 or an index past the end.
     pub fn term_at(&self, index: Index) -> Term {
-        if index == 0 {
-            return 0;
-        }
-        self.durable
-            .log
-            .get(index as usize - 1)
-            .map_or(0, |entry| entry.term)
+        self.raft_log().term_at(index)
     }
     /// The term of the last entry.
     pub fn last_term(&self) -> Term {
-        self.term_at(self.last_index())
+        self.raft_log().last_term()
     }
     /// The entry at `index`, if the log has one.
     pub fn entry(&self, index: Index) -> Option<&Entry<C>> {
-        if index == 0 {
-            return None;
-        }
-        self.durable.log.get(index as usize - 1)
+        self.raft_log().entry(index)
+    }
+
+    /// The log in Raft's indexes.
+    fn raft_log(&self) -> RaftLog<'_, C> {
+        RaftLog::new(&self.durable.log)
+    }
+    /// The log in Raft's indexes, to change it.
+    fn raft_log_mut(&mut self) -> RaftLogMut<'_, C> {
+        RaftLogMut::new(&mut self.durable.log)
     }
 
     // ----- Inputs -----
@@ -400,7 +403,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         prev_log_term: Term,
         entries: &[Entry<C>],
     ) -> Option<Refusal> {
-        if prev_log_index > self.last_index() || self.term_at(prev_log_index) != prev_log_term {
+        if !self.raft_log().matches(prev_log_index, prev_log_term) {
             // Rejected by the consistency check: nothing is appended.
             return None;
         }
@@ -447,8 +450,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         let mut output = Output::default();
         let first = self.last_index() + 1;
         let term = self.durable.term;
-        self.durable
-            .log
+        self.raft_log_mut()
             .extend(commands.into_iter().map(|command| Entry {
                 term,
                 command: Some(command),
@@ -548,7 +550,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
     ) {
         let log_ok = match self.planted_log_ok(last_log_index, last_log_term) {
             Some(planted) => planted,
-            None => (last_log_term, last_log_index) >= (self.last_term(), self.last_index()),
+            None => self.raft_log().is_up_to_date(last_log_index, last_log_term),
         };
         let vote_free = match self.durable.voted_for {
             None => true,
@@ -623,9 +625,11 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
             output.timers.push(TimerCommand::Set(Timer::Election));
         }
         self.planted_commit_before_check(leader_commit, output);
-        let consistent = prev_log_index <= self.last_index()
-            && (self.term_at(prev_log_index) == prev_log_term
-                || planted!(self, NoConsistencyCheck));
+        let consistent = if planted!(self, NoConsistencyCheck) {
+            prev_log_index <= self.last_index()
+        } else {
+            self.raft_log().matches(prev_log_index, prev_log_term)
+        };
         if !consistent {
             let response = Message::AppendEntriesResponse {
                 term: self.durable.term,
@@ -696,9 +700,9 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
                     continue;
                 }
                 // Never a committed index: `refusal` turned such a request away.
-                self.durable.log.truncate(index as usize - 1);
+                self.raft_log_mut().truncate_from(index);
             }
-            self.durable.log.push(entry);
+            self.raft_log_mut().append(entry);
             let from = output
                 .persist
                 .log_from
@@ -796,7 +800,9 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
             .expect("a leader tracks every other member");
         let prev_log_index = follower.next - 1;
         follower.next = last_index + 1;
-        let entries = self.durable.log[prev_log_index as usize..].to_vec();
+        let entries = RaftLog::new(&self.durable.log)
+            .entries_from(prev_log_index + 1)
+            .to_vec();
         let message = Message::AppendEntriesRequest {
             term: self.durable.term,
             prev_log_index,
@@ -902,13 +908,11 @@ fn validate_durable<C>(config: &Config, durable: &Durable<C>) -> Result<(), Peer
         }
     }
     let mut previous = 0;
-    for (offset, entry) in durable.log.iter().enumerate() {
+    for (index, entry) in RaftLog::new(&durable.log).indexed() {
         if entry.term == 0 || entry.term < previous || entry.term > durable.term {
             return Err(PeerError::InvalidDurable(format!(
-                "entry {} has term {} after term {previous} (current term {})",
-                offset + 1,
-                entry.term,
-                durable.term
+                "entry {index} has term {} after term {previous} (current term {})",
+                entry.term, durable.term
             )));
         }
         previous = entry.term;
