@@ -9,18 +9,20 @@
 mod log;
 mod output;
 mod planted;
+mod progress;
 pub mod quorum;
 mod refusal;
 mod types;
 
 pub use output::{Output, Persist, TimerCommand};
 pub use planted::{Deviation, Faithful, Planted, PLANTED_MARKER};
+pub use progress::{Progress, ProgressTracker};
 pub use refusal::Refusal;
 pub use types::{Durable, Entry, Index, Message, NodeId, RoleKind, Term, Timer};
 
 use log::{RaftLog, RaftLogMut};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// Evaluates to whether a planted bug is switched on. In a [`Faithful`] Peer (every server's)
@@ -78,15 +80,6 @@ impl fmt::Display for PeerError {
 
 impl std::error::Error for PeerError {}
 
-/// What a leader knows of one follower's log (§5.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Progress {
-    /// The next index to send. Invariant: `matched < next <= last_index + 1`.
-    pub next: Index,
-    /// The highest index known to be stored on the follower.
-    pub matched: Index,
-}
-
 /// The volatile role-specific state (§5.1); what a role does not need, it does not carry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
@@ -103,7 +96,7 @@ pub enum Role {
     /// Replicates its log.
     Leader {
         /// One entry per other server.
-        progress: BTreeMap<NodeId, Progress>,
+        progress: ProgressTracker,
         /// Servers heard from in this term since the last check-quorum.
         heard_from: BTreeSet<NodeId>,
     },
@@ -506,11 +499,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         if votes.len() < quorum::majority(self.config.members.len()) {
             return;
         }
-        let next = self.last_index() + 1;
-        let progress = self
-            .others()
-            .map(|id| (id, Progress { next, matched: 0 }))
-            .collect();
+        let progress = ProgressTracker::new(self.others(), self.last_index());
         self.role = Role::Leader {
             progress,
             heard_from: BTreeSet::new(),
@@ -731,9 +720,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
             return;
         };
         heard_from.insert(from);
-        let follower = progress
-            .get_mut(&from)
-            .expect("a leader tracks every other member");
+        let follower = progress.follower_mut(from);
         if success {
             // A correct follower never acknowledges past our log (`refusal` turns that away);
             // clamp anyway, for a planted bug's acknowledgements.
@@ -742,10 +729,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
             } else {
                 index.min(last_index)
             };
-            if index > follower.matched {
-                follower.matched = index;
-            }
-            follower.next = follower.next.max(index + 1);
+            follower.acknowledge(index);
             self.maybe_commit(output);
         } else if index < follower.next - 1 {
             assert!(
@@ -753,8 +737,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
                 "rejection below the matched index {} of {from}",
                 follower.matched
             );
-            // Back off to the hint, but never below what is known to match.
-            follower.next = (index + 1).max(follower.matched + 1);
+            follower.back_off(index);
             self.send_append(from, output);
         }
     }
@@ -765,14 +748,12 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         let Role::Leader { progress, .. } = &self.role else {
             return;
         };
-        let mut matched: Vec<Index> = progress.values().map(|p| p.matched).collect();
-        matched.push(self.last_index());
         let cluster = self.config.members.len();
         let quorum = match self.planted_quorum(cluster) {
             Some(planted) => planted,
             None => quorum::majority(cluster),
         };
-        let candidate = quorum::quorum_index(matched, quorum);
+        let candidate = progress.quorum_index(self.last_index(), quorum);
         let own_term =
             self.planted_commit_any_term() || self.term_at(candidate) == self.durable.term;
         if candidate > self.commit_index && own_term {
@@ -795,11 +776,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };
-        let follower = progress
-            .get_mut(&to)
-            .expect("a leader tracks every other member");
-        let prev_log_index = follower.next - 1;
-        follower.next = last_index + 1;
+        let prev_log_index = progress.follower_mut(to).send_up_to(last_index);
         let entries = RaftLog::new(&self.durable.log)
             .entries_from(prev_log_index + 1)
             .to_vec();
@@ -872,7 +849,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
                     return Err("leader does not track every follower".into());
                 }
                 for (id, p) in progress {
-                    if !(p.matched < p.next && p.next <= last + 1) {
+                    if !p.is_within(last) {
                         return Err(format!("progress of {id} out of range: {p:?}, last {last}"));
                     }
                 }
