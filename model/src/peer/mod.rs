@@ -5,13 +5,36 @@
 //! committed and which timers to arm. It never reads a clock, draws a random number, spawns a
 //! task or touches a file: the stateright model, the gRPC node and the conformance harness all
 //! drive the very same code.
+//!
+//! One concern per file:
+//! - `mod.rs`: the [`Peer`], its inputs and accessors, restore and the invariants checked
+//!   after every step;
+//! - `election.rs`: terms, roles, vote requests and votes (§5.1, §5.2, §5.4.1), check-quorum;
+//! - `replication.rs`: AppendEntries and commitment (§5.3, §5.4.2);
+//! - `log.rs`: the log's index arithmetic, the only place that turns an index into a position;
+//! - `progress.rs`: the leader's [`Progress`] of each follower and the index on a quorum;
+//! - `quorum.rs`: majority arithmetic;
+//! - `refusal.rs`: messages no correct server can send, refused whole;
+//! - `types.rs`, `output.rs`: the vocabulary and what one step asks of its driver;
+//! - `planted.rs`: the planted bugs' deviations, out of the protocol's way.
 
+/// Evaluates to whether a planted bug is switched on. In a [`Faithful`] Peer (every server's)
+/// it is the constant `false`, so no planted branch is even compiled into a server. Defined
+/// before the modules, which use it.
+macro_rules! planted {
+    ($peer:expr, $bug:ident) => {{
+        $peer.deviation.bug() == Some(crate::bugs::Bug::$bug)
+    }};
+}
+
+mod election;
 mod log;
 mod output;
 mod planted;
 mod progress;
 pub mod quorum;
 mod refusal;
+mod replication;
 mod types;
 
 pub use output::{Output, Persist, TimerCommand};
@@ -24,14 +47,6 @@ use log::{RaftLog, RaftLogMut};
 
 use std::collections::BTreeSet;
 use std::fmt;
-
-/// Evaluates to whether a planted bug is switched on. In a [`Faithful`] Peer (every server's)
-/// it is the constant `false`, so no planted branch is even compiled into a server.
-macro_rules! planted {
-    ($peer:expr, $bug:ident) => {{
-        $peer.deviation.bug() == Some(crate::bugs::Bug::$bug)
-    }};
-}
 
 /// The fixed facts a Peer needs: who it is and who the cluster's servers are.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -330,88 +345,6 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         Ok(output)
     }
 
-    /// Why `message` from `from` is impossible in this state, if it is. Checked before the
-    /// message changes anything, so that a refused message leaves the Peer as it was. With a
-    /// planted bug nothing is refused: the model's properties report what the bug does.
-    fn refusal(&self, from: NodeId, message: &Message<C>) -> Option<Refusal> {
-        if self.bug_planted() {
-            return None;
-        }
-        match message {
-            Message::AppendEntriesRequest {
-                term,
-                prev_log_index,
-                prev_log_term,
-                entries,
-                ..
-            } if *term >= self.durable.term => self
-                .second_leader(from, *term)
-                .or_else(|| self.overwritten_commit(*prev_log_index, *prev_log_term, entries)),
-            Message::AppendEntriesResponse {
-                term,
-                success,
-                index,
-            } if *term == self.durable.term
-                && matches!(self.role, Role::Leader { .. })
-                && *index > self.last_index() =>
-            {
-                let last_index = self.last_index();
-                Some(if *success {
-                    Refusal::AcknowledgesBeyondLog {
-                        index: *index,
-                        last_index,
-                    }
-                } else {
-                    Refusal::HintBeyondLog {
-                        index: *index,
-                        last_index,
-                    }
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// An AppendEntries of the current term from `from` while another server is known to lead
-    /// it (a candidate knows no leader yet and gives up to `from`).
-    fn second_leader(&self, from: NodeId, term: Term) -> Option<Refusal> {
-        if term != self.durable.term {
-            return None;
-        }
-        let leader = match self.role {
-            Role::Leader { .. } => self.config.id,
-            Role::Follower {
-                leader: Some(leader),
-            } if leader != from => leader,
-            _ => return None,
-        };
-        Some(Refusal::SecondLeader { term, leader })
-    }
-
-    /// The first committed index that an AppendEntries passing the consistency check would
-    /// replace with an entry of another term.
-    fn overwritten_commit(
-        &self,
-        prev_log_index: Index,
-        prev_log_term: Term,
-        entries: &[Entry<C>],
-    ) -> Option<Refusal> {
-        if !self.raft_log().matches(prev_log_index, prev_log_term) {
-            // Rejected by the consistency check: nothing is appended.
-            return None;
-        }
-        let overlap = self.commit_index.saturating_sub(prev_log_index);
-        let overlap = usize::try_from(overlap).unwrap_or(usize::MAX);
-        (prev_log_index + 1..)
-            .zip(entries.iter().take(overlap))
-            .find(|(index, entry)| self.term_at(*index) != entry.term)
-            .map(|(index, entry)| Refusal::OverwritesCommitted {
-                index,
-                committed_term: self.term_at(index),
-                entry_term: entry.term,
-            })
-    }
-
     /// Handles a timer that fired.
     pub fn handle_timeout(&mut self, timer: Timer) -> Output<C> {
         let mut output = Output::default();
@@ -454,340 +387,6 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         self.maybe_commit(&mut output);
         self.check_invariants();
         Ok((first, output))
-    }
-
-    // ----- Term and role changes -----
-
-    /// Any message of a newer term makes this server a follower of that term (§5.1).
-    fn observe_term(&mut self, term: Term, output: &mut Output<C>) {
-        if term > self.durable.term {
-            let was_leader = matches!(self.role, Role::Leader { .. });
-            self.durable.term = term;
-            self.durable.voted_for = None;
-            output.persist.hard_state = !planted!(self, TermNotDurableOnStepDown);
-            self.role = Role::Follower { leader: None };
-            if was_leader {
-                output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
-                output.timers.push(TimerCommand::Set(Timer::Election));
-            }
-        }
-    }
-
-    fn start_election(&mut self, output: &mut Output<C>) {
-        self.durable.term += 1;
-        self.durable.voted_for = Some(self.config.id);
-        output.persist.hard_state = !planted!(self, TermNotDurableOnCampaign);
-        self.role = Role::Candidate {
-            votes: BTreeSet::from([self.config.id]),
-        };
-        output.timers.push(TimerCommand::Set(Timer::Election));
-        let request = Message::RequestVoteRequest {
-            term: self.durable.term,
-            last_log_index: self.last_index(),
-            last_log_term: self.last_term(),
-        };
-        for to in self.others() {
-            output.send_after_persist.push((to, request.clone()));
-        }
-        self.maybe_become_leader(output);
-    }
-
-    fn maybe_become_leader(&mut self, output: &mut Output<C>) {
-        let Role::Candidate { votes } = &self.role else {
-            return;
-        };
-        if votes.len() < quorum::majority(self.config.members.len()) {
-            return;
-        }
-        let progress = ProgressTracker::new(self.others(), self.last_index());
-        self.role = Role::Leader {
-            progress,
-            heard_from: BTreeSet::new(),
-        };
-        output.timers.push(TimerCommand::Set(Timer::Heartbeat));
-        output.timers.push(TimerCommand::Set(Timer::Election));
-        self.broadcast_append(output);
-    }
-
-    /// Check-quorum: a leader that has not heard from a majority since the last check steps
-    /// down, so that a leader cut off from the cluster stops acting as one. Only
-    /// AppendEntries responses of the current term count, so a node's election timeout must be
-    /// several heartbeat round trips long.
-    fn check_quorum(&mut self, output: &mut Output<C>) {
-        let Role::Leader { heard_from, .. } = &mut self.role else {
-            return;
-        };
-        let heard = heard_from.len() + 1;
-        if heard >= quorum::majority(self.config.members.len()) {
-            heard_from.clear();
-        } else {
-            self.role = Role::Follower { leader: None };
-            output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
-        }
-        output.timers.push(TimerCommand::Set(Timer::Election));
-    }
-
-    // ----- Elections (§5.2, §5.4.1) -----
-
-    fn handle_request_vote_request(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        last_log_index: Index,
-        last_log_term: Term,
-        output: &mut Output<C>,
-    ) {
-        let log_ok = match self.planted_log_ok(last_log_index, last_log_term) {
-            Some(planted) => planted,
-            None => self.raft_log().is_up_to_date(last_log_index, last_log_term),
-        };
-        let vote_free = match self.durable.voted_for {
-            None => true,
-            Some(id) => id == from || planted!(self, DoubleVote),
-        };
-        let granted = term == self.durable.term
-            && matches!(self.role, Role::Follower { .. })
-            && vote_free
-            && log_ok;
-        if granted {
-            if self.durable.voted_for != Some(from) {
-                self.durable.voted_for = Some(from);
-                output.persist.hard_state = true;
-            }
-            output.timers.push(TimerCommand::Set(Timer::Election));
-        }
-        let response = Message::RequestVoteResponse {
-            term: self.durable.term,
-            granted,
-        };
-        output.send_after_persist.push((from, response));
-    }
-
-    fn handle_request_vote_response(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        granted: bool,
-        output: &mut Output<C>,
-    ) {
-        self.planted_adopt_lower_term(term, granted);
-        if (term != self.durable.term && !planted!(self, CountStaleVotes)) || !granted {
-            return;
-        }
-        if let Role::Candidate { votes } = &mut self.role {
-            votes.insert(from);
-            self.maybe_become_leader(output);
-        }
-    }
-
-    // ----- Replication (§5.3) -----
-
-    #[allow(clippy::too_many_arguments)]
-    fn handle_append_entries_request(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        prev_log_index: Index,
-        prev_log_term: Term,
-        entries: Vec<Entry<C>>,
-        leader_commit: Index,
-        output: &mut Output<C>,
-    ) {
-        if term < self.durable.term && !planted!(self, AcceptStaleLeader) {
-            let response = Message::AppendEntriesResponse {
-                term: self.durable.term,
-                success: false,
-                index: 0,
-            };
-            output.send_after_persist.push((from, response));
-            return;
-        }
-        if term == self.durable.term {
-            // A candidate that hears from the leader of its term gives up (§5.2).
-            if matches!(self.role, Role::Leader { .. }) {
-                output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
-            }
-            if !matches!(self.role, Role::Follower { leader: Some(id) } if id == from) {
-                self.role = Role::Follower { leader: Some(from) };
-            }
-            self.planted_clear_vote(output);
-            output.timers.push(TimerCommand::Set(Timer::Election));
-        }
-        self.planted_commit_before_check(leader_commit, output);
-        let consistent = if planted!(self, NoConsistencyCheck) {
-            prev_log_index <= self.last_index()
-        } else {
-            self.raft_log().matches(prev_log_index, prev_log_term)
-        };
-        if !consistent {
-            let response = Message::AppendEntriesResponse {
-                term: self.durable.term,
-                success: false,
-                index: self.rejection_hint(prev_log_index),
-            };
-            output.send_after_persist.push((from, response));
-            return;
-        }
-        let last_new = prev_log_index + entries.len() as Index;
-        self.append_entries(prev_log_index, entries, output);
-        let commit = leader_commit.min(last_new);
-        let advance = match self.planted_commit_without_max(commit) {
-            Some(planted) => planted,
-            None => commit > self.commit_index,
-        };
-        if advance {
-            self.commit_index = commit;
-            output.commit = Some(commit);
-        }
-        let acknowledged = if planted!(self, AckWholeLog) {
-            self.last_index()
-        } else {
-            last_new
-        };
-        let response = Message::AppendEntriesResponse {
-            term: self.durable.term,
-            success: true,
-            index: acknowledged,
-        };
-        output.send_after_persist.push((from, response));
-    }
-
-    /// The highest index at which this log may still match the leader's, given that the entry
-    /// at `prev_log_index` did not: the whole run of the conflicting term is skipped at once.
-    fn rejection_hint(&self, prev_log_index: Index) -> Index {
-        if prev_log_index > self.last_index() {
-            return self.last_index();
-        }
-        let conflict_term = self.term_at(prev_log_index);
-        let mut index = prev_log_index.saturating_sub(1);
-        while index > self.commit_index && self.term_at(index) == conflict_term {
-            index -= 1;
-        }
-        index
-    }
-
-    /// Stores `entries` after `prev_log_index`, deleting a conflicting suffix first (§5.3).
-    /// Entries already present with the same term are kept: a stale or reordered request never
-    /// truncates what a later one appended.
-    fn append_entries(
-        &mut self,
-        prev_log_index: Index,
-        entries: Vec<Entry<C>>,
-        output: &mut Output<C>,
-    ) {
-        self.planted_truncate_first(prev_log_index, entries.len());
-        for (offset, entry) in entries.into_iter().enumerate() {
-            let index = match self.planted_append_index() {
-                Some(planted) => planted,
-                None => prev_log_index + 1 + offset as Index,
-            };
-            if index <= self.last_index() {
-                if self.term_at(index) == entry.term {
-                    continue;
-                }
-                if planted!(self, AppendWithoutTruncate) {
-                    continue;
-                }
-                // Never a committed index: `refusal` turned such a request away.
-                self.raft_log_mut().truncate_from(index);
-            }
-            self.raft_log_mut().append(entry);
-            let from = output
-                .persist
-                .log_from
-                .map_or(index, |from| from.min(index));
-            output.persist.log_from = Some(from);
-        }
-    }
-
-    fn handle_append_entries_response(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        success: bool,
-        index: Index,
-        output: &mut Output<C>,
-    ) {
-        if term != self.durable.term {
-            return;
-        }
-        let last_index = self.last_index();
-        let Role::Leader {
-            progress,
-            heard_from,
-        } = &mut self.role
-        else {
-            return;
-        };
-        heard_from.insert(from);
-        let follower = progress.follower_mut(from);
-        if success {
-            // A correct follower never acknowledges past our log (`refusal` turns that away);
-            // clamp anyway, for a planted bug's acknowledgements.
-            let index = if planted!(self, MatchFromNextGuess) {
-                follower.next - 1
-            } else {
-                index.min(last_index)
-            };
-            follower.acknowledge(index);
-            self.maybe_commit(output);
-        } else if index < follower.next - 1 {
-            assert!(
-                !planted!(self, PanicOnStaleRejection) || index >= follower.matched,
-                "rejection below the matched index {} of {from}",
-                follower.matched
-            );
-            follower.back_off(index);
-            self.send_append(from, output);
-        }
-    }
-
-    /// Advances the commit index to the highest index stored on a majority, if that entry is
-    /// of the current term (§5.4.2).
-    fn maybe_commit(&mut self, output: &mut Output<C>) {
-        let Role::Leader { progress, .. } = &self.role else {
-            return;
-        };
-        let cluster = self.config.members.len();
-        let quorum = match self.planted_quorum(cluster) {
-            Some(planted) => planted,
-            None => quorum::majority(cluster),
-        };
-        let candidate = progress.quorum_index(self.last_index(), quorum);
-        let own_term =
-            self.planted_commit_any_term() || self.term_at(candidate) == self.durable.term;
-        if candidate > self.commit_index && own_term {
-            self.commit_index = candidate;
-            output.commit = Some(candidate);
-        }
-    }
-
-    fn broadcast_append(&mut self, output: &mut Output<C>) {
-        let others: Vec<NodeId> = self.others().collect();
-        for to in others {
-            self.send_append(to, output);
-        }
-    }
-
-    /// Sends `to` every entry from its next index on, and optimistically moves next past them
-    /// (a lost message is repaired by the next rejection).
-    fn send_append(&mut self, to: NodeId, output: &mut Output<C>) {
-        let last_index = self.last_index();
-        let Role::Leader { progress, .. } = &mut self.role else {
-            return;
-        };
-        let prev_log_index = progress.follower_mut(to).send_up_to(last_index);
-        let entries = RaftLog::new(&self.durable.log)
-            .entries_from(prev_log_index + 1)
-            .to_vec();
-        let message = Message::AppendEntriesRequest {
-            term: self.durable.term,
-            prev_log_index,
-            prev_log_term: self.term_at(prev_log_index),
-            entries,
-            leader_commit: self.commit_index,
-        };
-        output.send_now.push((to, message));
     }
 
     fn bug_planted(&self) -> bool {
