@@ -3,7 +3,9 @@
 //! This crate holds the only Raft protocol logic of rdb: the sans-IO [`Peer`]. The gRPC node
 //! (`rdb-server`) drives it over the network with fsync'd files; the stateright model in
 //! [`checker`] (feature `checker`, on by default) drives it through every reachable state of a
-//! bounded cluster and checks the safety properties of the Raft paper.
+//! bounded cluster and checks the safety properties of the Raft paper. The [`peer`] module's
+//! documentation lists its files, one concern each (elections, replication, the log's index
+//! arithmetic, the leader's progress tracker).
 //!
 //! A three-server cluster, driven by hand:
 //!

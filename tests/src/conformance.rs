@@ -8,9 +8,9 @@
 //! role, term, vote, leader, log and commit index, and the messages the step sent, with the
 //! trace. The first difference is a [`Mismatch`].
 
-use model::checker::trace::{NodeView, Sent, Step, Trace};
+use model::checker::trace::{Action, NodeView, Sent, Step, Trace};
 use model::checker::Value;
-use model::{Entry, Message, NodeId, Planted, Timer};
+use model::{Entry, Message, NodeId, Planted};
 use rdb_proto as pb;
 use rdb_server::command::Command;
 use rdb_server::config::{NodeConfig, Timing};
@@ -343,7 +343,7 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
         let fail = |what: &str, expected: String, actual: String| Mismatch {
             trace: name.clone(),
             step: step.step,
-            action: step.action.clone(),
+            action: step.action.to_string(),
             what: what.into(),
             expected,
             actual,
@@ -356,27 +356,26 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
                 step.node.to_string(),
             ));
         }
-        match step.action.as_str() {
-            "ElectionTimeout" | "HeartbeatTimeout" => {
-                let timer = if step.action == "ElectionTimeout" {
-                    Timer::Election
-                } else {
-                    Timer::Heartbeat
-                };
+        match step.action {
+            Action::ElectionTimeout | Action::HeartbeatTimeout => {
+                let timer = step.action.timer().expect("a timeout action has a timer");
                 let node =
                     running(cluster, server).map_err(|a| fail("node", "running".into(), a))?;
                 node.fire_timer(timer)
                     .await
                     .map_err(|why| fail("timer", format!("{timer:?} armed"), why))?;
             }
-            action if action.starts_with("Handle") => {
+            Action::HandleRequestVoteRequest
+            | Action::HandleRequestVoteResponse
+            | Action::HandleAppendEntriesRequest
+            | Action::HandleAppendEntriesResponse => {
                 let (from, message) =
                     message_of(step).map_err(|why| fail("step", why, String::new()))?;
-                if action != format!("Handle{}", message.kind()) {
+                if step.action != Action::handling(&message) {
                     return Err(fail(
                         "action",
-                        format!("Handle{}", message.kind()),
-                        action.into(),
+                        Action::handling(&message).to_string(),
+                        step.action.to_string(),
                     ));
                 }
                 let key = (from, step.node, message.clone());
@@ -402,7 +401,7 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
                     .await
                     .map_err(|status| fail("delivery", "accepted".into(), status.to_string()))?;
             }
-            "ClientRequest" => {
+            Action::ClientRequest => {
                 let value = step
                     .value
                     .ok_or_else(|| fail("value", "a value".into(), "none".into()))?;
@@ -411,14 +410,14 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
                 // The proposal is submitted now; its outcome (commit) shows in later states.
                 drop(node.propose(command_of(value)));
             }
-            "Crash" => {
+            Action::Crash => {
                 let node = cluster.nodes[server]
                     .take()
                     .ok_or_else(|| fail("node", "running".into(), "already crashed".into()))?;
                 node.stop().await;
                 crashed = true;
             }
-            "Recover" => {
+            Action::Recover => {
                 if cluster.nodes[server].is_some() {
                     return Err(fail("node", "crashed".into(), "running".into()));
                 }
@@ -427,7 +426,7 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
                 })?;
                 cluster.nodes[server] = Some(node);
             }
-            "DropMessage" => {
+            Action::DropMessage => {
                 let (from, message) =
                     message_of(step).map_err(|why| fail("step", why, String::new()))?;
                 let key = (from, step.node, message);
@@ -440,9 +439,8 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
                 }
                 in_flight.remove(&key);
             }
-            other => return Err(fail("action", "a known action".into(), other.into())),
         }
-        compare_nodes(name, step.step, &step.action, &step.nodes, cluster).await?;
+        compare_nodes(name, step.step, step.action.name(), &step.nodes, cluster).await?;
         let sent =
             sent_by_step(cluster).map_err(|why| fail("sent", "model messages".into(), why))?;
         if sent != step.sent {

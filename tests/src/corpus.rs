@@ -1,7 +1,7 @@
 //! The checked-in trace corpus (`tests/testdata/traces/`, written by
 //! `scripts/regenerate-traces.sh`), shared by the conformance and spec tests.
 
-use model::checker::trace::Trace;
+use model::checker::trace::{Action, Trace};
 use std::path::{Path, PathBuf};
 
 /// The corpus directory.
@@ -73,24 +73,27 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
     for step in &trace.steps {
         let i = step.node as usize;
         let message = || Some((step.from?, step.message.clone()?));
-        let output = match step.action.as_str() {
-            "ElectionTimeout" => Some(peers[i].handle_timeout(Timer::Election)),
-            "HeartbeatTimeout" => Some(peers[i].handle_timeout(Timer::Heartbeat)),
-            "ClientRequest" => peers[i]
+        let output = match step.action {
+            Action::ElectionTimeout => Some(peers[i].handle_timeout(Timer::Election)),
+            Action::HeartbeatTimeout => Some(peers[i].handle_timeout(Timer::Heartbeat)),
+            Action::ClientRequest => peers[i]
                 .propose(vec![step.value?])
                 .ok()
                 .map(|(_, output)| output),
-            "Crash" => {
+            Action::Crash => {
                 crashed[i] = Some(peers[i].durable().clone());
                 None
             }
-            "Recover" => {
+            Action::Recover => {
                 let durable = crashed[i].take()?;
                 peers[i] = restore(step.node, durable)?;
                 None
             }
-            "DropMessage" => None,
-            _ => {
+            Action::DropMessage => None,
+            Action::HandleRequestVoteRequest
+            | Action::HandleRequestVoteResponse
+            | Action::HandleAppendEntriesRequest
+            | Action::HandleAppendEntriesResponse => {
                 let (from, message) = message()?;
                 Some(peers[i].handle_message(from, message).ok()?)
             }

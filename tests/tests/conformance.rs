@@ -103,7 +103,9 @@ async fn an_altered_expected_value_is_reported_at_its_step() {
         (mismatch.actual.parse::<u64>().unwrap() + 1).to_string()
     );
     let text = mismatch.to_string();
-    assert!(text.contains(&trace.header.name) && text.contains(&trace.steps[target - 1].action));
+    assert!(
+        text.contains(&trace.header.name) && text.contains(trace.steps[target - 1].action.name())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

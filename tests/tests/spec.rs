@@ -16,7 +16,7 @@
 
 use model::bugs::Bug;
 use model::checker::properties::{self, Expect};
-use model::checker::trace::{self, NodeView, Sent, Step, Trace};
+use model::checker::trace::{self, Action, NodeView, Sent, Step, Trace};
 use model::{Entry, Message, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -29,20 +29,6 @@ use tla_checker::ast::{Env, Expr, Spec, State, Value};
 use tla_checker::checker::{self as tlc, CheckResult};
 use tla_checker::eval::{self, Definitions, EvalContext};
 use tla_checker::load::prepare_from_path;
-
-/// The actions of the trace format, which are the actions of `Raft.tla`'s `Next`.
-const ACTIONS: [&str; 10] = [
-    "ElectionTimeout",
-    "HeartbeatTimeout",
-    "ClientRequest",
-    "HandleRequestVoteRequest",
-    "HandleRequestVoteResponse",
-    "HandleAppendEntriesRequest",
-    "HandleAppendEntriesResponse",
-    "Crash",
-    "Recover",
-    "DropMessage",
-];
 
 /// Walks generated in the test, on top of the checked-in corpus (more if the corpus holds
 /// fewer than 100 - 60 valid traces).
@@ -435,7 +421,7 @@ fn instance(step: &Step) -> Result<Instance, String> {
     let handler = |kind: &str| -> Result<Instance, String> {
         let msg = message()?;
         let expected = format!("Handle{}", field_str(&msg.1, "type"));
-        if expected != step.action {
+        if expected != step.action.name() {
             return Err(format!(
                 "{} carries a {}",
                 step.action,
@@ -451,26 +437,27 @@ fn instance(step: &Step) -> Result<Instance, String> {
             vec![msg],
         ))
     };
-    match step.action.as_str() {
-        "ElectionTimeout" | "HeartbeatTimeout" | "Crash" | "Recover" => {
+    match step.action {
+        Action::ElectionTimeout | Action::HeartbeatTimeout | Action::Crash | Action::Recover => {
             Ok((format!("{}(node)", step.action), vec![node]))
         }
-        "ClientRequest" => {
+        Action::ClientRequest => {
             let value = step.value.ok_or("ClientRequest without `value`")?;
             Ok((
                 "ClientRequest(node, value)".into(),
                 vec![node, ("value", Value::Int(i64::from(value)))],
             ))
         }
-        "HandleRequestVoteRequest" => handler("RequestVoteRequest"),
-        "HandleRequestVoteResponse" => handler("RequestVoteResponse"),
-        "HandleAppendEntriesRequest" => handler("AppendEntriesRequest"),
-        "HandleAppendEntriesResponse" => handler("AppendEntriesResponse"),
-        "DropMessage" => Ok((
+        Action::HandleRequestVoteRequest
+        | Action::HandleRequestVoteResponse
+        | Action::HandleAppendEntriesRequest
+        | Action::HandleAppendEntriesResponse => {
+            handler(step.action.handled_kind().expect("a Handle action"))
+        }
+        Action::DropMessage => Ok((
             "msg \\in BagToSet(messages) /\\ DropMessage(msg)".into(),
             vec![message()?],
         )),
-        other => Err(format!("unknown action `{other}`")),
     }
 }
 
@@ -485,9 +472,9 @@ impl Loaded {
     /// The messages in flight after `step` from `before`, as the trace says.
     fn expected_network(&self, before: &State, step: &Step) -> Bag {
         let mut network = bag(self.var(before, "messages"));
-        let consumes = match step.action.as_str() {
-            "DropMessage" => true,
-            action => action.starts_with("Handle") && !self.duplicating,
+        let consumes = match step.action {
+            Action::DropMessage => true,
+            action => action.handled_kind().is_some() && !self.duplicating,
         };
         if consumes {
             if let (Some(from), Some(message)) = (step.from, &step.message) {
@@ -674,7 +661,7 @@ fn validate_all(traces: &[Trace]) -> (usize, BTreeMap<String, usize>) {
         match Loaded::for_trace(trace).validate(trace) {
             Ok(_) => {
                 for step in &trace.steps {
-                    *steps.entry(step.action.clone()).or_default() += 1;
+                    *steps.entry(step.action.to_string()).or_default() += 1;
                 }
             }
             Err(rejection) => rejections.push(rejection.to_string()),
@@ -780,9 +767,9 @@ fn model_check_and_trace_validation() {
     );
     let (validated, by_action) = validate_all(&traces);
     let steps: usize = by_action.values().sum();
-    for action in ACTIONS {
+    for action in Action::ALL {
         assert!(
-            by_action.contains_key(action),
+            by_action.contains_key(action.name()),
             "no validated trace has a {action} step"
         );
     }
@@ -831,9 +818,9 @@ fn spec_and_model_configuration_parse() {
         assert!(unparsed.is_empty(), "{module}: {unparsed:?}");
         let warnings: Vec<&String> = prepared.warnings.iter().map(|w| &w.value).collect();
         assert!(warnings.is_empty(), "{module}: {warnings:?}");
-        for action in ACTIONS {
+        for action in Action::ALL {
             assert!(
-                prepared.spec.definitions.contains_key(action),
+                prepared.spec.definitions.contains_key(action.name()),
                 "{module} does not define the action {action}"
             );
         }
@@ -848,7 +835,7 @@ fn spec_and_model_configuration_parse() {
     let raft = std::fs::read_to_string(tla_dir().join("Raft.tla")).expect("Raft.tla");
     let next = &raft[raft.find("\nNext ==").expect("Raft.tla defines Next")..];
     let next = &next[..next.find("\n\n").expect("Next ends")];
-    for action in ACTIONS {
+    for action in Action::ALL {
         assert!(next.contains(&format!(" {action}(")), "Next lacks {action}");
     }
     for name in CONFIGURATIONS {
@@ -886,7 +873,7 @@ fn a_trace_with_one_illegal_step_is_rejected_there() {
     let k = walk
         .steps
         .iter()
-        .position(|s| s.action == "ElectionTimeout")
+        .position(|s| s.action == Action::ElectionTimeout)
         .expect("the walk has an election");
 
     // The server's term after its election timeout is one too high.
@@ -914,7 +901,7 @@ fn a_trace_with_one_illegal_step_is_rejected_there() {
 
     // A heartbeat timer fires on a server that is not a leader.
     let mut not_leader = walk.clone();
-    not_leader.steps[k].action = "HeartbeatTimeout".into();
+    not_leader.steps[k].action = Action::HeartbeatTimeout;
     let rejection = loaded
         .validate(&not_leader)
         .expect_err("a follower's heartbeat is rejected");

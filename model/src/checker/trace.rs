@@ -24,6 +24,109 @@ pub const VERSION: u32 = 1;
 /// The model's action type.
 pub type RaftAction = ActorModelAction<ModelMsg, Timer, Id>;
 
+/// What a trace step does: one action of `tla/Raft.tla`'s `Next`, written in a trace as its
+/// name. The one list of them, for the trace writer and every reader (conformance, the corpus
+/// replay, the spec test).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Action {
+    /// A server's election timer fires.
+    ElectionTimeout,
+    /// A leader's heartbeat timer fires.
+    HeartbeatTimeout,
+    /// A client proposes a value to a server.
+    ClientRequest,
+    /// A server handles a RequestVote request.
+    HandleRequestVoteRequest,
+    /// A server handles a RequestVote response.
+    HandleRequestVoteResponse,
+    /// A server handles an AppendEntries request.
+    HandleAppendEntriesRequest,
+    /// A server handles an AppendEntries response.
+    HandleAppendEntriesResponse,
+    /// A server crashes, keeping only its durable state.
+    Crash,
+    /// A crashed server restarts from its durable state.
+    Recover,
+    /// The network loses a message.
+    DropMessage,
+}
+
+impl Action {
+    /// Every action, in the order of the format's specification.
+    pub const ALL: [Action; 10] = [
+        Action::ElectionTimeout,
+        Action::HeartbeatTimeout,
+        Action::ClientRequest,
+        Action::HandleRequestVoteRequest,
+        Action::HandleRequestVoteResponse,
+        Action::HandleAppendEntriesRequest,
+        Action::HandleAppendEntriesResponse,
+        Action::Crash,
+        Action::Recover,
+        Action::DropMessage,
+    ];
+
+    /// The action's name, in traces and in `Raft.tla`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::ElectionTimeout => "ElectionTimeout",
+            Action::HeartbeatTimeout => "HeartbeatTimeout",
+            Action::ClientRequest => "ClientRequest",
+            Action::HandleRequestVoteRequest => "HandleRequestVoteRequest",
+            Action::HandleRequestVoteResponse => "HandleRequestVoteResponse",
+            Action::HandleAppendEntriesRequest => "HandleAppendEntriesRequest",
+            Action::HandleAppendEntriesResponse => "HandleAppendEntriesResponse",
+            Action::Crash => "Crash",
+            Action::Recover => "Recover",
+            Action::DropMessage => "DropMessage",
+        }
+    }
+
+    /// The action that handles `message`.
+    pub fn handling<C>(message: &Message<C>) -> Action {
+        match message {
+            Message::RequestVoteRequest { .. } => Action::HandleRequestVoteRequest,
+            Message::RequestVoteResponse { .. } => Action::HandleRequestVoteResponse,
+            Message::AppendEntriesRequest { .. } => Action::HandleAppendEntriesRequest,
+            Message::AppendEntriesResponse { .. } => Action::HandleAppendEntriesResponse,
+        }
+    }
+
+    /// The action of `timer` firing.
+    pub fn timeout(timer: Timer) -> Action {
+        match timer {
+            Timer::Election => Action::ElectionTimeout,
+            Timer::Heartbeat => Action::HeartbeatTimeout,
+        }
+    }
+
+    /// The timer that fires, for a timeout.
+    pub fn timer(self) -> Option<Timer> {
+        match self {
+            Action::ElectionTimeout => Some(Timer::Election),
+            Action::HeartbeatTimeout => Some(Timer::Heartbeat),
+            _ => None,
+        }
+    }
+
+    /// The kind of message handled ([`Message::kind`]), for a Handle action.
+    pub fn handled_kind(self) -> Option<&'static str> {
+        match self {
+            Action::HandleRequestVoteRequest => Some("RequestVoteRequest"),
+            Action::HandleRequestVoteResponse => Some("RequestVoteResponse"),
+            Action::HandleAppendEntriesRequest => Some("AppendEntriesRequest"),
+            Action::HandleAppendEntriesResponse => Some("AppendEntriesResponse"),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Line 1 of a trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
@@ -197,8 +300,8 @@ pub struct Step {
     pub kind: String,
     /// 1, 2, 3, …
     pub step: usize,
-    /// The action's name (a TLA+ action of `tla/Raft.tla`).
-    pub action: String,
+    /// The action (a TLA+ action of `tla/Raft.tla`, written as its name).
+    pub action: Action,
     /// The server taking the step (the receiver of a delivery or a drop).
     pub node: NodeId,
     /// The sender, for message actions.
@@ -284,7 +387,7 @@ impl Trace {
 
     /// Whether any step crashes a server.
     pub fn has_crash(&self) -> bool {
-        self.steps.iter().any(|step| step.action == "Crash")
+        self.steps.iter().any(|step| step.action == Action::Crash)
     }
 }
 
@@ -342,7 +445,8 @@ pub fn step_of(
     let mut step = Step {
         kind: "step".into(),
         step: number,
-        action: String::new(),
+        // A placeholder: every arm below that keeps the step sets it.
+        action: Action::Crash,
         node: 0,
         from: None,
         message: None,
@@ -364,7 +468,7 @@ pub fn step_of(
             match msg {
                 ModelMsg::Peer(message) => {
                     let from = usize::from(*src) as NodeId;
-                    step.action = format!("Handle{}", message.kind());
+                    step.action = Action::handling(message);
                     step.from = Some(from);
                     step.message = Some(message.clone());
                     let output = peer
@@ -373,7 +477,7 @@ pub fn step_of(
                     step.sent = sent_of(step.node, &output);
                 }
                 ModelMsg::Propose(value) => {
-                    step.action = "ClientRequest".into();
+                    step.action = Action::ClientRequest;
                     step.value = Some(*value);
                     // A proposal to a server that is not the leader changes nothing; an
                     // ordered network still consumes it, a move with nothing to replay.
@@ -386,11 +490,7 @@ pub fn step_of(
         ActorModelAction::Timeout(id, timer) if is_server(*id) => {
             let mut peer = server_peer(before, *id)?.clone();
             step.node = usize::from(*id) as NodeId;
-            step.action = match timer {
-                Timer::Election => "ElectionTimeout",
-                Timer::Heartbeat => "HeartbeatTimeout",
-            }
-            .into();
+            step.action = Action::timeout(*timer);
             let output = peer.handle_timeout(*timer);
             step.sent = sent_of(step.node, &output);
             check(&peer, *id);
@@ -399,17 +499,17 @@ pub fn step_of(
             let ModelMsg::Peer(message) = &envelope.msg else {
                 return None;
             };
-            step.action = "DropMessage".into();
+            step.action = Action::DropMessage;
             step.node = usize::from(envelope.dst) as NodeId;
             step.from = Some(usize::from(envelope.src) as NodeId);
             step.message = Some(message.clone());
         }
         ActorModelAction::Crash(id) if is_server(*id) => {
-            step.action = "Crash".into();
+            step.action = Action::Crash;
             step.node = usize::from(*id) as NodeId;
         }
         ActorModelAction::Recover(id) if is_server(*id) => {
-            step.action = "Recover".into();
+            step.action = Action::Recover;
             step.node = usize::from(*id) as NodeId;
         }
         _ => return None,
@@ -718,6 +818,51 @@ mod tests {
         assert_eq!(one.to_jsonl(), two.to_jsonl());
         assert!(!one.steps.is_empty());
         assert_eq!(Trace::parse(&one.to_jsonl()), Ok(one));
+    }
+
+    #[test]
+    fn an_action_is_written_as_its_name() {
+        for action in Action::ALL {
+            let json = serde_json::to_string(&action).expect("an action serializes");
+            assert_eq!(json, format!("\"{}\"", action.name()));
+            assert_eq!(serde_json::from_str::<Action>(&json).ok(), Some(action));
+        }
+        assert!(serde_json::from_str::<Action>("\"Nap\"").is_err());
+    }
+
+    #[test]
+    fn a_handle_action_names_the_message_it_handles() {
+        let messages: [Message<Value>; 4] = [
+            Message::RequestVoteRequest {
+                term: 1,
+                last_log_index: 0,
+                last_log_term: 0,
+            },
+            Message::RequestVoteResponse {
+                term: 1,
+                granted: true,
+            },
+            Message::AppendEntriesRequest {
+                term: 1,
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries: Vec::new(),
+                leader_commit: 0,
+            },
+            Message::AppendEntriesResponse {
+                term: 1,
+                success: true,
+                index: 0,
+            },
+        ];
+        for message in &messages {
+            let action = Action::handling(message);
+            assert_eq!(action.name(), format!("Handle{}", message.kind()));
+            assert_eq!(action.handled_kind(), Some(message.kind()));
+        }
+        for timer in [Timer::Election, Timer::Heartbeat] {
+            assert_eq!(Action::timeout(timer).timer(), Some(timer));
+        }
     }
 
     #[test]

@@ -5,28 +5,48 @@
 //! committed and which timers to arm. It never reads a clock, draws a random number, spawns a
 //! task or touches a file: the stateright model, the gRPC node and the conformance harness all
 //! drive the very same code.
-
-mod output;
-mod planted;
-pub mod quorum;
-mod refusal;
-mod types;
-
-pub use output::{Output, Persist, TimerCommand};
-pub use planted::{Deviation, Faithful, Planted, PLANTED_MARKER};
-pub use refusal::Refusal;
-pub use types::{Durable, Entry, Index, Message, NodeId, RoleKind, Term, Timer};
-
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+//!
+//! One concern per file:
+//! - `mod.rs`: the [`Peer`], its inputs and accessors, restore and the invariants checked
+//!   after every step;
+//! - `election.rs`: terms, roles, vote requests and votes (§5.1, §5.2, §5.4.1), check-quorum;
+//! - `replication.rs`: AppendEntries and commitment (§5.3, §5.4.2);
+//! - `log.rs`: the log's index arithmetic, the only place that turns an index into a position;
+//! - `progress.rs`: the leader's [`Progress`] of each follower and the index on a quorum;
+//! - `quorum.rs`: majority arithmetic;
+//! - `refusal.rs`: messages no correct server can send, refused whole;
+//! - `types.rs`, `output.rs`: the vocabulary and what one step asks of its driver;
+//! - `planted.rs`: the planted bugs' deviations, out of the protocol's way.
 
 /// Evaluates to whether a planted bug is switched on. In a [`Faithful`] Peer (every server's)
-/// it is the constant `false`, so no planted branch is even compiled into a server.
+/// it is the constant `false`, so no planted branch is even compiled into a server. Defined
+/// before the modules, which use it.
 macro_rules! planted {
     ($peer:expr, $bug:ident) => {{
         $peer.deviation.bug() == Some(crate::bugs::Bug::$bug)
     }};
 }
+
+mod election;
+mod log;
+mod output;
+mod planted;
+mod progress;
+pub mod quorum;
+mod refusal;
+mod replication;
+mod types;
+
+pub use output::{Output, Persist, TimerCommand};
+pub use planted::{Deviation, Faithful, Planted, PLANTED_MARKER};
+pub use progress::{Progress, ProgressTracker};
+pub use refusal::Refusal;
+pub use types::{Durable, Entry, Index, Message, NodeId, RoleKind, Term, Timer};
+
+use log::{RaftLog, RaftLogMut};
+
+use std::collections::BTreeSet;
+use std::fmt;
 
 /// The fixed facts a Peer needs: who it is and who the cluster's servers are.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -75,15 +95,6 @@ impl fmt::Display for PeerError {
 
 impl std::error::Error for PeerError {}
 
-/// What a leader knows of one follower's log (§5.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Progress {
-    /// The next index to send. Invariant: `matched < next <= last_index + 1`.
-    pub next: Index,
-    /// The highest index known to be stored on the follower.
-    pub matched: Index,
-}
-
 /// The volatile role-specific state (§5.1); what a role does not need, it does not carry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
@@ -100,7 +111,7 @@ pub enum Role {
     /// Replicates its log.
     Leader {
         /// One entry per other server.
-        progress: BTreeMap<NodeId, Progress>,
+        progress: ProgressTracker,
         /// Servers heard from in this term since the last check-quorum.
         heard_from: BTreeSet<NodeId>,
     },
@@ -215,7 +226,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
     pub fn voted_for(&self) -> Option<NodeId> {
         self.durable.voted_for
     }
-    /// The log; entry `i` is at `log()[i - 1]`.
+    /// The log; entry `i` is at `log()[i - 1]` (see [`Peer::entry`] to read one by index).
     pub fn log(&self) -> &[Entry<C>] {
         &self.durable.log
     }
@@ -249,28 +260,28 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
     }
     /// The index of the last log entry (0 when empty).
     pub fn last_index(&self) -> Index {
-        self.durable.log.len() as Index
+        self.raft_log().last_index()
     }
     /// The term of the entry at `index`; 0 for index 0 or an index past the end.
     pub fn term_at(&self, index: Index) -> Term {
-        if index == 0 {
-            return 0;
-        }
-        self.durable
-            .log
-            .get(index as usize - 1)
-            .map_or(0, |entry| entry.term)
+        self.raft_log().term_at(index)
     }
     /// The term of the last entry.
     pub fn last_term(&self) -> Term {
-        self.term_at(self.last_index())
+        self.raft_log().last_term()
     }
     /// The entry at `index`, if the log has one.
     pub fn entry(&self, index: Index) -> Option<&Entry<C>> {
-        if index == 0 {
-            return None;
-        }
-        self.durable.log.get(index as usize - 1)
+        self.raft_log().entry(index)
+    }
+
+    /// The log in Raft's indexes.
+    fn raft_log(&self) -> RaftLog<'_, C> {
+        RaftLog::new(&self.durable.log)
+    }
+    /// The log in Raft's indexes, to change it.
+    fn raft_log_mut(&mut self) -> RaftLogMut<'_, C> {
+        RaftLogMut::new(&mut self.durable.log)
     }
 
     // ----- Inputs -----
@@ -334,88 +345,6 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         Ok(output)
     }
 
-    /// Why `message` from `from` is impossible in this state, if it is. Checked before the
-    /// message changes anything, so that a refused message leaves the Peer as it was. With a
-    /// planted bug nothing is refused: the model's properties report what the bug does.
-    fn refusal(&self, from: NodeId, message: &Message<C>) -> Option<Refusal> {
-        if self.bug_planted() {
-            return None;
-        }
-        match message {
-            Message::AppendEntriesRequest {
-                term,
-                prev_log_index,
-                prev_log_term,
-                entries,
-                ..
-            } if *term >= self.durable.term => self
-                .second_leader(from, *term)
-                .or_else(|| self.overwritten_commit(*prev_log_index, *prev_log_term, entries)),
-            Message::AppendEntriesResponse {
-                term,
-                success,
-                index,
-            } if *term == self.durable.term
-                && matches!(self.role, Role::Leader { .. })
-                && *index > self.last_index() =>
-            {
-                let last_index = self.last_index();
-                Some(if *success {
-                    Refusal::AcknowledgesBeyondLog {
-                        index: *index,
-                        last_index,
-                    }
-                } else {
-                    Refusal::HintBeyondLog {
-                        index: *index,
-                        last_index,
-                    }
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// An AppendEntries of the current term from `from` while another server is known to lead
-    /// it (a candidate knows no leader yet and gives up to `from`).
-    fn second_leader(&self, from: NodeId, term: Term) -> Option<Refusal> {
-        if term != self.durable.term {
-            return None;
-        }
-        let leader = match self.role {
-            Role::Leader { .. } => self.config.id,
-            Role::Follower {
-                leader: Some(leader),
-            } if leader != from => leader,
-            _ => return None,
-        };
-        Some(Refusal::SecondLeader { term, leader })
-    }
-
-    /// The first committed index that an AppendEntries passing the consistency check would
-    /// replace with an entry of another term.
-    fn overwritten_commit(
-        &self,
-        prev_log_index: Index,
-        prev_log_term: Term,
-        entries: &[Entry<C>],
-    ) -> Option<Refusal> {
-        if prev_log_index > self.last_index() || self.term_at(prev_log_index) != prev_log_term {
-            // Rejected by the consistency check: nothing is appended.
-            return None;
-        }
-        let overlap = self.commit_index.saturating_sub(prev_log_index);
-        let overlap = usize::try_from(overlap).unwrap_or(usize::MAX);
-        (prev_log_index + 1..)
-            .zip(entries.iter().take(overlap))
-            .find(|(index, entry)| self.term_at(*index) != entry.term)
-            .map(|(index, entry)| Refusal::OverwritesCommitted {
-                index,
-                committed_term: self.term_at(index),
-                entry_term: entry.term,
-            })
-    }
-
     /// Handles a timer that fired.
     pub fn handle_timeout(&mut self, timer: Timer) -> Output<C> {
         let mut output = Output::default();
@@ -447,8 +376,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         let mut output = Output::default();
         let first = self.last_index() + 1;
         let term = self.durable.term;
-        self.durable
-            .log
+        self.raft_log_mut()
             .extend(commands.into_iter().map(|command| Entry {
                 term,
                 command: Some(command),
@@ -459,352 +387,6 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         self.maybe_commit(&mut output);
         self.check_invariants();
         Ok((first, output))
-    }
-
-    // ----- Term and role changes -----
-
-    /// Any message of a newer term makes this server a follower of that term (§5.1).
-    fn observe_term(&mut self, term: Term, output: &mut Output<C>) {
-        if term > self.durable.term {
-            let was_leader = matches!(self.role, Role::Leader { .. });
-            self.durable.term = term;
-            self.durable.voted_for = None;
-            output.persist.hard_state = !planted!(self, TermNotDurableOnStepDown);
-            self.role = Role::Follower { leader: None };
-            if was_leader {
-                output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
-                output.timers.push(TimerCommand::Set(Timer::Election));
-            }
-        }
-    }
-
-    fn start_election(&mut self, output: &mut Output<C>) {
-        self.durable.term += 1;
-        self.durable.voted_for = Some(self.config.id);
-        output.persist.hard_state = !planted!(self, TermNotDurableOnCampaign);
-        self.role = Role::Candidate {
-            votes: BTreeSet::from([self.config.id]),
-        };
-        output.timers.push(TimerCommand::Set(Timer::Election));
-        let request = Message::RequestVoteRequest {
-            term: self.durable.term,
-            last_log_index: self.last_index(),
-            last_log_term: self.last_term(),
-        };
-        for to in self.others() {
-            output.send_after_persist.push((to, request.clone()));
-        }
-        self.maybe_become_leader(output);
-    }
-
-    fn maybe_become_leader(&mut self, output: &mut Output<C>) {
-        let Role::Candidate { votes } = &self.role else {
-            return;
-        };
-        if votes.len() < quorum::majority(self.config.members.len()) {
-            return;
-        }
-        let next = self.last_index() + 1;
-        let progress = self
-            .others()
-            .map(|id| (id, Progress { next, matched: 0 }))
-            .collect();
-        self.role = Role::Leader {
-            progress,
-            heard_from: BTreeSet::new(),
-        };
-        output.timers.push(TimerCommand::Set(Timer::Heartbeat));
-        output.timers.push(TimerCommand::Set(Timer::Election));
-        self.broadcast_append(output);
-    }
-
-    /// Check-quorum: a leader that has not heard from a majority since the last check steps
-    /// down, so that a leader cut off from the cluster stops acting as one. Only
-    /// AppendEntries responses of the current term count, so a node's election timeout must be
-    /// several heartbeat round trips long.
-    fn check_quorum(&mut self, output: &mut Output<C>) {
-        let Role::Leader { heard_from, .. } = &mut self.role else {
-            return;
-        };
-        let heard = heard_from.len() + 1;
-        if heard >= quorum::majority(self.config.members.len()) {
-            heard_from.clear();
-        } else {
-            self.role = Role::Follower { leader: None };
-            output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
-        }
-        output.timers.push(TimerCommand::Set(Timer::Election));
-    }
-
-    // ----- Elections (§5.2, §5.4.1) -----
-
-    fn handle_request_vote_request(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        last_log_index: Index,
-        last_log_term: Term,
-        output: &mut Output<C>,
-    ) {
-        let log_ok = match self.planted_log_ok(last_log_index, last_log_term) {
-            Some(planted) => planted,
-            None => (last_log_term, last_log_index) >= (self.last_term(), self.last_index()),
-        };
-        let vote_free = match self.durable.voted_for {
-            None => true,
-            Some(id) => id == from || planted!(self, DoubleVote),
-        };
-        let granted = term == self.durable.term
-            && matches!(self.role, Role::Follower { .. })
-            && vote_free
-            && log_ok;
-        if granted {
-            if self.durable.voted_for != Some(from) {
-                self.durable.voted_for = Some(from);
-                output.persist.hard_state = true;
-            }
-            output.timers.push(TimerCommand::Set(Timer::Election));
-        }
-        let response = Message::RequestVoteResponse {
-            term: self.durable.term,
-            granted,
-        };
-        output.send_after_persist.push((from, response));
-    }
-
-    fn handle_request_vote_response(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        granted: bool,
-        output: &mut Output<C>,
-    ) {
-        self.planted_adopt_lower_term(term, granted);
-        if (term != self.durable.term && !planted!(self, CountStaleVotes)) || !granted {
-            return;
-        }
-        if let Role::Candidate { votes } = &mut self.role {
-            votes.insert(from);
-            self.maybe_become_leader(output);
-        }
-    }
-
-    // ----- Replication (§5.3) -----
-
-    #[allow(clippy::too_many_arguments)]
-    fn handle_append_entries_request(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        prev_log_index: Index,
-        prev_log_term: Term,
-        entries: Vec<Entry<C>>,
-        leader_commit: Index,
-        output: &mut Output<C>,
-    ) {
-        if term < self.durable.term && !planted!(self, AcceptStaleLeader) {
-            let response = Message::AppendEntriesResponse {
-                term: self.durable.term,
-                success: false,
-                index: 0,
-            };
-            output.send_after_persist.push((from, response));
-            return;
-        }
-        if term == self.durable.term {
-            // A candidate that hears from the leader of its term gives up (§5.2).
-            if matches!(self.role, Role::Leader { .. }) {
-                output.timers.push(TimerCommand::Cancel(Timer::Heartbeat));
-            }
-            if !matches!(self.role, Role::Follower { leader: Some(id) } if id == from) {
-                self.role = Role::Follower { leader: Some(from) };
-            }
-            self.planted_clear_vote(output);
-            output.timers.push(TimerCommand::Set(Timer::Election));
-        }
-        self.planted_commit_before_check(leader_commit, output);
-        let consistent = prev_log_index <= self.last_index()
-            && (self.term_at(prev_log_index) == prev_log_term
-                || planted!(self, NoConsistencyCheck));
-        if !consistent {
-            let response = Message::AppendEntriesResponse {
-                term: self.durable.term,
-                success: false,
-                index: self.rejection_hint(prev_log_index),
-            };
-            output.send_after_persist.push((from, response));
-            return;
-        }
-        let last_new = prev_log_index + entries.len() as Index;
-        self.append_entries(prev_log_index, entries, output);
-        let commit = leader_commit.min(last_new);
-        let advance = match self.planted_commit_without_max(commit) {
-            Some(planted) => planted,
-            None => commit > self.commit_index,
-        };
-        if advance {
-            self.commit_index = commit;
-            output.commit = Some(commit);
-        }
-        let acknowledged = if planted!(self, AckWholeLog) {
-            self.last_index()
-        } else {
-            last_new
-        };
-        let response = Message::AppendEntriesResponse {
-            term: self.durable.term,
-            success: true,
-            index: acknowledged,
-        };
-        output.send_after_persist.push((from, response));
-    }
-
-    /// The highest index at which this log may still match the leader's, given that the entry
-    /// at `prev_log_index` did not: the whole run of the conflicting term is skipped at once.
-    fn rejection_hint(&self, prev_log_index: Index) -> Index {
-        if prev_log_index > self.last_index() {
-            return self.last_index();
-        }
-        let conflict_term = self.term_at(prev_log_index);
-        let mut index = prev_log_index.saturating_sub(1);
-        while index > self.commit_index && self.term_at(index) == conflict_term {
-            index -= 1;
-        }
-        index
-    }
-
-    /// Stores `entries` after `prev_log_index`, deleting a conflicting suffix first (§5.3).
-    /// Entries already present with the same term are kept: a stale or reordered request never
-    /// truncates what a later one appended.
-    fn append_entries(
-        &mut self,
-        prev_log_index: Index,
-        entries: Vec<Entry<C>>,
-        output: &mut Output<C>,
-    ) {
-        self.planted_truncate_first(prev_log_index, entries.len());
-        for (offset, entry) in entries.into_iter().enumerate() {
-            let index = match self.planted_append_index() {
-                Some(planted) => planted,
-                None => prev_log_index + 1 + offset as Index,
-            };
-            if index <= self.last_index() {
-                if self.term_at(index) == entry.term {
-                    continue;
-                }
-                if planted!(self, AppendWithoutTruncate) {
-                    continue;
-                }
-                // Never a committed index: `refusal` turned such a request away.
-                self.durable.log.truncate(index as usize - 1);
-            }
-            self.durable.log.push(entry);
-            let from = output
-                .persist
-                .log_from
-                .map_or(index, |from| from.min(index));
-            output.persist.log_from = Some(from);
-        }
-    }
-
-    fn handle_append_entries_response(
-        &mut self,
-        from: NodeId,
-        term: Term,
-        success: bool,
-        index: Index,
-        output: &mut Output<C>,
-    ) {
-        if term != self.durable.term {
-            return;
-        }
-        let last_index = self.last_index();
-        let Role::Leader {
-            progress,
-            heard_from,
-        } = &mut self.role
-        else {
-            return;
-        };
-        heard_from.insert(from);
-        let follower = progress
-            .get_mut(&from)
-            .expect("a leader tracks every other member");
-        if success {
-            // A correct follower never acknowledges past our log (`refusal` turns that away);
-            // clamp anyway, for a planted bug's acknowledgements.
-            let index = if planted!(self, MatchFromNextGuess) {
-                follower.next - 1
-            } else {
-                index.min(last_index)
-            };
-            if index > follower.matched {
-                follower.matched = index;
-            }
-            follower.next = follower.next.max(index + 1);
-            self.maybe_commit(output);
-        } else if index < follower.next - 1 {
-            assert!(
-                !planted!(self, PanicOnStaleRejection) || index >= follower.matched,
-                "rejection below the matched index {} of {from}",
-                follower.matched
-            );
-            // Back off to the hint, but never below what is known to match.
-            follower.next = (index + 1).max(follower.matched + 1);
-            self.send_append(from, output);
-        }
-    }
-
-    /// Advances the commit index to the highest index stored on a majority, if that entry is
-    /// of the current term (§5.4.2).
-    fn maybe_commit(&mut self, output: &mut Output<C>) {
-        let Role::Leader { progress, .. } = &self.role else {
-            return;
-        };
-        let mut matched: Vec<Index> = progress.values().map(|p| p.matched).collect();
-        matched.push(self.last_index());
-        let cluster = self.config.members.len();
-        let quorum = match self.planted_quorum(cluster) {
-            Some(planted) => planted,
-            None => quorum::majority(cluster),
-        };
-        let candidate = quorum::quorum_index(matched, quorum);
-        let own_term =
-            self.planted_commit_any_term() || self.term_at(candidate) == self.durable.term;
-        if candidate > self.commit_index && own_term {
-            self.commit_index = candidate;
-            output.commit = Some(candidate);
-        }
-    }
-
-    fn broadcast_append(&mut self, output: &mut Output<C>) {
-        let others: Vec<NodeId> = self.others().collect();
-        for to in others {
-            self.send_append(to, output);
-        }
-    }
-
-    /// Sends `to` every entry from its next index on, and optimistically moves next past them
-    /// (a lost message is repaired by the next rejection).
-    fn send_append(&mut self, to: NodeId, output: &mut Output<C>) {
-        let last_index = self.last_index();
-        let Role::Leader { progress, .. } = &mut self.role else {
-            return;
-        };
-        let follower = progress
-            .get_mut(&to)
-            .expect("a leader tracks every other member");
-        let prev_log_index = follower.next - 1;
-        follower.next = last_index + 1;
-        let entries = self.durable.log[prev_log_index as usize..].to_vec();
-        let message = Message::AppendEntriesRequest {
-            term: self.durable.term,
-            prev_log_index,
-            prev_log_term: self.term_at(prev_log_index),
-            entries,
-            leader_commit: self.commit_index,
-        };
-        output.send_now.push((to, message));
     }
 
     fn bug_planted(&self) -> bool {
@@ -866,7 +448,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
                     return Err("leader does not track every follower".into());
                 }
                 for (id, p) in progress {
-                    if !(p.matched < p.next && p.next <= last + 1) {
+                    if !p.is_within(last) {
                         return Err(format!("progress of {id} out of range: {p:?}, last {last}"));
                     }
                 }
@@ -902,13 +484,11 @@ fn validate_durable<C>(config: &Config, durable: &Durable<C>) -> Result<(), Peer
         }
     }
     let mut previous = 0;
-    for (offset, entry) in durable.log.iter().enumerate() {
+    for (index, entry) in RaftLog::new(&durable.log).indexed() {
         if entry.term == 0 || entry.term < previous || entry.term > durable.term {
             return Err(PeerError::InvalidDurable(format!(
-                "entry {} has term {} after term {previous} (current term {})",
-                offset + 1,
-                entry.term,
-                durable.term
+                "entry {index} has term {} after term {previous} (current term {})",
+                entry.term, durable.term
             )));
         }
         previous = entry.term;

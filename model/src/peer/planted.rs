@@ -124,7 +124,8 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
     /// are compared.
     pub(super) fn planted_truncate_first(&mut self, prev_log_index: Index, entries: usize) {
         if self.planted(Bug::StaleAppendTruncates) && entries > 0 {
-            self.durable.log.truncate(prev_log_index as usize);
+            self.raft_log_mut()
+                .truncate_from(prev_log_index.saturating_add(1));
         }
     }
 

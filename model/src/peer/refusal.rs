@@ -5,7 +5,8 @@
 //! order) is the wire validation's business, before the Peer (`rdb-server`'s `convert.rs`).
 //! What is left here needs the Peer's state to be seen as impossible.
 
-use super::types::{Index, NodeId, Term};
+use super::types::{Entry, Index, Message, NodeId, Term};
+use super::{Deviation, Peer, Role};
 use std::fmt;
 
 /// Why the Peer refused a message. A refused message changes nothing in the Peer and sends
@@ -87,5 +88,89 @@ impl fmt::Display for Refusal {
                 "rejection hint {index}, past the leader's last index {last_index}"
             ),
         }
+    }
+}
+
+impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
+    /// Why `message` from `from` is impossible in this state, if it is. Checked before the
+    /// message changes anything, so that a refused message leaves the Peer as it was. With a
+    /// planted bug nothing is refused: the model's properties report what the bug does.
+    pub(super) fn refusal(&self, from: NodeId, message: &Message<C>) -> Option<Refusal> {
+        if self.bug_planted() {
+            return None;
+        }
+        match message {
+            Message::AppendEntriesRequest {
+                term,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                ..
+            } if *term >= self.durable.term => self
+                .second_leader(from, *term)
+                .or_else(|| self.overwritten_commit(*prev_log_index, *prev_log_term, entries)),
+            Message::AppendEntriesResponse {
+                term,
+                success,
+                index,
+            } if *term == self.durable.term
+                && matches!(self.role, Role::Leader { .. })
+                && *index > self.last_index() =>
+            {
+                let last_index = self.last_index();
+                Some(if *success {
+                    Refusal::AcknowledgesBeyondLog {
+                        index: *index,
+                        last_index,
+                    }
+                } else {
+                    Refusal::HintBeyondLog {
+                        index: *index,
+                        last_index,
+                    }
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// An AppendEntries of the current term from `from` while another server is known to lead
+    /// it (a candidate knows no leader yet and gives up to `from`).
+    fn second_leader(&self, from: NodeId, term: Term) -> Option<Refusal> {
+        if term != self.durable.term {
+            return None;
+        }
+        let leader = match self.role {
+            Role::Leader { .. } => self.config.id,
+            Role::Follower {
+                leader: Some(leader),
+            } if leader != from => leader,
+            _ => return None,
+        };
+        Some(Refusal::SecondLeader { term, leader })
+    }
+
+    /// The first committed index that an AppendEntries passing the consistency check would
+    /// replace with an entry of another term.
+    fn overwritten_commit(
+        &self,
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: &[Entry<C>],
+    ) -> Option<Refusal> {
+        if !self.raft_log().matches(prev_log_index, prev_log_term) {
+            // Rejected by the consistency check: nothing is appended.
+            return None;
+        }
+        let overlap = self.commit_index.saturating_sub(prev_log_index);
+        let overlap = usize::try_from(overlap).unwrap_or(usize::MAX);
+        (prev_log_index + 1..)
+            .zip(entries.iter().take(overlap))
+            .find(|(index, entry)| self.term_at(*index) != entry.term)
+            .map(|(index, entry)| Refusal::OverwritesCommitted {
+                index,
+                committed_term: self.term_at(index),
+                entry_term: entry.term,
+            })
     }
 }
