@@ -113,6 +113,18 @@ async fn the_binary_refuses_a_damaged_log_with_the_file_and_offset() {
     );
 }
 
+/// Cuts the last three bytes off `segment` (the middle of its last record); returns the new
+/// length.
+fn cut_three_bytes(segment: &Path) -> u64 {
+    let length = std::fs::metadata(segment).expect("stat").len() - 3;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .expect("open");
+    file.set_len(length).expect("truncate");
+    length
+}
+
 /// A one-node cluster that acknowledged 4 puts, stopped, with its files as a crash in the
 /// middle of the last write would leave them: the last record a few bytes short, and the
 /// `synced` file as it was before that write (its fsync never returned, so it was never
@@ -136,13 +148,7 @@ async fn crashed_in_the_last_write() -> (TestCluster, Vec<u64>, PathBuf) {
     let segment = first_segment(&cluster.data_dir(1));
     let offsets = record_offsets(&segment);
     assert_eq!(offsets.len(), 4, "one record per acknowledged write");
-    let length = std::fs::metadata(&segment).expect("stat").len();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .expect("open");
-    file.set_len(length - 3).expect("truncate");
-    drop(file);
+    cut_three_bytes(&segment);
     std::fs::write(&synced, before_last).expect("restore synced");
     (cluster, offsets, segment)
 }
@@ -151,13 +157,7 @@ async fn crashed_in_the_last_write() -> (TestCluster, Vec<u64>, PathBuf) {
 async fn an_acknowledged_last_record_cut_short_stops_the_node() {
     let (cluster, offsets) = stopped_node_with_writes(4).await;
     let segment = first_segment(&cluster.data_dir(1));
-    let length = std::fs::metadata(&segment).expect("stat").len();
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&segment)
-        .expect("open");
-    file.set_len(length - 3).expect("truncate");
-    drop(file);
+    let length = cut_three_bytes(&segment);
     let config = cluster.config(1);
     let error = match Node::start(config, logging::for_tests(), StartOptions::default()).await {
         Ok(_) => panic!("a node started without an acknowledged entry"),
@@ -179,7 +179,7 @@ async fn an_acknowledged_last_record_cut_short_stops_the_node() {
         other => panic!("unexpected error: {other}"),
     }
     // Nothing was cut behind the error.
-    assert_eq!(std::fs::metadata(&segment).expect("stat").len(), length - 3);
+    assert_eq!(std::fs::metadata(&segment).expect("stat").len(), length);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,7 @@
 //! The `state` file: node id, term and vote, replaced atomically as a whole.
 
-use super::{io_error, replace_file, StorageError};
+use super::{read_small_file, replace_file, StorageError};
 use model::{NodeId, Term};
-use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 /// The file's name in the data directory.
@@ -79,19 +77,7 @@ fn decode(bytes: &[u8]) -> Result<HardState, String> {
 
 /// Reads the `state` file in `dir`; `None` if there is none.
 pub(super) fn read(dir: &Path) -> Result<Option<HardState>, StorageError> {
-    let path = path(dir);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(io_error(&path, "read")(error)),
-    };
-    decode(&bytes)
-        .map(Some)
-        .map_err(|reason| StorageError::Corrupt {
-            path,
-            offset: 0,
-            reason,
-        })
+    read_small_file(path(dir), decode)
 }
 
 /// Replaces the `state` file in `dir` atomically: a crash leaves either the old or the new

@@ -10,10 +10,8 @@
 //! length `u32` and its UTF-8 bytes, member count `u32` and each member id `u64` in ascending
 //! order, then the crc32 of everything before it. Replaced whole, like `state`.
 
-use super::{corrupt, io_error, replace_file, StorageError};
+use super::{read_small_file, replace_file, StorageError};
 use model::NodeId;
-use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 /// The file's name in the data directory.
@@ -133,15 +131,7 @@ fn decode(bytes: &[u8]) -> Result<Identity, String> {
 
 /// Reads the `cluster` file in `dir`; `None` if there is none.
 pub(super) fn read(dir: &Path) -> Result<Option<Identity>, StorageError> {
-    let path = path(dir);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(io_error(&path, "read")(error)),
-    };
-    decode(&bytes)
-        .map(Some)
-        .map_err(|reason| corrupt(&path, 0, reason))
+    read_small_file(path(dir), decode)
 }
 
 /// Replaces the `cluster` file in `dir` atomically.

@@ -708,6 +708,22 @@ fn check_identity(
     Ok(Some(stored.members))
 }
 
+/// Reads the small file at `path` whole and decodes it; `None` if there is none. A file that
+/// does not decode is [`StorageError::Corrupt`] at offset 0, with the decoder's reason.
+fn read_small_file<T>(
+    path: PathBuf,
+    decode: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<Option<T>, StorageError> {
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error(&path, "read")(error)),
+    };
+    decode(&bytes)
+        .map(Some)
+        .map_err(|reason| corrupt(&path, 0, reason))
+}
+
 /// Replaces `dir/name` whole with `bytes`: written to `dir/tmp_name`, fsync'd, renamed over,
 /// and the directory fsync'd, so that a crash leaves the old or the new version. Returns the
 /// number of fsyncs done.
