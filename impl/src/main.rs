@@ -53,7 +53,8 @@ struct Args {
     /// timeout minimum [default: 50].
     #[arg(long, value_name = "MS")]
     heartbeat_interval_ms: Option<u64>,
-    /// Do not fsync. Acknowledged writes can then be lost when the machine crashes; for
+    /// Do not fsync. When the machine crashes, acknowledged writes can then be lost, and the
+    /// node may refuse to start on a log that ends before its recorded synced index; for
     /// measurements only.
     #[arg(long)]
     no_fsync: bool,
