@@ -293,6 +293,9 @@ pub struct PeerService {
     partition: Partition,
     /// Messages refused because the driver's input queue was full.
     refused: Arc<DropCounter>,
+    /// Messages refused before the Peer: malformed, misrouted, or from a sender the
+    /// connection's certificate contradicts.
+    invalid: Arc<DropCounter>,
     logger: Logger,
     /// Whether a message's sender must be the node its connection's certificate names.
     certified_senders: bool,
@@ -317,6 +320,10 @@ impl PeerService {
             refused: Arc::new(DropCounter::new(
                 "peer messages refused: the input queue is full (node overloaded)",
             )),
+            invalid: Arc::new(DropCounter::new(
+                "peer messages refused: malformed, misrouted or from the wrong sender (each \
+                 reason at debug level)",
+            )),
             logger,
             certified_senders: false,
         }
@@ -334,6 +341,20 @@ impl PeerService {
     /// The count of messages refused because the input queue was full.
     pub fn refused(&self) -> Arc<DropCounter> {
         self.refused.clone()
+    }
+
+    /// The count of messages refused before the Peer: malformed, misrouted, or from a sender
+    /// the connection's certificate contradicts. Each is answered with an error naming the
+    /// problem and logged at debug level; the count is logged as a warning at most once a
+    /// second, so hostile input cannot flood the log.
+    pub fn invalid(&self) -> Arc<DropCounter> {
+        self.invalid.clone()
+    }
+
+    fn refuse(&self, status: Status) -> Status {
+        debug!(self.logger, "peer message refused"; "code" => ?status.code(), "reason" => status.message());
+        self.invalid.add(&self.logger, 1);
+        status
     }
 
     /// Checks routing: the right cluster, a known sender other than this node, this node as
@@ -368,24 +389,20 @@ impl pb::raft_peer_server::RaftPeer for PeerService {
         request: Request<pb::PeerEnvelope>,
     ) -> Result<Response<pb::DeliverAck>, Status> {
         let certified = match self.certified_senders {
-            true => Some(tls::certified_sender(&request).inspect_err(|status| {
-                warn!(self.logger, "peer message refused"; "reason" => status.message());
-            })?),
+            true => Some(tls::certified_sender(&request).map_err(|status| self.refuse(status))?),
             false => None,
         };
         let envelope = Envelope::try_from(request.into_inner()).map_err(|error| {
-            warn!(self.logger, "malformed peer message refused"; "error" => %error);
-            Status::invalid_argument(format!("malformed peer message: {error}"))
+            self.refuse(Status::invalid_argument(format!(
+                "malformed peer message: {error}"
+            )))
         })?;
-        let checked = certified
+        certified
             .map_or(Ok(()), |node| {
                 tls::check_claimed_sender(node, envelope.from)
             })
-            .and_then(|()| self.check_route(&envelope));
-        if let Err(status) = checked {
-            warn!(self.logger, "peer message refused"; "from" => envelope.from, "reason" => status.message());
-            return Err(status);
-        }
+            .and_then(|()| self.check_route(&envelope))
+            .map_err(|status| self.refuse(status))?;
         if self.partition.is_blocked(envelope.from) {
             return Err(Status::unavailable(
                 "partitioned from the sender (fault injection)",
@@ -461,5 +478,54 @@ mod tests {
             Ok(Input::Message { from: 2, .. })
         ));
         assert!(queue.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn malformed_and_misrouted_messages_are_refused_and_counted() {
+        let (inputs, queue) = mpsc::sync_channel(4);
+        let service = PeerService::new(
+            "test".into(),
+            1,
+            BTreeSet::from([1, 2, 3]),
+            inputs,
+            Partition::default(),
+            Logger::root(slog::Discard, slog::o!()),
+        );
+        let no_message = pb::PeerEnvelope {
+            message: None,
+            ..vote_request(2, 1)
+        };
+        let other_cluster = pb::PeerEnvelope {
+            cluster_id: "other".into(),
+            ..vote_request(2, 1)
+        };
+        let cases = [
+            (no_message, tonic::Code::InvalidArgument),
+            (other_cluster, tonic::Code::FailedPrecondition),
+            (vote_request(9, 1), tonic::Code::PermissionDenied),
+            (vote_request(2, 3), tonic::Code::InvalidArgument),
+        ];
+        for (count, (envelope, code)) in (1..).zip(cases) {
+            let status = service
+                .deliver(Request::new(envelope))
+                .await
+                .expect_err("refused");
+            assert_eq!(status.code(), code, "{status}");
+            assert_eq!(service.invalid().total(), count);
+        }
+        // Nothing reached the Peer; a good message still does, and counts nothing.
+        assert!(queue.try_recv().is_err());
+        service
+            .deliver(Request::new(vote_request(2, 1)))
+            .await
+            .expect("delivered");
+        assert!(matches!(
+            queue.try_recv(),
+            Ok(Input::Message { from: 2, .. })
+        ));
+        assert_eq!(
+            (service.invalid().total(), service.refused().total()),
+            (4, 0)
+        );
     }
 }
