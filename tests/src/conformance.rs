@@ -156,16 +156,7 @@ impl Cluster {
             dirs: (0..servers)
                 .map(|_| tempfile::tempdir().map_err(|e| e.to_string()))
                 .collect::<Result<_, _>>()?,
-            clients: peers
-                .values()
-                .map(|addr| {
-                    let endpoint =
-                        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                            .expect("a socket address is a valid URI")
-                            .timeout(Duration::from_secs(10));
-                    pb::raft_peer_client::RaftPeerClient::new(endpoint.connect_lazy())
-                })
-                .collect(),
+            clients: peers.values().map(|addr| peer_client(addr)).collect(),
             peers,
             nodes: Vec::new(),
             captured: Captured::default(),
@@ -229,6 +220,14 @@ impl Cluster {
             }
         }
     }
+}
+
+/// A lazily connected client of the peer service at `addr`.
+fn peer_client(addr: &str) -> pb::raft_peer_client::RaftPeerClient<Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a socket address is a valid URI")
+        .timeout(Duration::from_secs(10));
+    pb::raft_peer_client::RaftPeerClient::new(endpoint.connect_lazy())
 }
 
 async fn rebind(addr: std::net::SocketAddr) -> Result<TcpListener, String> {
@@ -425,6 +424,9 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
                     fail("restart", "the node restarts from its files".into(), why)
                 })?;
                 cluster.nodes[server] = Some(node);
+                // A new connection for the new process: the old one ended with the crash,
+                // and a call on it could fail in the transport, not in the node.
+                cluster.clients[server] = peer_client(&cluster.peers[&node_id(step.node)]);
             }
             Action::DropMessage => {
                 let (from, message) =
