@@ -446,9 +446,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_peer_message_that_finds_the_queue_full_is_refused_and_counted() {
-        let (inputs, queue) = mpsc::sync_channel(1);
+    /// The peer service of node 1 of cluster `test` (members 1, 2, 3), with an input queue of
+    /// `capacity` and its receiving end.
+    fn service(capacity: usize) -> (PeerService, mpsc::Receiver<Input>) {
+        let (inputs, queue) = mpsc::sync_channel(capacity);
         let service = PeerService::new(
             "test".into(),
             1,
@@ -457,6 +458,12 @@ mod tests {
             Partition::default(),
             Logger::root(slog::Discard, slog::o!()),
         );
+        (service, queue)
+    }
+
+    #[tokio::test]
+    async fn a_peer_message_that_finds_the_queue_full_is_refused_and_counted() {
+        let (service, queue) = service(1);
         service
             .deliver(Request::new(vote_request(2, 1)))
             .await
@@ -482,15 +489,7 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_and_misrouted_messages_are_refused_and_counted() {
-        let (inputs, queue) = mpsc::sync_channel(4);
-        let service = PeerService::new(
-            "test".into(),
-            1,
-            BTreeSet::from([1, 2, 3]),
-            inputs,
-            Partition::default(),
-            Logger::root(slog::Discard, slog::o!()),
-        );
+        let (service, queue) = service(4);
         let no_message = pb::PeerEnvelope {
             message: None,
             ..vote_request(2, 1)

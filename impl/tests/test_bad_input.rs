@@ -297,11 +297,7 @@ fn vote_request(cluster_id: &str, from: u64, to: u64) -> pb::PeerEnvelope {
 async fn malformed_and_misrouted_messages_are_refused_while_the_node_serves() {
     let cluster = TestCluster::start(3).await;
     let leader = cluster.wait_for_leader(&cluster.ids()).await;
-    let target = cluster
-        .ids()
-        .into_iter()
-        .find(|&id| id != leader)
-        .expect("a follower");
+    let target = cluster.follower_of(leader);
     let addr = cluster.addr(target);
     let sender = leader;
 
@@ -412,11 +408,7 @@ async fn an_impossible_message_from_a_member_is_refused_and_counted() {
     // again with the new leader.
     for _ in 0..5 {
         let leader = cluster.wait_for_leader(&cluster.ids()).await;
-        let follower = cluster
-            .ids()
-            .into_iter()
-            .find(|&id| id != leader)
-            .expect("a follower");
+        let follower = cluster.follower_of(leader);
         let before = cluster.state(leader).await;
         let ack = pb::PeerEnvelope {
             cluster_id: cluster.cluster_id.clone(),

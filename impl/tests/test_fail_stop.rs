@@ -4,14 +4,12 @@
 
 mod common;
 
-use common::{PATIENCE, TIMING};
+use common::{single_node_config, PATIENCE};
 use model::{Message, NodeId, Timer};
 use rdb_server::command::Command;
-use rdb_server::config::NodeConfig;
 use rdb_server::driver::{Outbound, ProposeError};
 use rdb_server::logging;
 use rdb_server::node::{Node, NodeFailure, StartOptions};
-use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
@@ -30,16 +28,7 @@ async fn a_failed_save_ends_the_driver_and_node_failed_names_the_cause() {
     let data_dir = dir.path().join("data");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let config = NodeConfig {
-        id: 1,
-        cluster_id: "test".into(),
-        listen: addr,
-        peers: BTreeMap::from([(1, addr.to_string())]),
-        data_dir: data_dir.clone(),
-        timing: TIMING,
-        fsync: true,
-        tls: None,
-    };
+    let config = single_node_config(addr, &data_dir);
     let options = StartOptions {
         listener: Some(listener),
         ..StartOptions::default()

@@ -4,13 +4,11 @@
 
 mod common;
 
-use common::{PATIENCE, TIMING};
+use common::{single_node_config, PATIENCE};
 use model::RoleKind;
 use rdb_proto as pb;
-use rdb_server::config::NodeConfig;
 use rdb_server::logging;
 use rdb_server::node::{Node, StartOptions};
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,16 +31,7 @@ const MAX_RSS_KIB: u64 = 128 * 1024;
 
 async fn start_node(dir: &Path, listener: TcpListener) -> Node {
     let addr = listener.local_addr().expect("addr");
-    let config = NodeConfig {
-        id: 1,
-        cluster_id: "test".into(),
-        listen: addr,
-        peers: BTreeMap::from([(1, addr.to_string())]),
-        data_dir: dir.to_owned(),
-        timing: TIMING,
-        fsync: true,
-        tls: None,
-    };
+    let config = single_node_config(addr, dir);
     let options = StartOptions {
         listener: Some(listener),
         max_batch: BATCH,

@@ -51,11 +51,7 @@ async fn test_replication_commits_on_a_majority_then_on_all() {
 async fn test_replication_through_any_node_with_redirects() {
     let cluster = TestCluster::start(3).await;
     let leader = cluster.wait_for_leader(&cluster.ids()).await;
-    let follower = cluster
-        .ids()
-        .into_iter()
-        .find(|&id| id != leader)
-        .expect("a follower");
+    let follower = cluster.follower_of(leader);
     // A client that only knows a follower is redirected to the leader.
     let mut via_follower = cluster.client_of(follower);
     via_follower

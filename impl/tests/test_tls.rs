@@ -198,7 +198,7 @@ async fn tls_cluster_replicates_writes() {
     );
     // A client that knows one follower only follows the redirect to the leader over TLS.
     let leader = cluster.wait_for_leader(&cluster.ids()).await;
-    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    let follower = cluster.follower_of(leader);
     let mut redirected = cluster.client_of(follower);
     redirected
         .put("redirected", b"yes".to_vec())
@@ -370,45 +370,36 @@ fn server_refuses_incomplete_malformed_or_foreign_tls_files() {
     };
     let run =
         |args: Vec<String>| server_refuses(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // All three TLS flags, with the files named in the test's directory.
+    let all_three = |cert: &str, key: &str, ca: &str| {
+        let (cert, key, ca) = (path(cert), path(key), path(ca));
+        run(with(&[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-ca",
+            &ca,
+        ]))
+    };
 
     let error = run(with(&["--tls-cert", &path("node-2.pem")]));
     assert!(error.contains("missing: tls-key, tls-ca"), "{error}");
 
-    let error = run(with(&[
-        "--tls-cert",
-        &path("garbage.pem"),
-        "--tls-key",
-        &path("node-2-key.pem"),
-        "--tls-ca",
-        &path("ca.pem"),
-    ]));
+    let error = all_three("garbage.pem", "node-2-key.pem", "ca.pem");
     assert!(
         error.contains(&path("garbage.pem")) && error.contains("no CERTIFICATE section"),
         "{error}"
     );
 
-    let error = run(with(&[
-        "--tls-cert",
-        &path("node-2.pem"),
-        "--tls-key",
-        &path("node-2-key.pem"),
-        "--tls-ca",
-        &path("missing.pem"),
-    ]));
+    let error = all_three("node-2.pem", "node-2-key.pem", "missing.pem");
     assert!(
         error.contains("reading TLS file") && error.contains(&path("missing.pem")),
         "{error}"
     );
 
     // Node 2's certificate cannot serve as node 1.
-    let error = run(with(&[
-        "--tls-cert",
-        &path("node-2.pem"),
-        "--tls-key",
-        &path("node-2-key.pem"),
-        "--tls-ca",
-        &path("ca.pem"),
-    ]));
+    let error = all_three("node-2.pem", "node-2-key.pem", "ca.pem");
     assert!(
         error.contains("the TLS certificate is node 2's (node-2.rdb), but this node's id is 1"),
         "{error}"

@@ -27,6 +27,21 @@ pub const TIMING: Timing = Timing {
 /// How long a test waits for something that should happen in well under a second.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The configuration of node 1, alone in cluster `test`, listening on `addr`, with its data
+/// in `data_dir`.
+pub fn single_node_config(addr: std::net::SocketAddr, data_dir: &std::path::Path) -> NodeConfig {
+    NodeConfig {
+        id: 1,
+        cluster_id: "test".into(),
+        listen: addr,
+        peers: BTreeMap::from([(1, addr.to_string())]),
+        data_dir: data_dir.to_owned(),
+        timing: TIMING,
+        fsync: true,
+        tls: None,
+    }
+}
+
 pub struct TestCluster {
     pub cluster_id: String,
     dirs: BTreeMap<NodeId, TempDir>,
@@ -104,6 +119,14 @@ impl TestCluster {
 
     pub fn ids(&self) -> Vec<NodeId> {
         self.peers.keys().copied().collect()
+    }
+
+    /// A member other than `leader`.
+    pub fn follower_of(&self, leader: NodeId) -> NodeId {
+        self.ids()
+            .into_iter()
+            .find(|&id| id != leader)
+            .expect("a cluster of more than one node")
     }
 
     pub fn running(&self) -> Vec<NodeId> {

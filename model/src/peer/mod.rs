@@ -628,6 +628,17 @@ mod tests {
         peer
     }
 
+    /// Asserts that `peer` refuses `message` from `from` with `refusal`, and that the refusal
+    /// left it exactly as it was.
+    fn assert_refused(peer: &mut Peer<u8>, from: NodeId, message: Message<u8>, refusal: Refusal) {
+        let before = peer.clone();
+        assert_eq!(
+            peer.handle_message(from, message),
+            Err(PeerError::Refused(refusal))
+        );
+        assert_eq!(*peer, before);
+    }
+
     fn progress_of(peer: &Peer<u8>, follower: NodeId) -> Progress {
         let Role::Leader { progress, .. } = peer.role() else {
             panic!("not a leader: {peer:?}");
@@ -638,7 +649,6 @@ mod tests {
     #[test]
     fn overwrite_of_a_committed_index_is_refused_and_changes_nothing() {
         let mut peer = follower_with_commit();
-        let before = peer.clone();
         // Consistent at index 1, then replaces the committed entry at index 2 (term 1).
         let overwrite = Message::AppendEntriesRequest {
             term: 2,
@@ -652,11 +662,7 @@ mod tests {
             committed_term: 1,
             entry_term: 2,
         };
-        assert_eq!(
-            peer.handle_message(2, overwrite),
-            Err(PeerError::Refused(refusal))
-        );
-        assert_eq!(peer, before);
+        assert_refused(&mut peer, 2, overwrite, refusal);
     }
 
     #[test]
@@ -700,7 +706,6 @@ mod tests {
     #[test]
     fn an_append_from_a_second_leader_of_the_term_is_refused() {
         let mut follower = follower_with_commit();
-        let before = follower.clone();
         let append = Message::AppendEntriesRequest {
             term: 2,
             prev_log_index: 3,
@@ -709,16 +714,11 @@ mod tests {
             leader_commit: 3,
         };
         let refusal = Refusal::SecondLeader { term: 2, leader: 2 };
-        assert_eq!(
-            follower.handle_message(3, append.clone()),
-            Err(PeerError::Refused(refusal))
-        );
-        assert_eq!(follower, before);
+        assert_refused(&mut follower, 3, append.clone(), refusal);
         // The known leader itself is heard as usual.
         assert!(follower.handle_message(2, append).is_ok());
 
         let mut leader = leader_with_progress();
-        let before = leader.clone();
         let append = Message::AppendEntriesRequest {
             term: 3,
             prev_log_index: 0,
@@ -727,11 +727,7 @@ mod tests {
             leader_commit: 0,
         };
         let refusal = Refusal::SecondLeader { term: 3, leader: 1 };
-        assert_eq!(
-            leader.handle_message(3, append),
-            Err(PeerError::Refused(refusal))
-        );
-        assert_eq!(leader, before);
+        assert_refused(&mut leader, 3, append, refusal);
     }
 
     #[test]
@@ -752,7 +748,6 @@ mod tests {
     #[test]
     fn an_acknowledgement_past_the_log_is_refused_without_overflow() {
         let mut peer = leader_with_progress();
-        let before = peer.clone();
         let ack = Message::AppendEntriesResponse {
             term: 3,
             success: true,
@@ -762,11 +757,7 @@ mod tests {
             index: Index::MAX,
             last_index: 3,
         };
-        assert_eq!(
-            peer.handle_message(3, ack),
-            Err(PeerError::Refused(refusal))
-        );
-        assert_eq!(peer, before);
+        assert_refused(&mut peer, 3, ack, refusal);
         let hint = Message::AppendEntriesResponse {
             term: 3,
             success: false,
@@ -776,11 +767,7 @@ mod tests {
             index: Index::MAX,
             last_index: 3,
         };
-        assert_eq!(
-            peer.handle_message(3, hint),
-            Err(PeerError::Refused(refusal))
-        );
-        assert_eq!(peer, before);
+        assert_refused(&mut peer, 3, hint, refusal);
     }
 
     #[test]
