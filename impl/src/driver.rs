@@ -383,16 +383,7 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
         let outcome = self.run_batches();
         let answer = match &outcome {
             Ok(()) => ProposeError::Stopped,
-            Err(error) => {
-                let full = if error.is_disk_full() {
-                    " (disk full)"
-                } else {
-                    ""
-                };
-                ProposeError::Failed {
-                    cause: format!("storage failed{full}: {error}"),
-                }
-            }
+            Err(error) => failed(error),
         };
         for (_, reply) in std::mem::take(&mut self.deferred) {
             let _ = reply.send(Err(answer.clone()));
@@ -473,14 +464,9 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
         let mut proposals = Vec::new();
         let mut stop = false;
         for input in batch {
-            if self.fatal.is_some() {
+            if let Some(error) = &self.fatal {
                 // The Peer's state is no longer backed by the disk: it takes no more input.
-                refuse(
-                    input,
-                    &ProposeError::Failed {
-                        cause: "storage failed".into(),
-                    },
-                );
+                refuse(input, &failed(error));
                 continue;
             }
             match input {
@@ -728,6 +714,18 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
 }
 
 /// Answers an input the driver will not process.
+/// What a client whose command met a failed save is told: the outcome is unknown.
+fn failed(error: &StorageError) -> ProposeError {
+    let full = if error.is_disk_full() {
+        " (disk full)"
+    } else {
+        ""
+    };
+    ProposeError::Failed {
+        cause: format!("storage failed{full}: {error}"),
+    }
+}
+
 fn refuse(input: Input, answer: &ProposeError) {
     match input {
         Input::Propose { reply, .. } => {
