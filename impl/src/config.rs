@@ -383,6 +383,18 @@ mod tests {
         assert!(error.contains("data-dir"), "{error}");
         let error = PartialConfig {
             id: Some(1),
+            cluster_id: Some("c".repeat(crate::storage::MAX_CLUSTER_ID_BYTES + 1)),
+            ..base.clone()
+        }
+        .build()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("cluster id of 1025 bytes; at most 1024"),
+            "{error}"
+        );
+        let error = PartialConfig {
+            id: Some(1),
             tls_cert: Some("/tmp/node-1.pem".into()),
             tls_ca: Some("/tmp/ca.pem".into()),
             ..base

@@ -20,7 +20,7 @@ pub(super) const FILE_NAME: &str = "cluster";
 pub(super) const TMP_FILE_NAME: &str = "cluster.tmp";
 const MAGIC: [u8; 4] = *b"RDBC";
 const VERSION: u32 = 1;
-/// Cluster ids longer than this are refused (the wire refuses them too).
+/// Cluster ids longer than this are refused by the configuration, so that the file stays small.
 pub const MAX_CLUSTER_ID_BYTES: usize = 1024;
 /// A member list longer than this is refused.
 const MAX_MEMBERS: usize = 1024;
