@@ -27,7 +27,9 @@ CONSTANTS
     Value,        \* The commands clients may propose.
     Nil,          \* No server: no vote cast, no leader known.
     Duplicating,  \* TRUE: a delivered message stays in flight and may be delivered again.
-    Lossy         \* TRUE: the network may lose a message in flight.
+    Lossy,        \* TRUE: the network may lose a message in flight.
+    MaxBatch,     \* FlowControl.max_entries: at most this many entries in one AppendEntries.
+    Window        \* FlowControl.max_inflight: pipelined AppendEntries in flight per follower.
 
 VARIABLES
     \* Durable (model/src/peer/types.rs), per server.
@@ -41,6 +43,10 @@ VARIABLES
     votes,        \* Role::Candidate.votes: servers that granted their vote; {} otherwise.
     nextIndex,    \* Role::Leader.progress[j].next; 0 where there is no progress entry.
     matchIndex,   \* Role::Leader.progress[j].matched; 0 where there is no progress entry.
+    flowState,    \* Role::Leader.progress[j].flow: "Probe" (Flow::Probe, not paused),
+                  \* "ProbeSent" (paused), "Replicate"; "None" where there is no progress.
+    inflight,     \* Flow::Replicate's window: the last index of each AppendEntries in
+                  \* flight, oldest first; << >> otherwise.
     heardFrom,    \* Role::Leader.heard_from (check-quorum); {} otherwise.
     \* The environment.
     crashed,      \* Whether the server is down. Its last state stays until it recovers.
@@ -51,10 +57,11 @@ VARIABLES
     regressedCommit  \* Ghost.regressed_commit: a running server's commit index went down.
 
 durableVars == <<currentTerm, votedFor, log>>
-roleVars == <<role, leader, votes, nextIndex, matchIndex, heardFrom>>
+roleVars == <<role, leader, votes, nextIndex, matchIndex, flowState, inflight, heardFrom>>
 historyVars == <<regressedTerm, regressedCommit>>
 vars == <<currentTerm, votedFor, log, commitIndex, role, leader, votes,
-          nextIndex, matchIndex, heardFrom, crashed, messages, historyVars>>
+          nextIndex, matchIndex, flowState, inflight, heardFrom, crashed, messages,
+          historyVars>>
 
 -----------------------------------------------------------------------------
 (* Helpers. Actions stay small and call these for the values they compute. *)
@@ -66,6 +73,8 @@ SetMax(S) == CHOOSE x \in S : \A y \in S : x >= y
 SetMin(S) == CHOOSE x \in S : \A y \in S : x <= y
 Others(i) == Server \ {i}
 NoProgress == [j \in Server |-> 0]
+NoFlow == [j \in Server |-> "None"]
+NoInflight == [j \in Server |-> << >>]
 
 \* Peer::term_at: the term of the entry at k; 0 for index 0 or past the end.
 TermAt(xlog, k) == IF k = 0 \/ k > Len(xlog) THEN 0 ELSE xlog[k].term
@@ -84,21 +93,85 @@ AtLeastAsUpToDate(a, b) ==
 Consume(m) == IF Duplicating THEN messages ELSE messages (-) SetToBag({m})
 Send(ms) == SetToBag(ms)
 
-\* Peer::send_append from leader i to j: every entry from next on, after the entry at
-\* next - 1, with the leader's term and commit index.
-AppendEntriesTo(i, j, next, xlog) ==
+\* Flow control (Peer::send_append, model/src/peer/progress.rs). A follower whose position is
+\* not known is probed: one AppendEntries after next - 1, then "ProbeSent" until its answer
+\* or the next heartbeat. An acknowledged follower is pipelined ("Replicate"): one message
+\* per batch of at most MaxBatch entries from next on, next moving past each, while fewer
+\* than Window are in flight. Bytes are not modelled: a command of the model is one byte, so
+\* a byte cap would be an entry cap.
+
+\* The AppendEntries from leader i to j after index prev: at most MaxBatch entries, with
+\* the leader's term and the commit index commit.
+AppendAfter(i, j, prev, xlog, commit) ==
     [type |-> "AppendEntriesRequest", term |-> currentTerm[i],
-     prev_log_index |-> next - 1, prev_log_term |-> TermAt(xlog, next - 1),
-     entries |-> SubSeq(xlog, next, Len(xlog)), leader_commit |-> commitIndex[i],
-     from |-> i, to |-> j]
+     prev_log_index |-> prev, prev_log_term |-> TermAt(xlog, prev),
+     entries |-> SubSeq(xlog, prev + 1, Min(prev + MaxBatch, Len(xlog))),
+     leader_commit |-> commit, from |-> i, to |-> j]
 
-\* Peer::broadcast_append: what leader i sends every follower from its next index.
-BroadcastAppend(i, xlog) ==
-    {AppendEntriesTo(i, j, nextIndex[i][j], xlog) : j \in Others(i)}
+\* Progress::resume on a heartbeat (hb): a full window forgets its oldest message.
+Resumed(st, infl, hb) ==
+    IF hb /\ st = "Replicate" /\ Len(infl) >= Window THEN Tail(infl) ELSE infl
 
-\* A leader's next indexes once it sent every follower all of xlog: optimistic
-\* pipelining, a lost message is repaired by the next rejection.
-AllSent(i, xlog) == [j \in Server |-> IF j = i THEN 0 ELSE Len(xlog) + 1]
+\* How many pipelined messages leave from next with infl in flight: one per batch of the
+\* entries from next on, while the window has room.
+Pipelined(next, infl, xlog) ==
+    IF next > Len(xlog) THEN 0
+    ELSE Min(Window - Len(infl), (Len(xlog) - next + MaxBatch) \div MaxBatch)
+
+\* The last index of the first t pipelined messages from next.
+BatchesEnd(next, t, xlog) == Min(next - 1 + t * MaxBatch, Len(xlog))
+
+\* What leader i sends j whose progress is (next, st, infl): Peer::send_append, on a
+\* heartbeat when hb. A heartbeat always sends something: an empty AppendEntries when
+\* nothing else may leave.
+SendSet(i, j, next, st, infl, xlog, commit, hb) ==
+    LET k == Pipelined(next, Resumed(st, infl, hb), xlog)
+    IN CASE st = "Probe" \/ (st = "ProbeSent" /\ hb) ->
+              {AppendAfter(i, j, next - 1, xlog, commit)}
+         [] st = "Replicate" /\ k > 0 ->
+              {AppendAfter(i, j, BatchesEnd(next, t - 1, xlog), xlog, commit) : t \in 1..k}
+         [] st = "Replicate" /\ hb ->
+              {AppendAfter(i, j, next - 1, xlog, commit)}
+         [] OTHER -> {}
+
+\* The progress after SendSet: a probe is paused, a pipelined follower's next moves past
+\* what was sent and its window holds each message's last index.
+NextAfter(next, st, infl, xlog, hb) ==
+    LET k == Pipelined(next, Resumed(st, infl, hb), xlog)
+    IN IF st = "Replicate" /\ k > 0 THEN BatchesEnd(next, k, xlog) + 1 ELSE next
+FlowAfter(st, hb) == IF st = "Probe" \/ (st = "ProbeSent" /\ hb) THEN "ProbeSent" ELSE st
+InflightAfter(next, st, infl, xlog, hb) ==
+    LET r == Resumed(st, infl, hb)
+    IN IF st = "Replicate"
+       THEN r \o [t \in 1..Pipelined(next, r, xlog) |-> BatchesEnd(next, t, xlog)]
+       ELSE infl
+
+\* Peer::broadcast_append (hb FALSE) or Peer::broadcast_heartbeat (hb TRUE) of leader i
+\* with log xlog and commit index commit: the messages and every follower's new progress.
+BroadcastMsgs(i, xlog, commit, hb) ==
+    UNION {SendSet(i, j, nextIndex[i][j], flowState[i][j], inflight[i][j], xlog, commit, hb) :
+             j \in Others(i)}
+Broadcast(i, xlog, hb) ==
+    /\ nextIndex' = [nextIndex EXCEPT ![i] =
+          [j \in Server |-> IF j = i THEN 0
+                            ELSE NextAfter(nextIndex[i][j], flowState[i][j], inflight[i][j],
+                                           xlog, hb)]]
+    /\ flowState' = [flowState EXCEPT ![i] =
+          [j \in Server |-> IF j = i THEN "None" ELSE FlowAfter(flowState[i][j], hb)]]
+    /\ inflight' = [inflight EXCEPT ![i] =
+          [j \in Server |-> IF j = i THEN << >>
+                            ELSE InflightAfter(nextIndex[i][j], flowState[i][j],
+                                               inflight[i][j], xlog, hb)]]
+
+\* Progress::acknowledge of index idx: a stale one changes nothing; an answered probe
+\* pipelines right after idx; a pipelined follower frees the messages ending at or
+\* before idx (a prefix of its window, whose indexes increase).
+AckNext(next, match, st, idx) ==
+    IF idx < match THEN next ELSE IF st = "Replicate" THEN Max(next, idx + 1) ELSE idx + 1
+AckFlow(match, st, idx) == IF idx < match THEN st ELSE "Replicate"
+AckInflight(match, st, infl, idx) ==
+    IF idx < match \/ st /= "Replicate" THEN infl
+    ELSE SubSeq(infl, Cardinality({t \in 1..Len(infl) : infl[t] <= idx}) + 1, Len(infl))
 
 \* Servers that store index k by leader i's knowledge, the leader included.
 Agree(i, xmatch, k) == {i} \cup {j \in Others(i) : xmatch[j] >= k}
@@ -163,6 +236,8 @@ BecomeFollower(i, l) ==
     /\ votes' = [votes EXCEPT ![i] = {}]
     /\ nextIndex' = [nextIndex EXCEPT ![i] = NoProgress]
     /\ matchIndex' = [matchIndex EXCEPT ![i] = NoProgress]
+    /\ flowState' = [flowState EXCEPT ![i] = NoFlow]
+    /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
     /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
 
 \* Role::Candidate { votes: {i} }.
@@ -172,22 +247,29 @@ BecomeCandidate(i) ==
     /\ votes' = [votes EXCEPT ![i] = {i}]
     /\ nextIndex' = [nextIndex EXCEPT ![i] = NoProgress]
     /\ matchIndex' = [matchIndex EXCEPT ![i] = NoProgress]
+    /\ flowState' = [flowState EXCEPT ![i] = NoFlow]
+    /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
     /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
 
-\* Peer::maybe_become_leader on a majority of votes: every follower's next index is just
-\* past the leader's log and nothing is known to match. The caller sends the empty
-\* AppendEntries of Peer::broadcast_append. No blank entry is appended.
+\* Peer::maybe_become_leader on a majority of votes: every follower is probed just past
+\* the leader's log and nothing is known to match. The caller sends the probes of
+\* Peer::broadcast_append, so every follower's probe is in flight. No blank entry is
+\* appended.
 BecomeLeader(i) ==
     /\ role' = [role EXCEPT ![i] = "Leader"]
     /\ leader' = [leader EXCEPT ![i] = i]
     /\ votes' = [votes EXCEPT ![i] = {}]
-    /\ nextIndex' = [nextIndex EXCEPT ![i] = AllSent(i, log[i])]
+    /\ nextIndex' = [nextIndex EXCEPT ![i] =
+          [j \in Server |-> IF j = i THEN 0 ELSE Len(log[i]) + 1]]
     /\ matchIndex' = [matchIndex EXCEPT ![i] = NoProgress]
+    /\ flowState' = [flowState EXCEPT ![i] =
+          [j \in Server |-> IF j = i THEN "None" ELSE "ProbeSent"]]
+    /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
     /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
 
-\* What a new leader sends: an empty AppendEntries after its last entry to every follower.
+\* What a new leader sends: a probe after its last entry to every follower.
 NewLeaderAppends(i) ==
-    {AppendEntriesTo(i, j, Len(log[i]) + 1, log[i]) : j \in Others(i)}
+    {AppendAfter(i, j, Len(log[i]), log[i], commitIndex[i]) : j \in Others(i)}
 
 -----------------------------------------------------------------------------
 (* Initial state: every server a follower of term 0 with an empty log, as *)
@@ -203,6 +285,8 @@ Init ==
     /\ votes = [i \in Server |-> {}]
     /\ nextIndex = [i \in Server |-> NoProgress]
     /\ matchIndex = [i \in Server |-> NoProgress]
+    /\ flowState = [i \in Server |-> NoFlow]
+    /\ inflight = [i \in Server |-> NoInflight]
     /\ heardFrom = [i \in Server |-> {}]
     /\ crashed = [i \in Server |-> FALSE]
     /\ messages = EmptyBag
@@ -219,7 +303,7 @@ CheckQuorum(i) ==
     /\ UNCHANGED <<durableVars, commitIndex, crashed, messages>>
     /\ IF Cardinality(heardFrom[i]) + 1 >= Majority
        THEN /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
-            /\ UNCHANGED <<role, leader, votes, nextIndex, matchIndex>>
+            /\ UNCHANGED <<role, leader, votes, nextIndex, matchIndex, flowState, inflight>>
        ELSE BecomeFollower(i, Nil)
 
 \* A follower's or candidate's election timer: Peer::start_election. A new term, a vote
@@ -240,27 +324,28 @@ ElectionTimeout(i) ==
     /\ ~crashed[i]
     /\ IF role[i] = "Leader" THEN CheckQuorum(i) ELSE StartElection(i)
 
-\* Timer::Heartbeat fires on a leader: AppendEntries to every follower from its next index.
+\* Timer::Heartbeat fires on a leader: every follower hears from it (Peer::broadcast_heartbeat):
+\* a paused probe goes again, a full window forgets its oldest message.
 HeartbeatTimeout(i) ==
     /\ ~crashed[i]
     /\ role[i] = "Leader"
-    /\ messages' = messages (+) Send(BroadcastAppend(i, log[i]))
-    /\ nextIndex' = [nextIndex EXCEPT ![i] = AllSent(i, log[i])]
+    /\ messages' = messages (+) Send(BroadcastMsgs(i, log[i], commitIndex[i], TRUE))
+    /\ Broadcast(i, log[i], TRUE)
     /\ UNCHANGED <<durableVars, commitIndex, role, leader, votes, matchIndex, heardFrom,
                    crashed>>
 
 -----------------------------------------------------------------------------
 (* Client proposals: Peer::propose on the leader. *)
 
-\* The leader appends the command in its term and sends every follower what it lacks
-\* (these sends may overlap with persisting the entry: Output.send_now). Only in a cluster
-\* of one does it commit at once.
+\* The leader appends the command in its term and sends every follower what flow control
+\* lets it (these sends may overlap with persisting the entry: Output.send_now). Only in a
+\* cluster of one does it commit at once.
 ClientRequest(i, v) ==
     /\ ~crashed[i]
     /\ role[i] = "Leader"
     /\ log' = [log EXCEPT ![i] = Append(@, [term |-> currentTerm[i], command |-> v])]
-    /\ messages' = messages (+) Send(BroadcastAppend(i, log'[i]))
-    /\ nextIndex' = [nextIndex EXCEPT ![i] = AllSent(i, log'[i])]
+    /\ messages' = messages (+) Send(BroadcastMsgs(i, log'[i], commitIndex[i], FALSE))
+    /\ Broadcast(i, log'[i], FALSE)
     /\ commitIndex' = [commitIndex EXCEPT ![i] = NewCommitIndex(i, log'[i], matchIndex[i])]
     /\ UNCHANGED <<currentTerm, votedFor, role, leader, votes, matchIndex, heardFrom, crashed>>
 
@@ -306,7 +391,7 @@ HandleRequestVoteResponse(i, j, m) ==
        THEN /\ votes' = [votes EXCEPT ![i] = @ \cup {j}]
             /\ messages' = Consume(m)
             /\ UNCHANGED <<currentTerm, votedFor, role, leader, nextIndex, matchIndex,
-                           heardFrom>>
+                           flowState, inflight, heardFrom>>
        ELSE /\ messages' = Consume(m)
             /\ UNCHANGED <<currentTerm, votedFor, roleVars>>
 
@@ -340,9 +425,11 @@ HandleAppendEntriesRequest(i, j, m) ==
                     /\ UNCHANGED <<log, commitIndex>>
 
 \* Peer::handle_append_entries_response. The leader of the response's term notes that it
-\* heard from the sender (check-quorum). On success it raises the follower's match index
-\* (never past its own log) and next index, and commits what a majority stores. On a
-\* refusal it backs off to the hint, never below what is known to match, and sends again.
+\* heard from the sender (check-quorum). On success it acknowledges the index (never past
+\* its own log), commits what a majority stores, and sends what flow control now lets it.
+\* On a refusal it probes again after the hint, never below what is known to match; a
+\* pipelined follower ignores a hint below its match, and a hint at or past next - 1 is
+\* stale.
 HandleAppendEntriesResponse(i, j, m) ==
     /\ m.type = "AppendEntriesResponse"
     /\ ~crashed[i]
@@ -355,21 +442,33 @@ HandleAppendEntriesResponse(i, j, m) ==
        THEN /\ heardFrom' = [heardFrom EXCEPT ![i] = @ \cup {j}]
             /\ UNCHANGED <<currentTerm, votedFor, log, role, leader, votes>>
             /\ IF m.success
-               THEN /\ matchIndex' = [matchIndex EXCEPT ![i][j] =
-                                         Max(@, Min(m.index, Len(log[i])))]
-                    /\ nextIndex' = [nextIndex EXCEPT ![i][j] =
-                                        Max(@, Min(m.index, Len(log[i])) + 1)]
-                    /\ commitIndex' = [commitIndex EXCEPT ![i] =
-                                          NewCommitIndex(i, log[i], matchIndex'[i])]
-                    /\ messages' = Consume(m)
+               THEN LET idx == Min(m.index, Len(log[i]))
+                        next == AckNext(nextIndex[i][j], matchIndex[i][j], flowState[i][j], idx)
+                        st == AckFlow(matchIndex[i][j], flowState[i][j], idx)
+                        infl == AckInflight(matchIndex[i][j], flowState[i][j], inflight[i][j],
+                                            idx)
+                    IN /\ matchIndex' = [matchIndex EXCEPT ![i][j] = Max(@, idx)]
+                       /\ commitIndex' = [commitIndex EXCEPT ![i] =
+                                             NewCommitIndex(i, log[i], matchIndex'[i])]
+                       /\ nextIndex' = [nextIndex EXCEPT ![i][j] =
+                                           NextAfter(next, st, infl, log[i], FALSE)]
+                       /\ flowState' = [flowState EXCEPT ![i][j] = FlowAfter(st, FALSE)]
+                       /\ inflight' = [inflight EXCEPT ![i][j] =
+                                          InflightAfter(next, st, infl, log[i], FALSE)]
+                       /\ messages' = Consume(m) (+)
+                             Send(SendSet(i, j, next, st, infl, log[i], commitIndex'[i],
+                                          FALSE))
                ELSE IF m.index + 1 < nextIndex[i][j]
-               THEN /\ nextIndex' = [nextIndex EXCEPT ![i][j] = Len(log[i]) + 1]
+                       /\ ~(flowState[i][j] = "Replicate" /\ m.index < matchIndex[i][j])
+               THEN /\ nextIndex' = [nextIndex EXCEPT ![i][j] = Max(m.index, matchIndex[i][j]) + 1]
+                    /\ flowState' = [flowState EXCEPT ![i][j] = "ProbeSent"]
+                    /\ inflight' = [inflight EXCEPT ![i][j] = << >>]
                     /\ messages' = Consume(m) (+)
-                          Send({AppendEntriesTo(i, j, Max(m.index, matchIndex[i][j]) + 1,
-                                                log[i])})
+                          Send({AppendAfter(i, j, Max(m.index, matchIndex[i][j]), log[i],
+                                            commitIndex[i])})
                     /\ UNCHANGED <<matchIndex, commitIndex>>
                ELSE /\ messages' = Consume(m)
-                    /\ UNCHANGED <<nextIndex, matchIndex, commitIndex>>
+                    /\ UNCHANGED <<nextIndex, matchIndex, flowState, inflight, commitIndex>>
        ELSE /\ messages' = Consume(m)
             /\ UNCHANGED <<durableVars, commitIndex, roleVars>>
 
@@ -480,6 +579,19 @@ NoCommitOnMinority ==
 \* crash of that server.
 CommittedSurvivesCrash ==
     \A i \in Server : ~crashed[i] => commitIndex[i] <= Len(log[i])
+
+\* A leader's progress of each follower stays in range: matched < next <= last + 1, at most
+\* Window messages in flight, in order, each ending after matched and before next. (The
+\* model also counts bytes in flight; the spec does not model bytes.)
+FlowControlWindow ==
+    \A i \in LiveLeaders, j \in Others(i) :
+        /\ matchIndex[i][j] < nextIndex[i][j]
+        /\ nextIndex[i][j] <= Len(log[i]) + 1
+        /\ Len(inflight[i][j]) <= Window
+        /\ \A t \in 1..Len(inflight[i][j]) :
+              /\ matchIndex[i][j] < inflight[i][j][t]
+              /\ inflight[i][j][t] < nextIndex[i][j]
+              /\ t > 1 => inflight[i][j][t - 1] < inflight[i][j][t]
 
 \* A server's term never decreases, not even across a crash (it is persisted).
 MonotonicTerm ==

@@ -117,10 +117,7 @@ impl Cluster for RdbCluster {
         let members = crate::members();
         let mut nodes = Vec::with_capacity(NODES);
         for &id in &members {
-            let config = Config {
-                id,
-                members: members.clone(),
-            };
+            let config = Config::new(id, members.clone());
             // The boot output only asks for the election timer, which the driver never arms.
             let (peer, _) =
                 Peer::restore(config, Durable::default()).map_err(|e| peer_error(id, e))?;

@@ -102,6 +102,18 @@ impl Command {
     }
 }
 
+/// Flow control counts a command by the length of its encoding, which is also about its size
+/// in a peer message.
+impl model::Payload for Command {
+    fn size(&self) -> u64 {
+        let fields = match self {
+            Command::Put { key, value } => 8 + key.len() + value.len(),
+            Command::Delete { key } | Command::Get { key } => 4 + key.len(),
+        };
+        1 + fields as u64
+    }
+}
+
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     let length = u32::try_from(bytes.len()).expect("keys and values are limited far below 4 GiB");
     out.extend_from_slice(&length.to_le_bytes());
@@ -147,6 +159,11 @@ mod tests {
         for command in commands {
             let mut bytes = Vec::new();
             command.encode_into(&mut bytes);
+            assert_eq!(
+                model::Payload::size(&command),
+                bytes.len() as u64,
+                "flow control counts the encoding"
+            );
             assert_eq!(Command::decode(&bytes), Ok(command));
         }
     }

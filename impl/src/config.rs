@@ -30,6 +30,10 @@ pub struct NodeConfig {
     /// Mutual TLS for peers and clients; `None` serves plain gRPC.
     /// Invariant: the certificate is this node's (see [`TlsCredentials::check_node`]).
     pub tls: Option<TlsCredentials>,
+    /// How much a leader sends a follower at once: entries and bytes per AppendEntries, and
+    /// the window in flight. The peer message limit follows from it
+    /// ([`crate::convert::peer_message_limit`]).
+    pub flow: model::FlowControl,
 }
 
 /// Election and heartbeat timing.
@@ -147,7 +151,19 @@ pub struct PartialConfig {
     pub tls_key: Option<PathBuf>,
     /// The CA certificate (PEM) that signs every node's and client's certificate.
     pub tls_ca: Option<PathBuf>,
+    /// See [`model::FlowControl::max_entries`].
+    pub max_append_entries: Option<u64>,
+    /// See [`model::FlowControl::max_bytes`].
+    pub max_append_bytes: Option<u64>,
+    /// See [`model::FlowControl::max_inflight`].
+    pub max_inflight: Option<u64>,
+    /// See [`model::FlowControl::max_inflight_bytes`].
+    pub max_inflight_bytes: Option<u64>,
 }
+
+/// The largest `max_append_bytes`: larger batches gain nothing and make every peer message
+/// limit (and the memory one message may take) larger.
+pub const MAX_APPEND_BYTES_LIMIT: u64 = 64 << 20;
 
 impl PartialConfig {
     /// Reads a TOML file.
@@ -181,12 +197,57 @@ impl PartialConfig {
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             tls_ca: self.tls_ca.or(file.tls_ca),
+            max_append_entries: self.max_append_entries.or(file.max_append_entries),
+            max_append_bytes: self.max_append_bytes.or(file.max_append_bytes),
+            max_inflight: self.max_inflight.or(file.max_inflight),
+            max_inflight_bytes: self.max_inflight_bytes.or(file.max_inflight_bytes),
         }
+    }
+
+    /// Flow control: the defaults of [`model::FlowControl`] for what is not set. Each setting
+    /// must be at least 1, and `max-append-bytes` at most [`MAX_APPEND_BYTES_LIMIT`].
+    fn flow(&self) -> Result<model::FlowControl, ConfigError> {
+        let defaults = model::FlowControl::default();
+        let at_least_one = |name: &str, value: Option<u64>, default: u64| match value {
+            Some(0) => Err(ConfigError::Invalid(format!("{name} must be at least 1"))),
+            Some(value) => Ok(value),
+            None => Ok(default),
+        };
+        let max_bytes = at_least_one(
+            "max-append-bytes",
+            self.max_append_bytes,
+            defaults.max_bytes,
+        )?;
+        if max_bytes > MAX_APPEND_BYTES_LIMIT {
+            return Err(ConfigError::Invalid(format!(
+                "max-append-bytes of {max_bytes}; at most {MAX_APPEND_BYTES_LIMIT} are allowed"
+            )));
+        }
+        let max_inflight = at_least_one(
+            "max-inflight",
+            self.max_inflight,
+            defaults.max_inflight as u64,
+        )?;
+        Ok(model::FlowControl {
+            max_entries: at_least_one(
+                "max-append-entries",
+                self.max_append_entries,
+                defaults.max_entries,
+            )?,
+            max_bytes,
+            max_inflight: usize::try_from(max_inflight).unwrap_or(usize::MAX),
+            max_inflight_bytes: at_least_one(
+                "max-inflight-bytes",
+                self.max_inflight_bytes,
+                defaults.max_inflight_bytes,
+            )?,
+        })
     }
 
     /// Validates and completes the settings. The listen address defaults to this node's own
     /// address in `peers`; the cluster id defaults to `rdb`.
     pub fn build(self) -> Result<NodeConfig, ConfigError> {
+        let flow = self.flow()?;
         let id = self.id.ok_or(ConfigError::Missing("id"))?;
         let raw_peers = self.peers.ok_or(ConfigError::Missing("peers"))?;
         let mut peers = BTreeMap::new();
@@ -257,6 +318,7 @@ impl PartialConfig {
             timing,
             fsync: self.fsync.unwrap_or(true),
             tls,
+            flow,
         })
     }
 }
@@ -351,6 +413,31 @@ mod tests {
     }
 
     #[test]
+    fn flow_control_settings_come_from_the_file_or_the_defaults() {
+        let file: PartialConfig = toml::from_str(
+            "id = 1\ndata_dir = \"/tmp/f\"\nmax_append_entries = 8\nmax_inflight = 3\n\
+             [peers]\n\"1\" = \"127.0.0.1:7001\"\n",
+        )
+        .expect("parses");
+        let config = PartialConfig {
+            max_append_bytes: Some(4096),
+            ..PartialConfig::default()
+        }
+        .or(file)
+        .build()
+        .expect("complete");
+        assert_eq!(
+            config.flow,
+            model::FlowControl {
+                max_entries: 8,
+                max_bytes: 4096,
+                max_inflight: 3,
+                ..model::FlowControl::default()
+            }
+        );
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let base = PartialConfig {
             id: Some(4),
@@ -397,12 +484,30 @@ mod tests {
             id: Some(1),
             tls_cert: Some("/tmp/node-1.pem".into()),
             tls_ca: Some("/tmp/ca.pem".into()),
-            ..base
+            ..base.clone()
         }
         .build()
         .unwrap_err()
         .to_string();
         assert!(error.contains("missing: tls-key"), "{error}");
+        let error = PartialConfig {
+            id: Some(1),
+            max_inflight: Some(0),
+            ..base.clone()
+        }
+        .build()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("max-inflight must be at least 1"), "{error}");
+        let error = PartialConfig {
+            id: Some(1),
+            max_append_bytes: Some(MAX_APPEND_BYTES_LIMIT + 1),
+            ..base.clone()
+        }
+        .build()
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("max-append-bytes of 67108865"), "{error}");
         let error = parse_peer_list("1:7001").unwrap_err().to_string();
         assert!(error.contains("ID=HOST:PORT"), "{error}");
         let error = toml::from_str::<PartialConfig>("idd = 1")

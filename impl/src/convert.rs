@@ -36,6 +36,27 @@ pub const MAX_KEY_BYTES: usize = 4096;
 /// The largest value a client may write, in bytes.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
+/// The bytes a peer message may spend on one entry besides its command (term, index and
+/// field framing), with room to spare.
+const ENTRY_FRAMING_BYTES: u64 = 32;
+/// The bytes a peer message may spend besides its entries (cluster id, ids, terms, framing).
+const ENVELOPE_BYTES: u64 = 64 * 1024;
+
+/// The largest encoded peer message a node sends or accepts under `flow`: a batch of entries
+/// (at most `max_bytes` of commands, or a single entry of the largest command a client may
+/// write), each entry's framing, and the envelope.
+pub fn peer_message_limit(flow: &model::FlowControl) -> usize {
+    let largest_command = 1 + 8 + (MAX_KEY_BYTES + MAX_VALUE_BYTES) as u64;
+    let batch = flow.max_bytes.max(largest_command);
+    // A batch of many tiny entries is framing above all: count it for every entry the byte
+    // cap lets through (an empty command still costs its framing).
+    let entries = flow.max_entries.min(batch.max(1));
+    let limit = batch
+        .saturating_add(entries.saturating_mul(ENTRY_FRAMING_BYTES))
+        .saturating_add(ENVELOPE_BYTES);
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
 /// Checks a client key.
 pub fn validate_key(key: &str) -> Result<(), ConvertError> {
     if key.is_empty() {
@@ -300,6 +321,60 @@ pub fn message_to_pb(message: Message<Command>) -> pb::peer_envelope::Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The encoded size of an AppendEntries of `entries` in an envelope with the longest
+    /// cluster id and the largest numbers.
+    fn encoded_append(entries: Vec<Entry<Command>>) -> usize {
+        use prost::Message as _;
+        pb::PeerEnvelope {
+            cluster_id: "c".repeat(crate::storage::MAX_CLUSTER_ID_BYTES),
+            from: u64::MAX,
+            to: u64::MAX,
+            message: Some(message_to_pb(Message::AppendEntriesRequest {
+                term: MAX_TERM,
+                prev_log_index: u64::MAX,
+                prev_log_term: MAX_TERM,
+                entries,
+                leader_commit: u64::MAX,
+            })),
+        }
+        .encoded_len()
+    }
+
+    #[test]
+    fn the_largest_batches_fit_the_peer_message_limit() {
+        let flow = model::FlowControl::default();
+        let limit = peer_message_limit(&flow);
+        let largest = Entry {
+            term: MAX_TERM,
+            command: Some(Command::Put {
+                key: "k".repeat(MAX_KEY_BYTES),
+                value: vec![7; MAX_VALUE_BYTES],
+            }),
+        };
+        assert!(
+            encoded_append(vec![largest]) <= limit,
+            "one largest command"
+        );
+        // As many of the smallest entries as a message may carry.
+        let blank = Entry {
+            term: MAX_TERM,
+            command: None,
+        };
+        let many = vec![blank; flow.max_entries as usize];
+        assert!(encoded_append(many) <= limit, "max_entries blank entries");
+        // Commands filling max_bytes.
+        let small = Entry {
+            term: MAX_TERM,
+            command: Some(Command::Put {
+                key: "k".into(),
+                value: vec![1; 1000],
+            }),
+        };
+        let size = model::Payload::size(small.command.as_ref().unwrap());
+        let full = vec![small; (flow.max_bytes / size) as usize];
+        assert!(encoded_append(full) <= limit, "max_bytes of commands");
+    }
 
     fn put(term: u64, key: &str) -> Entry<Command> {
         Entry {

@@ -347,6 +347,7 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
         if let Some(recorder) = recorder.as_mut() {
             recorder.record(RecordedEvent::Restore {
                 members: peer.config().members.clone(),
+                flow: peer.config().flow,
                 durable: peer.durable().clone(),
                 output: RecordedOutput::from(&restore_output),
             });

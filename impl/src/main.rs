@@ -75,6 +75,22 @@ struct Args {
     /// The CA certificate (PEM): peers and clients must present a certificate it signed.
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
+    /// Flow control: at most this many entries in one AppendEntries to a follower
+    /// [default: 4096].
+    #[arg(long, value_name = "N")]
+    max_append_entries: Option<u64>,
+    /// Flow control: at most this many bytes of commands in one AppendEntries, but always at
+    /// least one entry; at most 64 MiB [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    max_append_bytes: Option<u64>,
+    /// Flow control: at most this many AppendEntries in flight to a follower whose position
+    /// is known [default: 64].
+    #[arg(long, value_name = "N")]
+    max_inflight: Option<u64>,
+    /// Flow control: no AppendEntries leaves for a follower while this many bytes are in
+    /// flight to it [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    max_inflight_bytes: Option<u64>,
     /// Stop, as on SIGTERM, when standard input reaches its end. A parent process that keeps
     /// the write end of a pipe on the server's stdin ties the server's life to its own: the
     /// kernel closes the pipe when the parent dies, however it dies (the tests use this).
@@ -145,6 +161,10 @@ async fn run(args: Args) -> anyhow::Result<Option<NodeFailure>> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         tls_ca: args.tls_ca,
+        max_append_entries: args.max_append_entries,
+        max_append_bytes: args.max_append_bytes,
+        max_inflight: args.max_inflight,
+        max_inflight_bytes: args.max_inflight_bytes,
     };
     let config = flags.or(file).build()?;
     let logger = logging::build(args.log_format, args.log_level);

@@ -6,6 +6,7 @@
 
 use crate::command::Command;
 use crate::config::NodeConfig;
+use crate::convert::peer_message_limit;
 use crate::driver::{
     Applied, ClockTimers, Driver, Input, ManualTimers, NodeState, Outbound, ProposeError, Timers,
     DEFAULT_MAX_BATCH, INPUT_QUEUE_CAPACITY,
@@ -232,6 +233,7 @@ impl Node {
             partition.clone(),
             logger.clone(),
             config.tls.as_ref(),
+            peer_message_limit(&config.flow),
         );
         let timers = ClockTimers::new(config.timing);
         Node::start_with(
@@ -334,6 +336,7 @@ impl Node {
         let peer_config = Config {
             id: config.id,
             members: config.peers.keys().copied().collect(),
+            flow: config.flow,
         };
         let (mut peer, restore_output) = Peer::<Command, D>::restore(peer_config, durable)?;
         peer.set_deviation(deviation);
@@ -392,7 +395,10 @@ impl Node {
                 .map_err(|error| StartError::Tls(error.to_string()))?;
         }
         let router = builder
-            .add_service(pb::raft_peer_server::RaftPeerServer::new(peer_service))
+            .add_service(
+                pb::raft_peer_server::RaftPeerServer::new(peer_service)
+                    .max_decoding_message_size(peer_message_limit(&config.flow)),
+            )
             .add_service(pb::kv_server::KvServer::new(kv_service));
         let server = spawn_server(router, incoming, stopped, failure.clone());
         info!(logger, "node serving"; "addr" => %addr, "cluster_id" => &config.cluster_id,

@@ -4,10 +4,10 @@
 //! (see `tests/src/validation.rs`).
 
 use crate::command::Command;
-use model::TimerCommand;
 use model::{
     Deviation, Durable, Entry, Index, Message, NodeId, Output, Peer, RoleKind, Term, Timer,
 };
+use model::{FlowControl, TimerCommand};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -74,6 +74,8 @@ pub enum RecordedEvent {
     Restore {
         /// The cluster's members.
         members: Vec<NodeId>,
+        /// The Peer's flow control.
+        flow: FlowControl,
         /// What storage gave back.
         durable: Durable<Command>,
         /// What `restore` answered.

@@ -141,7 +141,9 @@ struct Link {
 
 impl GrpcOutbound {
     /// Starts one link task per peer other than `id` on `runtime`; over mutual TLS with
-    /// `tls`, checking that each peer's certificate names that peer.
+    /// `tls`, checking that each peer's certificate names that peer. A message larger than
+    /// `message_limit` bytes is not sent (the peers refuse anything larger).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         runtime: &tokio::runtime::Handle,
         cluster_id: String,
@@ -150,6 +152,7 @@ impl GrpcOutbound {
         partition: Partition,
         logger: Logger,
         tls: Option<&TlsCredentials>,
+        message_limit: usize,
     ) -> Self {
         let mut links = BTreeMap::new();
         for (&peer, addr) in peers.iter().filter(|(peer, _)| **peer != id) {
@@ -162,6 +165,7 @@ impl GrpcOutbound {
             runtime.spawn(run_link(
                 addr.clone(),
                 tls,
+                message_limit,
                 receiver,
                 dropped.clone(),
                 logger.clone(),
@@ -227,6 +231,7 @@ impl Outbound for GrpcOutbound {
 async fn run_link(
     addr: String,
     tls: Option<ClientTlsConfig>,
+    message_limit: usize,
     mut queue: async_mpsc::Receiver<pb::PeerEnvelope>,
     dropped: Arc<DropCounter>,
     logger: Logger,
@@ -252,7 +257,9 @@ async fn run_link(
             return;
         }
     };
-    let mut client = pb::raft_peer_client::RaftPeerClient::new(endpoint.connect_lazy());
+    let mut client = pb::raft_peer_client::RaftPeerClient::new(endpoint.connect_lazy())
+        .max_encoding_message_size(message_limit)
+        .max_decoding_message_size(message_limit);
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
     while let Some(envelope) = queue.recv().await {

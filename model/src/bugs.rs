@@ -58,11 +58,17 @@ pub enum Bug {
     AppendAtLogEnd,
     /// a leader asserts that no rejection arrives below a follower's match index; a reordered stale rejection does (https://github.com/etcd-io/raft/pull/36).
     PanicOnStaleRejection,
+    /// a follower commits up to the leader's commit index within its whole log, not only up to the last entry the request checked, so a stale entry past a short batch is committed (https://github.com/atomix/copycat/issues/265).
+    CommitPastNewEntries,
+    /// a leader probes a follower again right after a rejection's hint even when the hint lies below what the follower is known to store (https://github.com/etcd-io/raft/issues/148).
+    ProbeBelowMatch,
+    /// a leader frees acknowledged messages from a follower's window without subtracting their bytes, so the bytes counted in flight only grow (https://github.com/etcd-io/raft/pull/54).
+    InflightBytesLeak,
 }
 
 impl Bug {
     /// Every bug, in catalogue order.
-    pub const ALL: [Bug; 23] = [
+    pub const ALL: [Bug; 26] = [
         Bug::VoteWithoutLogCheck,
         Bug::UpToDateByIndexOnly,
         Bug::UpToDateAgainstCurrentTerm,
@@ -86,6 +92,9 @@ impl Bug {
         Bug::NoConsistencyCheck,
         Bug::AppendAtLogEnd,
         Bug::PanicOnStaleRejection,
+        Bug::CommitPastNewEntries,
+        Bug::ProbeBelowMatch,
+        Bug::InflightBytesLeak,
     ];
 
     /// The bugs whose counterexamples are in the conformance corpus and are replayed against
@@ -126,6 +135,9 @@ impl Bug {
             Bug::NoConsistencyCheck => "no-consistency-check",
             Bug::AppendAtLogEnd => "append-at-log-end",
             Bug::PanicOnStaleRejection => "panic-on-stale-rejection",
+            Bug::CommitPastNewEntries => "commit-past-new-entries",
+            Bug::ProbeBelowMatch => "probe-below-match",
+            Bug::InflightBytesLeak => "inflight-bytes-leak",
         }
     }
 
@@ -155,6 +167,9 @@ impl Bug {
             Bug::NoConsistencyCheck => "a follower appends without comparing the term at the previous index (§5.3)",
             Bug::AppendAtLogEnd => "a follower appends a request's entries after its last entry instead of at their own indexes",
             Bug::PanicOnStaleRejection => "a leader asserts that no rejection arrives below a follower's match index; a reordered stale rejection does",
+            Bug::CommitPastNewEntries => "a follower commits up to the leader's commit index within its whole log, not only up to the last entry the request checked, so a stale entry past a short batch is committed",
+            Bug::ProbeBelowMatch => "a leader probes a follower again right after a rejection's hint even when the hint lies below what the follower is known to store",
+            Bug::InflightBytesLeak => "a leader frees acknowledged messages from a follower's window without subtracting their bytes, so the bytes counted in flight only grow",
         }
     }
 
@@ -177,13 +192,16 @@ impl Bug {
             Bug::AcceptStaleLeader => "OutputContract",
             Bug::AppendWithoutTruncate => "OutputContract",
             Bug::AckWholeLog => "OutputContract",
-            Bug::MatchFromNextGuess => "NoCommitOnMinority",
+            Bug::MatchFromNextGuess => "OutputContract",
             Bug::StaleAppendTruncates => "OutputContract",
             Bug::FollowerCommitWithoutMax => "MonotonicCommit",
             Bug::CommitBeforeConsistencyCheck => "OutputContract",
             Bug::NoConsistencyCheck => "OutputContract",
             Bug::AppendAtLogEnd => "LogMatching",
             Bug::PanicOnStaleRejection => "PeerInvariant",
+            Bug::CommitPastNewEntries => "OutputContract",
+            Bug::ProbeBelowMatch => "FlowControlWindow",
+            Bug::InflightBytesLeak => "FlowControlWindow",
         }
     }
 
@@ -213,6 +231,9 @@ impl Bug {
             Bug::NoConsistencyCheck => "https://github.com/ktoso/akka-raft/issues/32",
             Bug::AppendAtLogEnd => "https://github.com/andrewjstone/rafter/pull/34",
             Bug::PanicOnStaleRejection => "https://github.com/etcd-io/raft/pull/36",
+            Bug::CommitPastNewEntries => "https://github.com/atomix/copycat/issues/265",
+            Bug::ProbeBelowMatch => "https://github.com/etcd-io/raft/issues/148",
+            Bug::InflightBytesLeak => "https://github.com/etcd-io/raft/pull/54",
         }
     }
 }

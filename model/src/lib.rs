@@ -47,8 +47,9 @@ pub mod checker;
 pub mod peer;
 
 pub use peer::{
-    Config, Deviation, Durable, Entry, Faithful, Index, Message, NodeId, Output, Peer, PeerError,
-    Persist, Planted, Refusal, Role, RoleKind, Term, Timer, TimerCommand, PLANTED_MARKER,
+    Config, Deviation, Durable, Entry, Faithful, Flow, FlowControl, Index, Message, NodeId, Output,
+    Payload, Peer, PeerError, Persist, Planted, Progress, Refusal, Role, RoleKind, Term, Timer,
+    TimerCommand, PLANTED_MARKER,
 };
 
 /// Whether the Peer checks its invariants after every step in this build: debug builds, and

@@ -72,6 +72,14 @@ struct Dimensions {
     /// Never fire leaders' heartbeat timers (replication still happens on proposals).
     #[arg(long)]
     no_heartbeats: bool,
+    /// Flow control: at most this many entries in one AppendEntries, at least 1
+    /// [default: no cap].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    batch: Option<u64>,
+    /// Flow control: at most this many AppendEntries with entries in flight to one follower,
+    /// at least 1 [default: no cap].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    window: Option<u64>,
     /// Turn symmetry reduction off (explore with BFS, every permutation of server ids).
     #[arg(long)]
     no_symmetry: bool,
@@ -88,6 +96,8 @@ impl Dimensions {
             || self.max_in_flight.is_some()
             || self.no_symmetry
             || self.no_heartbeats
+            || self.batch.is_some()
+            || self.window.is_some()
     }
 
     fn apply(&self, mut config: ModelConfig) -> ModelConfig {
@@ -112,6 +122,12 @@ impl Dimensions {
         }
         if self.no_heartbeats {
             config.heartbeats = false;
+        }
+        if let Some(batch) = self.batch {
+            config.batch = Some(batch);
+        }
+        if let Some(window) = self.window {
+            config.window = Some(window as usize);
         }
         if self.no_symmetry {
             config.symmetry = false;

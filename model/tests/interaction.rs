@@ -252,10 +252,7 @@ impl Env {
             }
             "restart" => {
                 let id = node_arg(tc);
-                let config = Config {
-                    id,
-                    members: self.members.clone(),
-                };
+                let config = Config::new(id, self.members.clone());
                 let node = self.nodes.get_mut(&id).expect("no such node");
                 assert!(node.peer.is_none(), "restart {id}: it is up");
                 let (peer, output) = Peer::restore(config, node.storage.clone())
@@ -289,10 +286,7 @@ impl Env {
         assert!(self.nodes.is_empty(), "add-nodes runs once per script");
         self.members = (1..=n).collect();
         for id in 1..=n {
-            let config = Config {
-                id,
-                members: self.members.clone(),
-            };
+            let config = Config::new(id, self.members.clone());
             let (peer, output) =
                 Peer::restore(config, Durable::default()).expect("a fresh Peer boots");
             self.nodes.insert(

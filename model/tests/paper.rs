@@ -2,7 +2,6 @@
 //! Consensus Algorithm", extended version), checked against the sans-IO [`Peer`] by feeding it
 //! inputs by hand and asserting on its [`Output`].
 
-use model::peer::Progress;
 use model::{
     Config, Durable, Entry, Index, Message, NodeId, Output, Peer, PeerError, Persist, Role,
     RoleKind, Term, Timer, TimerCommand,
@@ -33,10 +32,7 @@ fn restore(
     voted_for: Option<NodeId>,
     entries: &[(Term, &str)],
 ) -> P {
-    let config = Config {
-        id,
-        members: members(n),
-    };
+    let config = Config::new(id, members(n));
     let durable = Durable {
         term,
         voted_for,
@@ -96,9 +92,10 @@ fn ack(term: Term, success: bool, index: Index) -> Msg {
     }
 }
 
-fn progress(peer: &P, of: NodeId) -> Progress {
+/// The next and matched index of follower `of`.
+fn progress(peer: &P, of: NodeId) -> (Index, Index) {
     match peer.role() {
-        Role::Leader { progress, .. } => progress[&of],
+        Role::Leader { progress, .. } => (progress[&of].next, progress[&of].matched),
         role => panic!("{} is not the leader: {role:?}", peer.id()),
     }
 }
@@ -366,13 +363,7 @@ fn s5_2_candidate_becomes_leader_on_majority() {
         )
     );
     for id in 2..=5 {
-        assert_eq!(
-            progress(&peer, id),
-            Progress {
-                next: 2,
-                matched: 0
-            }
-        );
+        assert_eq!(progress(&peer, id), (2, 0));
     }
 
     assert!(peer
@@ -456,25 +447,20 @@ fn s5_3_consistency_check_rejects_with_hint_and_leader_retries_lower() {
         None,
         &[(1, "a"), (1, "b"), (2, "x"), (2, "y"), (2, "z")],
     );
-    let mut leader = leader(1, 3, 2, &[(1, "a"), (1, "b")], &[3]);
+    // A leader of term 3 whose entries 3 and 4 (term 1) conflict with the follower's run of
+    // term 2.
+    let mut leader = leader(1, 3, 2, &[(1, "a"), (1, "b"), (1, "c"), (1, "d")], &[3]);
     assert_eq!(leader.term(), 3);
-    // Entries 3 and 4 of term 3; the appends carrying them to 2 are lost.
-    leader.propose(vec!["c".into(), "d".into()]).unwrap();
-    assert_eq!(
-        progress(&leader, 2),
-        Progress {
-            next: 5,
-            matched: 0
-        }
-    );
-
+    // The new leader probes each follower just after its last entry; the probe to 2 is lost,
+    // and the heartbeat probes again.
+    assert_eq!(progress(&leader, 2), (5, 0));
     let out = leader.handle_timeout(Timer::Heartbeat);
-    let heartbeat = append(3, 4, 3, &[], 0);
-    assert_eq!(out.send_now[0], (2, heartbeat.clone()));
+    let probe = append(3, 4, 1, &[], 0);
+    assert_eq!(out.send_now[0], (2, probe.clone()));
 
-    // Index 4 has term 2 at the follower, not 3: refused. Indexes 3..=5 are its run of term
+    // Index 4 has term 2 at the follower, not 1: refused. Indexes 3..=5 are its run of term
     // 2, so the hint is 2.
-    let out = follower.handle_message(1, heartbeat).unwrap();
+    let out = follower.handle_message(1, probe).unwrap();
     assert_eq!(
         out,
         output(
@@ -491,7 +477,7 @@ fn s5_3_consistency_check_rejects_with_hint_and_leader_retries_lower() {
     );
 
     let out = leader.handle_message(2, ack(3, false, 2)).unwrap();
-    let retry = append(3, 2, 1, &[(3, "c"), (3, "d")], 0);
+    let retry = append(3, 2, 1, &[(1, "c"), (1, "d")], 0);
     assert_eq!(
         out,
         output(no_persist(), vec![(2, retry.clone())], vec![], None, vec![])
@@ -510,15 +496,19 @@ fn s5_3_consistency_check_rejects_with_hint_and_leader_retries_lower() {
     );
     assert_eq!(follower.log(), leader.log());
 
+    // Entries of term 1 are not committed by counting replicas (§5.4.2).
     let out = leader.handle_message(2, ack(3, true, 4)).unwrap();
-    assert_eq!(out.commit, Some(4));
-    assert_eq!(
-        progress(&leader, 2),
-        Progress {
-            next: 5,
-            matched: 4
-        }
-    );
+    assert_eq!(out.commit, None);
+    assert_eq!(progress(&leader, 2), (5, 4));
+    // 2's probe was answered, so an entry of term 3 goes to it at once (3 is still probed),
+    // and its acknowledgement commits everything up to it.
+    let (_, out) = leader.propose(vec!["e".into()]).unwrap();
+    let append_e = append(3, 4, 1, &[(3, "e")], 0);
+    assert_eq!(out.send_now, vec![(2, append_e.clone())]);
+    let out = follower.handle_message(1, append_e).unwrap();
+    assert_eq!(out.send_after_persist, vec![(1, ack(3, true, 5))]);
+    let out = leader.handle_message(2, ack(3, true, 5)).unwrap();
+    assert_eq!(out.commit, Some(5));
 }
 
 /// §5.3: the back-off hint. A follower whose log is too short answers with its last index; the
@@ -538,39 +528,38 @@ fn s5_3_rejection_hint_bounds() {
     assert_eq!(out.send_after_persist, vec![(3, ack(3, false, 2))]);
 }
 
-/// §5.3: the leader backs off but never below what it knows the follower stores: a late or
-/// duplicated rejection after a success only leads to a resend from the matched index on.
+/// §5.3: the leader backs off but never below what it knows the follower stores. A late
+/// rejection whose hint lies below the matched index is ignored while the follower is
+/// pipelined; a probed follower is probed again from just after the matched index.
 #[test]
 fn s5_3_leader_backs_off_no_lower_than_matched() {
     let mut leader = leader(1, 3, 0, &[], &[2]);
     leader.propose(vec!["a".into(), "b".into()]).unwrap();
+    // The answer to the new leader's probe arrives after 2 stored both entries.
     leader.handle_message(2, ack(1, true, 2)).unwrap();
-    assert_eq!(
-        progress(&leader, 2),
-        Progress {
-            next: 3,
-            matched: 2
-        }
-    );
+    assert_eq!(progress(&leader, 2), (3, 2));
 
     let out = leader.handle_message(2, ack(1, false, 0)).unwrap();
-    assert_eq!(
-        out,
-        output(
-            no_persist(),
-            vec![(2, append(1, 2, 1, &[], 2))],
-            vec![],
-            None,
-            vec![]
-        )
+    assert!(
+        out.is_empty(),
+        "a stale rejection of a pipelined follower: {out:?}"
     );
-    assert_eq!(
-        progress(&leader, 2),
-        Progress {
-            next: 3,
-            matched: 2
-        }
-    );
+    assert_eq!(progress(&leader, 2), (3, 2));
+
+    // Entry 3 is pipelined; a rejection at 2 (say 2 lost it and the heartbeat after it was
+    // refused) sends 2 back to probing from 3.
+    let (_, out) = leader.propose(vec!["c".into()]).unwrap();
+    let append_c = append(1, 2, 1, &[(1, "c")], 2);
+    assert_eq!(out.send_now, vec![(2, append_c.clone())]);
+    assert_eq!(progress(&leader, 2), (4, 2));
+    let out = leader.handle_message(2, ack(1, false, 2)).unwrap();
+    assert_eq!(out.send_now, vec![(2, append_c.clone())]);
+    assert_eq!(progress(&leader, 2), (3, 2));
+    // A late rejection below the match while probing: probed again from 3, not lower.
+    leader.handle_timeout(Timer::Heartbeat);
+    let out = leader.handle_message(2, ack(1, false, 0)).unwrap();
+    assert_eq!(out.send_now, vec![(2, append_c)]);
+    assert_eq!(progress(&leader, 2), (3, 2));
 }
 
 /// §5.3 and Figure 2 (AppendEntries receiver, step 3): "If an existing entry conflicts with a
@@ -642,13 +631,7 @@ fn s5_3_matching_entries_are_kept_for_a_stale_append() {
     leader.handle_message(2, ack(1, true, 3)).unwrap();
     let out = leader.handle_message(2, ack(1, true, 1)).unwrap();
     assert!(out.is_empty());
-    assert_eq!(
-        progress(&leader, 2),
-        Progress {
-            next: 4,
-            matched: 3
-        }
-    );
+    assert_eq!(progress(&leader, 2), (4, 3));
 }
 
 // ----- §5.4 Safety -----
@@ -724,7 +707,7 @@ fn s5_4_2_earlier_term_entry_commits_only_under_a_current_term_entry() {
     let out = s1.handle_message(2, ack(4, true, 1)).unwrap();
     assert_eq!(out.commit, None);
     assert_eq!(s1.commit_index(), 0);
-    assert_eq!(progress(&s1, 2).matched, 1);
+    assert_eq!(progress(&s1, 2).1, 1);
 
     // An entry of term 4 on the same majority commits both.
     let (index, out) = s1.propose(vec!["b".into()]).unwrap();
@@ -900,15 +883,21 @@ fn replies_wait_for_persist_and_leader_appends_go_now() {
         vec![(2, append(1, 0, 0, &[], 0)), (3, append(1, 0, 0, &[], 0))]
     );
 
+    // 2 answers the new leader's probe, so the leader pipelines to it; 3 has not answered.
+    let answered = s2.handle_message(1, elected.send_now[0].1.clone()).unwrap();
+    assert_eq!(answered.send_after_persist, vec![(1, ack(1, true, 0))]);
+    assert!(s1
+        .handle_message(2, ack(1, true, 0))
+        .unwrap()
+        .send_now
+        .is_empty());
+
     let (_, proposed) = s1.propose(vec!["x".into()]).unwrap();
     assert!(proposed.send_after_persist.is_empty());
     assert_eq!(proposed.persist, persist(false, Some(1)));
     assert_eq!(
         proposed.send_now,
-        vec![
-            (2, append(1, 0, 0, &[(1, "x")], 0)),
-            (3, append(1, 0, 0, &[(1, "x")], 0)),
-        ]
+        vec![(2, append(1, 0, 0, &[(1, "x")], 0))]
     );
 
     let stored = s2
@@ -921,19 +910,34 @@ fn replies_wait_for_persist_and_leader_appends_go_now() {
     let heartbeat = s1.handle_timeout(Timer::Heartbeat);
     assert_eq!(heartbeat.persist, no_persist());
     assert!(heartbeat.send_after_persist.is_empty());
-    assert_eq!(heartbeat.send_now.len(), 2);
+    assert_eq!(
+        heartbeat.send_now,
+        vec![
+            (2, append(1, 1, 1, &[], 0)),
+            (3, append(1, 0, 0, &[(1, "x")], 0)),
+        ]
+    );
     assert_eq!(heartbeat.timers, vec![Set(Timer::Heartbeat)]);
 
-    // 3 never got entry 1: its refusal waits for the persist too; the retry goes now.
+    // 3 never answered: the heartbeat probes it again, with entry 1. Its answer waits for
+    // the persist too; the leader's next append to it goes now.
     let mut s3 = restore(3, 3, 1, None, &[]);
-    let refused = s3
+    let stored = s3
         .handle_message(1, heartbeat.send_now[1].1.clone())
         .unwrap();
-    assert!(refused.send_now.is_empty());
-    assert_eq!(refused.send_after_persist, vec![(1, ack(1, false, 0))]);
-    let retry = s1.handle_message(3, ack(1, false, 0)).unwrap();
-    assert!(retry.send_after_persist.is_empty());
-    assert_eq!(retry.send_now, vec![(3, append(1, 0, 0, &[(1, "x")], 0))]);
+    assert!(stored.send_now.is_empty());
+    assert_eq!(stored.send_after_persist, vec![(1, ack(1, true, 1))]);
+    let answered = s1.handle_message(3, ack(1, true, 1)).unwrap();
+    assert_eq!(answered.commit, Some(1));
+    let (_, proposed) = s1.propose(vec!["y".into()]).unwrap();
+    assert!(proposed.send_after_persist.is_empty());
+    assert_eq!(
+        proposed.send_now,
+        vec![
+            (2, append(1, 1, 1, &[(1, "y")], 1)),
+            (3, append(1, 1, 1, &[(1, "y")], 1)),
+        ]
+    );
 
     // A heartbeat timer that outlived its leadership does nothing.
     assert!(s2.handle_timeout(Timer::Heartbeat).is_empty());

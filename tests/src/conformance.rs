@@ -137,10 +137,16 @@ struct Cluster {
     clients: Vec<pb::raft_peer_client::RaftPeerClient<Channel>>,
     captured: Captured,
     options: ReplayOptions,
+    /// The trace's flow control, which every node runs with.
+    flow: model::FlowControl,
 }
 
 impl Cluster {
-    async fn start(servers: usize, options: ReplayOptions) -> Result<Cluster, String> {
+    async fn start(
+        servers: usize,
+        flow: model::FlowControl,
+        options: ReplayOptions,
+    ) -> Result<Cluster, String> {
         let mut listeners = Vec::new();
         let mut peers = BTreeMap::new();
         for server in 0..servers {
@@ -161,6 +167,7 @@ impl Cluster {
             nodes: Vec::new(),
             captured: Captured::default(),
             options,
+            flow,
         };
         for (server, listener) in listeners.into_iter().enumerate() {
             let node = cluster.start_node(server, Some(listener)).await?;
@@ -182,6 +189,7 @@ impl Cluster {
             // and restarts stay real.
             fsync: false,
             tls: None,
+            flow: self.flow,
         }
     }
 
@@ -324,7 +332,7 @@ pub async fn replay(trace: &Trace, options: ReplayOptions) -> Result<Replayed, M
         expected: "the step can be replayed".into(),
         actual: why,
     };
-    let mut cluster = Cluster::start(trace.header.servers, options)
+    let mut cluster = Cluster::start(trace.header.servers, trace.header.config.flow(), options)
         .await
         .map_err(|why| setup_error(0, "Init", why))?;
     let result = replay_steps(trace, &mut cluster).await;

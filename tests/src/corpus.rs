@@ -59,6 +59,7 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
     let config = |id| Config {
         id,
         members: members.clone(),
+        flow: trace.header.config.flow(),
     };
     let restore = |id, durable| {
         let (mut peer, _) = Peer::restore(config(id), durable).ok()?;

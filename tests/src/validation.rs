@@ -241,6 +241,7 @@ fn replay_node(
         match &recorded.event {
             RecordedEvent::Restore {
                 members,
+                flow,
                 durable: restored,
                 output,
             } => {
@@ -275,6 +276,7 @@ fn replay_node(
                 let config = Config {
                     id: node,
                     members: members.clone(),
+                    flow: *flow,
                 };
                 let (restored_peer, restore_output) =
                     Peer::restore(config, restored.clone()).map_err(|e| at(e.to_string()))?;
@@ -619,15 +621,14 @@ mod tests {
         /// The node starts from `durable` (a restart, after a stop or a kill).
         fn restart(&mut self, node: NodeId, durable: Durable<Command>) {
             let members = (1..=3).collect();
-            let config = Config {
-                id: node,
-                members: Vec::clone(&members),
-            };
+            let config = Config::new(node, Vec::clone(&members));
+            let flow = config.flow;
             let (peer, output) = Peer::restore(config, durable.clone()).expect("restore");
             self.record(
                 node,
                 RecordedEvent::Restore {
                     members,
+                    flow,
                     durable,
                     output: RecordedOutput::from(&output),
                 },

@@ -17,7 +17,7 @@
 use model::bugs::Bug;
 use model::checker::properties::{self, Expect};
 use model::checker::trace::{self, Action, NodeView, Sent, Step, Trace};
-use model::{Entry, Message, NodeId};
+use model::{Entry, FlowControl, Message, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -32,6 +32,8 @@ use tla_checker::load::prepare_from_path;
 
 /// Walks generated in the test, on top of the checked-in corpus (more if the corpus holds
 /// fewer than 100 - 60 valid traces).
+/// The value of MaxBatch or Window that stands for no cap: more than any bounded run sends.
+const UNCAPPED: i64 = 1000;
 const GENERATED_WALKS: usize = 60;
 const GENERATED_SEED: u64 = 5000;
 const GENERATED_MAX_STEPS: usize = 40;
@@ -73,7 +75,10 @@ impl Loaded {
         values: &[u8],
         duplicating: bool,
         lossy: bool,
+        flow: FlowControl,
     ) -> Self {
+        // The spec has no "no cap": a cap no run of the model reaches stands for none.
+        let cap = |cap: u64| Value::Int(i64::try_from(cap).unwrap_or(i64::MAX).min(UNCAPPED));
         let constants = vec![
             (
                 name("Server"),
@@ -86,6 +91,8 @@ impl Loaded {
             (name("Nil"), Value::Model(name("Nil"))),
             (name("Duplicating"), Value::Bool(duplicating)),
             (name("Lossy"), Value::Bool(lossy)),
+            (name("MaxBatch"), cap(flow.max_entries)),
+            (name("Window"), cap(flow.max_inflight as u64)),
         ];
         let prepared = prepare_from_path(&source_dir.join("Raft.tla"), None, &constants)
             .unwrap_or_else(|e| panic!("Raft.tla does not load: {e}"));
@@ -122,6 +129,7 @@ impl Loaded {
             &trace.header.values,
             config.network == "duplicating",
             config.lossy,
+            config.flow(),
         )
     }
 
@@ -989,7 +997,7 @@ struct Mutant {
 }
 
 /// One mutation per Always property of the model.
-const MUTANTS: [Mutant; 9] = [
+const MUTANTS: [Mutant; 10] = [
     Mutant {
         invariant: "ElectionSafety",
         why: "a server votes again in a term it already voted in, so two leaders share a term",
@@ -1090,6 +1098,18 @@ const MUTANTS: [Mutant; 9] = [
         max_crashed: 1,
     },
     Mutant {
+        invariant: "FlowControlWindow",
+        why: "a new leader probes one index past the end of its log, so a follower's next index \
+              is out of range",
+        from: "[j \\in Server |-> IF j = i THEN 0 ELSE Len(log[i]) + 1]]",
+        to: "[j \\in Server |-> IF j = i THEN 0 ELSE Len(log[i]) + 2]]",
+        values: "{1}",
+        max_term: 1,
+        max_log_length: 0,
+        max_in_flight: 2,
+        max_crashed: 0,
+    },
+    Mutant {
         invariant: "MonotonicCommit",
         why: "a follower takes a stale AppendEntries's commit index as its own instead of never \
               lowering it, and goes back on a commit when an older request arrives after a newer",
@@ -1123,7 +1143,7 @@ impl Mutant {
         std::fs::copy(tla_dir().join("MCRaft.tla"), dir.path().join("MCRaft.tla")).expect("copy");
         let cfg = format!(
             "CONSTANTS\n    Server = {{s1, s2, s3}}\n    Nil = Nil\n    Duplicating = FALSE\n    \
-             Lossy = FALSE\n    Value = {}\n    MaxTerm = {}\n    MaxLogLength = {}\n    \
+             Lossy = FALSE\n    MaxBatch = 1\n    Window = 1\n    Value = {}\n    MaxTerm = {}\n    MaxLogLength = {}\n    \
              MaxInFlight = {}\n    MaxCrashed = {}\nSPECIFICATION Spec\nINVARIANT {}\n\
              CONSTRAINT MCBounds\nSYMMETRY MCSymmetry\nCHECK_DEADLOCK FALSE\n",
             self.values,

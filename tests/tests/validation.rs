@@ -36,6 +36,13 @@ fn config(id: NodeId, peers: &BTreeMap<NodeId, String>, dir: &std::path::Path) -
         },
         fsync: true,
         tls: None,
+        // Small batches and a small window, so that the recordings show flow control at work:
+        // probes, pipelining, a full window.
+        flow: model::FlowControl {
+            max_entries: 2,
+            max_inflight: 2,
+            ..model::FlowControl::default()
+        },
     }
 }
 

@@ -109,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(files) => Some(node_tls(id, &files.ca)?),
                 None => None,
             },
+            flow: model::FlowControl::default(),
         };
         let options = StartOptions {
             listener: Some(listener),

@@ -39,6 +39,7 @@ pub fn single_node_config(addr: std::net::SocketAddr, data_dir: &std::path::Path
         timing: TIMING,
         fsync: true,
         tls: None,
+        flow: model::FlowControl::default(),
     }
 }
 
@@ -99,6 +100,7 @@ impl TestCluster {
             timing: TIMING,
             fsync: true,
             tls: self.tls.as_ref().map(|(_, nodes)| nodes[&id].clone()),
+            flow: model::FlowControl::default(),
         }
     }
 

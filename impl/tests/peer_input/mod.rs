@@ -97,10 +97,7 @@ pub fn put(key: &str) -> Command {
 }
 
 fn restored(terms: &[Term], term: Term) -> Peer<Command> {
-    let config = Config {
-        id: ME,
-        members: MEMBERS.to_vec(),
-    };
+    let config = Config::new(ME, MEMBERS.to_vec());
     let durable = Durable {
         term,
         voted_for: None,

@@ -3,7 +3,8 @@
 use super::contract;
 use crate::bugs::Bug;
 use crate::peer::{
-    Config, Durable, Index, Message, NodeId, Output, Peer, PeerError, Planted, Timer, TimerCommand,
+    Config, Durable, Flow, FlowControl, Index, Message, NodeId, Output, Peer, PeerError, Planted,
+    Timer, TimerCommand,
 };
 use stateright::actor::{model_timeout, Actor, Id, Out};
 use stateright::{Rewrite, RewritePlan};
@@ -106,7 +107,17 @@ impl std::fmt::Debug for ServerState {
             } => {
                 let progress: Vec<String> = progress
                     .iter()
-                    .map(|(id, p)| format!("S{id} next {} match {}", p.next, p.matched))
+                    .map(|(id, p)| {
+                        let flow = match &p.flow {
+                            Flow::Probe { paused: false } => "probe".to_string(),
+                            Flow::Probe { paused: true } => "probe sent".to_string(),
+                            Flow::Replicate { inflight } => format!(
+                                "replicate in flight {:?}",
+                                inflight.last_indexes().collect::<Vec<_>>()
+                            ),
+                        };
+                        format!("S{id} next {} match {} {flow}", p.next, p.matched)
+                    })
                     .collect();
                 write!(f, " [{}] heard {heard_from:?}", progress.join(", "))?;
             }
@@ -190,6 +201,8 @@ pub enum ModelActor {
         bug: Option<Bug>,
         /// Whether leaders' heartbeat timers fire.
         heartbeats: bool,
+        /// The Peer's flow control.
+        flow: FlowControl,
     },
     /// A client that proposes `value` to one server of its choice.
     Client {
@@ -245,10 +258,12 @@ impl Actor for ModelActor {
                 servers,
                 bug,
                 heartbeats,
+                flow,
             } => {
                 let config = Config {
                     id: node_id(id),
                     members: (0..servers as NodeId).collect(),
+                    flow,
                 };
                 let durable = storage.as_deref().cloned().unwrap_or_default();
                 let restored = guarded(|| Peer::restore(config.clone(), durable.clone()));
@@ -559,6 +574,7 @@ mod tests {
             servers: 3,
             bug: None,
             heartbeats: true,
+            flow: FlowControl::UNLIMITED,
         };
         let state = actor.on_start(Id::from(0), &None, &mut Out::new());
         let entry = |term| Entry {

@@ -46,7 +46,7 @@ fn holds<C: PartialEq>(log: &[Entry<C>], prev: Index, entries: &[Entry<C>]) -> b
 }
 
 /// The first clause of the step contract that this step breaks, if any.
-pub fn violation<C: Clone + PartialEq + std::fmt::Debug, D: Deviation>(
+pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Deviation>(
     before: &Peer<C, D>,
     input: &Input<C>,
     after: &Peer<C, D>,
@@ -191,7 +191,7 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug, D: Deviation>(
     }
 }
 
-fn message_clause<C: Clone + PartialEq + std::fmt::Debug, D: Deviation>(
+fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Deviation>(
     before: &Peer<C, D>,
     from: NodeId,
     message: &Message<C>,
@@ -366,7 +366,7 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug, D: Deviation>(
     }
 }
 
-fn before_matched<C: Clone + std::fmt::Debug, D: Deviation>(
+fn before_matched<C: Clone + std::fmt::Debug + crate::Payload, D: Deviation>(
     before: &Peer<C, D>,
     follower: NodeId,
 ) -> Option<Index> {

@@ -20,7 +20,7 @@
 use super::actor::{NodeState, ServerState};
 use super::properties::{self, Expect};
 use super::{RaftModel, RaftState};
-use crate::peer::{Role, RoleKind};
+use crate::peer::{Progress, Role, RoleKind};
 use dashmap::DashMap;
 use stateright::actor::{ActorModelAction, ActorModelState, Id};
 use stateright::{Model, Path, RewritePlan};
@@ -438,7 +438,7 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Vec<u64>
                 heard_from,
             } => {
                 for (other, p) in progress {
-                    relate(hasher.hash_one((5u8, p.next, p.matched)), *other);
+                    relate(hasher.hash_one((5u8, p)), *other);
                 }
                 heard_from.iter().for_each(|h| relate(6, *h));
             }
@@ -643,10 +643,8 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
                         progress,
                         heard_from,
                     } => {
-                        let mut progress: Vec<(u64, u64, u64)> = progress
-                            .iter()
-                            .map(|(id, p)| (map(*id), p.next, p.matched))
-                            .collect();
+                        let mut progress: Vec<(u64, &Progress)> =
+                            progress.iter().map(|(id, p)| (map(*id), p)).collect();
                         progress.sort_unstable();
                         let mut heard: Vec<u64> = heard_from.iter().map(|v| map(*v)).collect();
                         heard.sort_unstable();

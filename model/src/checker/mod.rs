@@ -20,7 +20,7 @@ pub use run::{
 };
 
 use crate::bugs::Bug;
-use crate::peer::Term;
+use crate::peer::{FlowControl, Term};
 use stateright::actor::{ActorModel, ActorModelState, LossyNetwork, Network};
 use stateright::Expectation;
 use std::fmt;
@@ -94,6 +94,11 @@ pub struct ModelConfig {
     /// Whether leaders' heartbeat timers fire. Off, leaders still replicate on every proposal
     /// and rejection; only the periodic retransmission is left out of the schedules.
     pub heartbeats: bool,
+    /// At most this many entries in one AppendEntries (flow control); `None`: no cap.
+    pub batch: Option<u64>,
+    /// At most this many AppendEntries with entries in flight to one follower (flow control);
+    /// `None`: no cap.
+    pub window: Option<usize>,
     /// Explore one representative per permutation of server ids (DFS checker).
     pub symmetry: bool,
     /// A planted bug, if any.
@@ -115,6 +120,8 @@ impl Default for ModelConfig {
             lossy: false,
             max_in_flight: 3,
             heartbeats: true,
+            batch: None,
+            window: None,
             symmetry: true,
             bug: None,
             stop_at_first_violation: false,
@@ -127,7 +134,7 @@ impl fmt::Display for ModelConfig {
         write!(
             f,
             "{}: servers={} max_term={} client_requests={} max_crashes={} network={} lossy={} \
-             max_in_flight={} heartbeats={} symmetry={}",
+             max_in_flight={} heartbeats={} batch={} window={} symmetry={}",
             self.name,
             self.servers,
             self.max_term,
@@ -137,6 +144,8 @@ impl fmt::Display for ModelConfig {
             self.lossy,
             self.max_in_flight,
             self.heartbeats,
+            cap(self.batch),
+            cap(self.window.map(|w| w as u64)),
             self.symmetry
         )?;
         if let Some(bug) = self.bug {
@@ -146,10 +155,27 @@ impl fmt::Display for ModelConfig {
     }
 }
 
+/// A flow-control cap as printed: its value, or `unlimited`.
+fn cap(value: Option<u64>) -> String {
+    value.map_or_else(|| "unlimited".into(), |v| v.to_string())
+}
+
 impl ModelConfig {
+    /// The Peer's flow control under this configuration. Bytes are not capped: a model
+    /// command is one byte, so a byte cap would be an entry cap.
+    pub fn flow(&self) -> FlowControl {
+        FlowControl {
+            max_entries: self.batch.unwrap_or(u64::MAX),
+            max_bytes: u64::MAX,
+            max_inflight: self.window.unwrap_or(usize::MAX),
+            max_inflight_bytes: u64::MAX,
+        }
+    }
+
     /// The default check: a suite of configurations that each add one dimension to a small
     /// base, as TLC users keep several MC configs. Together they cover 3 servers, crashes with
-    /// recovery, message loss, two client requests and two terms, and every Sometimes property.
+    /// recovery, message loss, two client requests, two and three terms, flow control (one
+    /// entry per AppendEntries, a window of one) and every Sometimes property.
     pub fn default_suite() -> Vec<ModelConfig> {
         let base = ModelConfig {
             name: "base".into(),
@@ -164,6 +190,16 @@ impl ModelConfig {
                 name: "two-requests".into(),
                 client_requests: 2,
                 heartbeats: false,
+                ..base.clone()
+            },
+            // Flow control: two requests sent one entry per AppendEntries, one in flight per
+            // follower: a window fills, a follower catches up batch by batch.
+            ModelConfig {
+                name: "flow-control".into(),
+                client_requests: 2,
+                heartbeats: false,
+                batch: Some(1),
+                window: Some(1),
                 ..base.clone()
             },
             // A server crashes and recovers from its Durable state.
@@ -225,6 +261,12 @@ impl ModelConfig {
         if self.max_in_flight == 0 {
             return Err("--max-in-flight must be at least 1".into());
         }
+        if self.batch == Some(0) {
+            return Err("--batch must be at least 1".into());
+        }
+        if self.window == Some(0) {
+            return Err("--window must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -244,6 +286,7 @@ impl ModelConfig {
         let max_crashes = self.max_crashes;
         let bug = self.bug;
         let heartbeats = self.heartbeats;
+        let flow = self.flow();
         let clients = (0..self.client_requests).map(move |i| ModelActor::Client {
             servers,
             value: i as Value + 1,
@@ -253,6 +296,7 @@ impl ModelConfig {
                 servers,
                 bug,
                 heartbeats,
+                flow,
             }))
             .actors(clients)
             .init_network(network)

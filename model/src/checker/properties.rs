@@ -6,7 +6,7 @@
 //! server crashed. Properties about what a server *is now* (a leader) skip crashed servers.
 
 use super::{RaftModel, RaftState, ServerState};
-use crate::peer::{Entry, RoleKind};
+use crate::peer::{Entry, Flow, Index, Role, RoleKind};
 
 /// Whether a property must hold in every state or needs one example.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct NamedProperty {
 /// Every property, in report order. Where one state violates several, the first in this
 /// order is the one a planted bug is said to violate first: the more specific properties come
 /// before the broader ones that the same damage also breaks.
-pub const ALL: [NamedProperty; 16] = [
+pub const ALL: [NamedProperty; 19] = [
     NamedProperty {
         name: "ElectionSafety",
         expectation: Expect::Always,
@@ -88,6 +88,14 @@ pub const ALL: [NamedProperty; 16] = [
         condition: monotonic_commit,
     },
     NamedProperty {
+        name: "FlowControlWindow",
+        expectation: Expect::Always,
+        description: "a leader's progress of each follower stays in range: matched < next <= \
+                      last + 1, at most the window in flight, each message in flight ending \
+                      after matched and before next, and the bytes in flight counted exactly",
+        condition: flow_control_window,
+    },
+    NamedProperty {
         name: "OutputContract",
         expectation: Expect::Always,
         description: "every step's output keeps the Peer's contract (messages, persist, commit)",
@@ -129,6 +137,19 @@ pub const ALL: [NamedProperty; 16] = [
         expectation: Expect::Sometimes,
         description: "a follower deletes a conflicting uncommitted entry",
         condition: follower_truncates_conflict,
+    },
+    NamedProperty {
+        name: "WindowFills",
+        expectation: Expect::Sometimes,
+        description:
+            "a leader has as many AppendEntries in flight to a follower as its window allows",
+        condition: window_fills,
+    },
+    NamedProperty {
+        name: "FollowerCatchesUpInBatches",
+        expectation: Expect::Sometimes,
+        description: "a follower is known to store more entries than one AppendEntries carries",
+        condition: follower_catches_up_in_batches,
     },
 ];
 
@@ -281,6 +302,32 @@ fn monotonic_commit(_: &RaftModel, state: &RaftState) -> bool {
     servers(state).all(|(_, server, _)| !server.ghost.regressed_commit)
 }
 
+/// Written from the definitions of flow control, with the model's own caps, not with the
+/// Peer's checks of its progress.
+fn flow_control_window(model: &RaftModel, state: &RaftState) -> bool {
+    live_leaders(state).all(|leader| {
+        let Role::Leader { progress, .. } = leader.peer.role() else {
+            return true;
+        };
+        let last = leader.peer.last_index();
+        progress.iter().all(|(_, p)| {
+            if !(p.matched < p.next && p.next <= last + 1) {
+                return false;
+            }
+            let Flow::Replicate { inflight } = &p.flow else {
+                return true;
+            };
+            let ends: Vec<Index> = inflight.last_indexes().collect();
+            let within_window = model.cfg.window.is_none_or(|window| ends.len() <= window);
+            let ordered = ends.first().is_none_or(|first| *first > p.matched)
+                && ends.windows(2).all(|pair| pair[0] < pair[1])
+                && ends.last().is_none_or(|last| *last < p.next);
+            let bytes: u64 = inflight.messages().map(|(_, bytes)| bytes).sum();
+            within_window && ordered && bytes == inflight.bytes()
+        })
+    })
+}
+
 fn output_contract(_: &RaftModel, state: &RaftState) -> bool {
     servers(state).all(|(_, server, _)| server.ghost.contract_broken.is_none())
 }
@@ -321,4 +368,26 @@ fn recovered_node_catches_up(_: &RaftModel, state: &RaftState) -> bool {
 
 fn follower_truncates_conflict(_: &RaftModel, state: &RaftState) -> bool {
     servers(state).any(|(_, server, _)| server.ghost.truncated)
+}
+
+fn window_fills(model: &RaftModel, state: &RaftState) -> bool {
+    let Some(window) = model.cfg.window else {
+        return false;
+    };
+    live_leaders(state).any(|leader| match leader.peer.role() {
+        Role::Leader { progress, .. } => progress.iter().any(
+            |(_, p)| matches!(&p.flow, Flow::Replicate { inflight } if inflight.len() >= window),
+        ),
+        _ => false,
+    })
+}
+
+fn follower_catches_up_in_batches(model: &RaftModel, state: &RaftState) -> bool {
+    let Some(batch) = model.cfg.batch else {
+        return false;
+    };
+    live_leaders(state).any(|leader| match leader.peer.role() {
+        Role::Leader { progress, .. } => progress.iter().any(|(_, p)| p.matched > batch),
+        _ => false,
+    })
 }

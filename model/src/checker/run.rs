@@ -368,6 +368,12 @@ pub fn explore_flags(c: &ModelConfig) -> String {
     if c.lossy {
         flags.push_str(" --lossy");
     }
+    if let Some(batch) = c.batch {
+        flags.push_str(&format!(" --batch {batch}"));
+    }
+    if let Some(window) = c.window {
+        flags.push_str(&format!(" --window {window}"));
+    }
     if !c.heartbeats {
         flags.push_str(" --no-heartbeats");
     }

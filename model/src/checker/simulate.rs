@@ -102,6 +102,8 @@ pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
         lossy: rng.below(2) == 0,
         max_in_flight: 4 + rng.below(9) as usize,
         heartbeats: rng.below(3) != 0,
+        batch: [None, Some(1), Some(2)][rng.below(3) as usize],
+        window: [None, Some(1), Some(2)][rng.below(3) as usize],
         symmetry: false,
         bug,
         stop_at_first_violation: true,

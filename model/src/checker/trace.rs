@@ -12,7 +12,9 @@ use super::engine::Search;
 use super::{ModelConfig, ModelMsg, NetworkKind, RaftModel, RaftState, Value};
 use crate::bugs::Bug;
 use crate::checker::properties::{self, Expect};
-use crate::peer::{Entry, Index, Message, NodeId, Peer, Planted, RoleKind, Term, Timer};
+use crate::peer::{
+    Entry, FlowControl, Index, Message, NodeId, Peer, Planted, RoleKind, Term, Timer,
+};
 use serde::{Deserialize, Serialize};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::{Checker, HasDiscoveries, Model};
@@ -173,6 +175,24 @@ pub struct TraceConfig {
     pub max_in_flight: usize,
     /// See [`ModelConfig::heartbeats`].
     pub heartbeats: bool,
+    /// See [`ModelConfig::batch`].
+    #[serde(default)]
+    pub batch: Option<u64>,
+    /// See [`ModelConfig::window`].
+    #[serde(default)]
+    pub window: Option<usize>,
+}
+
+impl TraceConfig {
+    /// The Peer's flow control in the configuration (as [`ModelConfig::flow`]).
+    pub fn flow(&self) -> FlowControl {
+        ModelConfig {
+            batch: self.batch,
+            window: self.window,
+            ..ModelConfig::default()
+        }
+        .flow()
+    }
 }
 
 impl From<&ModelConfig> for TraceConfig {
@@ -187,6 +207,8 @@ impl From<&ModelConfig> for TraceConfig {
             lossy: config.lossy,
             max_in_flight: config.max_in_flight,
             heartbeats: config.heartbeats,
+            batch: config.batch,
+            window: config.window,
         }
     }
 }
@@ -599,7 +621,8 @@ fn weight(action: &RaftAction) -> u64 {
 }
 
 /// The configurations walks use, in turn: three servers, up to three terms, two requests, one
-/// crash at a time, and each network kind, lossy or not.
+/// crash at a time, and each network kind, lossy or not; two of them send one entry per
+/// AppendEntries with a window of one or two.
 pub fn walk_configs() -> Vec<ModelConfig> {
     let base = ModelConfig {
         name: "walk".into(),
@@ -619,12 +642,16 @@ pub fn walk_configs() -> Vec<ModelConfig> {
             ..base.clone()
         },
         ModelConfig {
-            name: "walk-duplicating".into(),
+            name: "walk-duplicating-batched".into(),
             network: NetworkKind::Duplicating,
+            batch: Some(1),
+            window: Some(1),
             ..base.clone()
         },
         ModelConfig {
-            name: "walk-unordered".into(),
+            name: "walk-unordered-batched".into(),
+            batch: Some(1),
+            window: Some(2),
             ..base.clone()
         },
         ModelConfig {
@@ -717,6 +744,13 @@ pub fn example_configs() -> Vec<ModelConfig> {
         ModelConfig {
             name: "examples-two-requests".into(),
             client_requests: 2,
+            ..base.clone()
+        },
+        ModelConfig {
+            name: "examples-flow-control".into(),
+            client_requests: 2,
+            batch: Some(1),
+            window: Some(1),
             ..base
         },
     ]
@@ -760,9 +794,10 @@ pub fn examples(progress: &mut dyn FnMut(&str)) -> Vec<Trace> {
 }
 
 /// The counterexample of a planted bug, as a trace marked with the bug and the violated
-/// property: the shortest one in the first configuration of the bug's suite that has one. The
-/// search reduces symmetry, but the path it returns is replayed from the initial state, so
-/// every server keeps its own id.
+/// property: the shortest one in the first configuration of the bug's suite that has one, or
+/// else the shrunk walk of the default simulation budget that finds it (as `model check
+/// --bug` does). The search reduces symmetry, but the path it returns is replayed from the
+/// initial state, so every server keeps its own id.
 pub fn counterexample(bug: Bug) -> Option<Trace> {
     for config in ModelConfig::bug_suite(bug) {
         let model = config.clone().into_model();
@@ -790,7 +825,20 @@ pub fn counterexample(bug: Bug) -> Option<Trace> {
         header.property = Some(property.to_string());
         return Some(from_path(&config, &path.clone().into_vec(), header));
     }
-    None
+    // Beyond the exhaustive bounds: the default simulation budget's shrunk walk.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let plan = super::simulate::SimulationPlan::default_budget(Some(bug), threads);
+    let finding =
+        super::simulate::simulate(&plan, std::time::Duration::from_secs(3600), &mut |_| {})
+            .finding?;
+    let mut header = header(
+        &finding.config,
+        format!("counterexample-{}", bug.name()),
+        "counterexample",
+    );
+    header.property = Some(finding.property.to_string());
+    header.seed = Some(finding.seed);
+    Some(from_path(&finding.config, &finding.path.into_vec(), header))
 }
 
 /// `count` random walks from `seed`: walk `i` uses seed `seed + i`, the walk configuration

@@ -7,13 +7,14 @@
 //! a majority steps down (check-quorum).
 
 use super::progress::ProgressTracker;
+use super::Payload;
 use super::{
     quorum, Deviation, Index, Message, NodeId, Output, Peer, Role, Term, Timer, TimerCommand,
 };
 use std::collections::BTreeSet;
 use std::fmt;
 
-impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
+impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
     // ----- Term and role changes -----
 
     /// Any message of a newer term makes this server a follower of that term (§5.1).

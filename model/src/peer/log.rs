@@ -11,7 +11,7 @@
 //!
 //! [`Durable::log`]: super::Durable
 
-use super::types::{Entry, Index, Term};
+use super::types::{Entry, Index, Payload, Term};
 
 /// The index of the first stored entry while nothing is compacted.
 const FIRST_INDEX: Index = 1;
@@ -93,6 +93,39 @@ impl<'a, C> RaftLog<'a, C> {
         &self.entries[start..]
     }
 
+    /// The entries from `index` on that one AppendEntries may carry: at most `max_entries`, and
+    /// no more than `max_bytes` bytes of commands unless a single entry is larger (a message
+    /// carries at least one entry when there is one). Empty when `index` is `last_index() + 1`.
+    /// Returns the entries and their bytes.
+    ///
+    /// # Panics
+    /// As [`RaftLog::entries_from`].
+    pub(crate) fn batch_from(
+        &self,
+        index: Index,
+        max_entries: u64,
+        max_bytes: u64,
+    ) -> (&'a [Entry<C>], u64)
+    where
+        C: Payload,
+    {
+        let from = self.entries_from(index);
+        let mut bytes = 0u64;
+        let mut count = 0usize;
+        for entry in from {
+            if count as u64 >= max_entries {
+                break;
+            }
+            let size = entry.size();
+            if count > 0 && bytes.saturating_add(size) > max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(size);
+            count += 1;
+        }
+        (&from[..count], bytes)
+    }
+
     /// Every entry with its index, in log order.
     pub(crate) fn indexed(&self) -> impl Iterator<Item = (Index, &'a Entry<C>)> {
         (self.first_index()..).zip(self.entries.iter())
@@ -161,6 +194,40 @@ mod tests {
         let empty: Vec<Entry<u8>> = Vec::new();
         let view = RaftLog::new(&empty);
         assert_eq!((view.last_index(), view.last_term()), (0, 0));
+    }
+
+    #[test]
+    fn a_batch_keeps_to_its_caps_but_carries_at_least_one_entry() {
+        let entries: Vec<Entry<String>> = ["aa", "bbb", "c", "dddd"]
+            .iter()
+            .map(|command| Entry {
+                term: 1,
+                command: Some(command.to_string()),
+            })
+            .collect();
+        let view = RaftLog::new(&entries);
+        let sizes = |(batch, bytes): (&[Entry<String>], u64)| (batch.len(), bytes);
+        assert_eq!(sizes(view.batch_from(1, 10, 100)), (4, 10));
+        assert_eq!(
+            sizes(view.batch_from(1, 2, 100)),
+            (2, 5),
+            "two entries at most"
+        );
+        assert_eq!(
+            sizes(view.batch_from(1, 10, 6)),
+            (3, 6),
+            "six bytes at most"
+        );
+        assert_eq!(
+            sizes(view.batch_from(2, 10, 1)),
+            (1, 3),
+            "one entry over the cap"
+        );
+        assert_eq!(
+            sizes(view.batch_from(5, 10, 100)),
+            (0, 0),
+            "nothing past the end"
+        );
     }
 
     #[test]

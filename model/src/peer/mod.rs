@@ -39,22 +39,36 @@ mod types;
 
 pub use output::{Output, Persist, TimerCommand};
 pub use planted::{Deviation, Faithful, Planted, PLANTED_MARKER};
-pub use progress::{Progress, ProgressTracker};
+pub use progress::{Flow, FlowControl, Inflight, Progress, ProgressTracker};
 pub use refusal::Refusal;
-pub use types::{Durable, Entry, Index, Message, NodeId, RoleKind, Term, Timer};
+pub use types::{Durable, Entry, Index, Message, NodeId, Payload, RoleKind, Term, Timer};
 
 use log::{RaftLog, RaftLogMut};
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// The fixed facts a Peer needs: who it is and who the cluster's servers are.
+/// The fixed facts a Peer needs: who it is, who the cluster's servers are, and how much a
+/// leader may send at once.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     /// This server.
     pub id: NodeId,
     /// Every server of the cluster, this one included.
     pub members: Vec<NodeId>,
+    /// The caps of one AppendEntries and of the window in flight to each follower.
+    pub flow: FlowControl,
+}
+
+impl Config {
+    /// Server `id` of a cluster of `members`, with the default [`FlowControl`].
+    pub fn new(id: NodeId, members: Vec<NodeId>) -> Self {
+        Config {
+            id,
+            members,
+            flow: FlowControl::default(),
+        }
+    }
 }
 
 /// Misuse of the Peer's API. Protocol rejections are messages, never errors.
@@ -146,7 +160,7 @@ impl<C: fmt::Debug, D> fmt::Debug for Peer<C, D> {
     }
 }
 
-impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
+impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
     /// Builds a Peer from its configuration and what stable storage holds: an empty
     /// [`Durable`] on first boot, the last persisted one on recovery. The Peer starts as a
     /// follower with commit index 0 and asks for its election timer.
@@ -188,7 +202,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
                 progress,
                 heard_from,
             } => Role::Leader {
-                progress: progress.iter().map(|(id, p)| (f(*id), *p)).collect(),
+                progress: progress.iter().map(|(id, p)| (f(*id), p.clone())).collect(),
                 heard_from: heard_from.iter().map(|id| f(*id)).collect(),
             },
         };
@@ -196,6 +210,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
             config: Config {
                 id: f(self.config.id),
                 members,
+                flow: self.config.flow,
             },
             durable: Durable {
                 term: self.durable.term,
@@ -352,7 +367,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
             (Timer::Election, Role::Leader { .. }) => self.check_quorum(&mut output),
             (Timer::Election, _) => self.start_election(&mut output),
             (Timer::Heartbeat, Role::Leader { .. }) => {
-                self.broadcast_append(&mut output);
+                self.broadcast_heartbeat(&mut output);
                 output.timers.push(TimerCommand::Set(Timer::Heartbeat));
             }
             // A heartbeat timer that outlived its leadership: nothing to do.
@@ -448,8 +463,8 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
                     return Err("leader does not track every follower".into());
                 }
                 for (id, p) in progress {
-                    if !p.is_within(last) {
-                        return Err(format!("progress of {id} out of range: {p:?}, last {last}"));
+                    if let Some(why) = p.violation(last, &self.config.flow) {
+                        return Err(format!("progress of {id}: {why}"));
                     }
                 }
                 if heard_from.contains(&self.config.id) {
@@ -462,6 +477,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
 }
 
 fn validate_config(config: &Config) -> Result<(), PeerError> {
+    config.flow.validate().map_err(PeerError::InvalidConfig)?;
     let unique: BTreeSet<_> = config.members.iter().collect();
     if unique.len() != config.members.len() {
         return Err(PeerError::InvalidConfig("a member is listed twice".into()));
@@ -512,10 +528,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let config = Config {
-            id: 1,
-            members: vec![1, 2, 3],
-        };
+        let config = Config::new(1, vec![1, 2, 3]);
         Peer::restore(config, durable).unwrap().0
     }
 
@@ -561,10 +574,7 @@ mod tests {
 
     #[test]
     fn restore_rejects_inconsistent_durable_state() {
-        let config = Config {
-            id: 1,
-            members: vec![1, 2, 3],
-        };
+        let config = Config::new(1, vec![1, 2, 3]);
         let future_entry = Durable {
             term: 1,
             voted_for: None,
@@ -583,10 +593,7 @@ mod tests {
             Peer::<u8>::restore(config, stranger_vote),
             Err(PeerError::InvalidDurable(_))
         ));
-        let not_a_member = Config {
-            id: 4,
-            members: vec![1, 2, 3],
-        };
+        let not_a_member = Config::new(4, vec![1, 2, 3]);
         assert!(matches!(
             Peer::<u8>::restore(not_a_member, Durable::<u8>::default()),
             Err(PeerError::InvalidConfig(_))
@@ -643,7 +650,7 @@ mod tests {
         let Role::Leader { progress, .. } = peer.role() else {
             panic!("not a leader: {peer:?}");
         };
-        progress[&follower]
+        progress[&follower].clone()
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! This file is excluded from mutation testing (`.cargo/mutants.toml`): a mutation here
 //! changes a planted bug, not the Peer.
 
-use super::{Index, Output, Peer, Term};
+use super::Payload;
+use super::{Flow, Index, NodeId, Output, Peer, Role, Term};
 use crate::bugs::Bug;
 use std::fmt;
 use std::hash::Hash;
@@ -46,14 +47,14 @@ impl Deviation for Planted {
     }
 }
 
-impl<C: Clone + fmt::Debug> Peer<C, Planted> {
+impl<C: Clone + fmt::Debug + Payload> Peer<C, Planted> {
     /// Plants a bug of the catalogue, or none.
     pub fn plant_bug(&mut self, bug: Option<Bug>) {
         self.set_deviation(Planted(bug));
     }
 }
 
-impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
+impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
     fn planted(&self, bug: Bug) -> bool {
         self.deviation.bug() == Some(bug)
     }
@@ -152,5 +153,40 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
             return true;
         }
         false
+    }
+
+    /// `commit-past-new-entries`: the index up to which a follower's commit index may move:
+    /// its last index instead of the last entry the request checked.
+    pub(super) fn planted_commit_bound(&self, last_new: Index) -> Index {
+        if self.planted(Bug::CommitPastNewEntries) {
+            return self.last_index();
+        }
+        last_new
+    }
+
+    /// `probe-below-match`: a rejection probes right after its hint, below the match too.
+    /// Returns whether the bug handled the rejection.
+    pub(super) fn planted_back_off(&mut self, follower: NodeId, hint: Index) -> bool {
+        if !self.planted(Bug::ProbeBelowMatch) {
+            return false;
+        }
+        if let Role::Leader { progress, .. } = &mut self.role {
+            let p = progress.follower_mut(follower);
+            p.next = hint + 1;
+            p.flow = Flow::Probe { paused: false };
+        }
+        true
+    }
+
+    /// `inflight-bytes-leak`: what an acknowledgement freed is still counted in bytes.
+    pub(super) fn planted_leak_bytes(&mut self, follower: NodeId, bytes_before: u64) {
+        if !self.planted(Bug::InflightBytesLeak) {
+            return;
+        }
+        if let Role::Leader { progress, .. } = &mut self.role {
+            if let Flow::Replicate { inflight } = &mut progress.follower_mut(follower).flow {
+                inflight.leak_bytes(bytes_before);
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! What is left here needs the Peer's state to be seen as impossible.
 
 use super::types::{Entry, Index, Message, NodeId, Term};
+use super::Payload;
 use super::{Deviation, Peer, Role};
 use std::fmt;
 
@@ -91,7 +92,7 @@ impl fmt::Display for Refusal {
     }
 }
 
-impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
+impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
     /// Why `message` from `from` is impossible in this state, if it is. Checked before the
     /// message changes anything, so that a refused message leaves the Peer as it was. With a
     /// planted bug nothing is refused: the model's properties report what the bug does.

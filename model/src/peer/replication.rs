@@ -1,19 +1,21 @@
 //! Log replication and commitment (§5.3, §5.4.2).
 //!
-//! The leader sends each follower the entries from the follower's next index on
-//! (AppendEntries, a heartbeat when there are none). A follower takes them only when its log
+//! The leader sends each follower the entries from the follower's next index on, as much at
+//! a time as flow control allows (AppendEntries; a heartbeat when there are none). A follower takes them only when its log
 //! holds the entry just before them, with the same term, and deletes a conflicting suffix
 //! first; otherwise it answers with a hint of where the logs may still match. The leader
 //! tracks what each follower stores (`progress.rs`) and commits the highest index stored on a
 //! majority once that entry is of its own term.
 
 use super::log::RaftLog;
+use super::progress::Flow;
 use super::{
-    quorum, Deviation, Entry, Index, Message, NodeId, Output, Peer, Role, Term, Timer, TimerCommand,
+    quorum, Deviation, Entry, Index, Message, NodeId, Output, Payload, Peer, Role, Term, Timer,
+    TimerCommand,
 };
 use std::fmt;
 
-impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
+impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_append_entries_request(
         &mut self,
@@ -62,7 +64,7 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         }
         let last_new = prev_log_index + entries.len() as Index;
         self.append_entries(prev_log_index, entries, output);
-        let commit = leader_commit.min(last_new);
+        let commit = leader_commit.min(self.planted_commit_bound(last_new));
         let advance = match self.planted_commit_without_max(commit) {
             Some(planted) => planted,
             None => commit > self.commit_index,
@@ -161,16 +163,29 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
             } else {
                 index.min(last_index)
             };
+            let bytes_before = match &follower.flow {
+                Flow::Replicate { inflight } => inflight.bytes(),
+                Flow::Probe { .. } => 0,
+            };
             follower.acknowledge(index);
+            self.planted_leak_bytes(from, bytes_before);
             self.maybe_commit(output);
+            // The window may have room again, or a probe was just answered.
+            self.send_append(from, false, output);
         } else if index < follower.next - 1 {
             assert!(
                 !planted!(self, PanicOnStaleRejection) || index >= follower.matched,
                 "rejection below the matched index {} of {from}",
                 follower.matched
             );
-            follower.back_off(index);
-            self.send_append(from, output);
+            let probe = self.planted_back_off(from, index)
+                || match &mut self.role {
+                    Role::Leader { progress, .. } => progress.follower_mut(from).back_off(index),
+                    _ => false,
+                };
+            if probe {
+                self.send_append(from, false, output);
+            }
         }
     }
 
@@ -194,31 +209,60 @@ impl<C: Clone + fmt::Debug, D: Deviation> Peer<C, D> {
         }
     }
 
+    /// Sends every follower what its progress allows (after a proposal or an election).
     pub(super) fn broadcast_append(&mut self, output: &mut Output<C>) {
         let others: Vec<NodeId> = self.others().collect();
         for to in others {
-            self.send_append(to, output);
+            self.send_append(to, false, output);
         }
     }
 
-    /// Sends `to` every entry from its next index on, and optimistically moves next past them
-    /// (a lost message is repaired by the next rejection).
-    fn send_append(&mut self, to: NodeId, output: &mut Output<C>) {
-        let last_index = self.last_index();
+    /// The heartbeat: every follower hears from the leader, paused or not (see
+    /// [`Self::send_append`]).
+    pub(super) fn broadcast_heartbeat(&mut self, output: &mut Output<C>) {
+        let others: Vec<NodeId> = self.others().collect();
+        for to in others {
+            self.send_append(to, true, output);
+        }
+    }
+
+    /// Sends `to` what its progress allows (`progress.rs`): one probe from its next index, or
+    /// pipelined AppendEntries of at most the configured entries and bytes each while the
+    /// window has room. On a `heartbeat` a paused probe goes again and a full window forgets
+    /// its oldest message, and at least one message leaves: an empty one after `next - 1` when
+    /// there is nothing else to send.
+    fn send_append(&mut self, to: NodeId, heartbeat: bool, output: &mut Output<C>) {
+        let flow = self.config.flow;
         let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };
-        let prev_log_index = progress.follower_mut(to).send_up_to(last_index);
-        let entries = RaftLog::new(&self.durable.log)
-            .entries_from(prev_log_index + 1)
-            .to_vec();
-        let message = Message::AppendEntriesRequest {
-            term: self.durable.term,
-            prev_log_index,
-            prev_log_term: self.term_at(prev_log_index),
-            entries,
-            leader_commit: self.commit_index,
-        };
-        output.send_now.push((to, message));
+        let follower = progress.follower_mut(to);
+        if heartbeat {
+            follower.resume(&flow);
+        }
+        let log = RaftLog::new(&self.durable.log);
+        let mut sent_one = false;
+        while !follower.is_paused(&flow) {
+            let prev_log_index = follower.next - 1;
+            let (entries, bytes) =
+                log.batch_from(prev_log_index + 1, flow.max_entries, flow.max_bytes);
+            let probing = matches!(follower.flow, Flow::Probe { .. });
+            if entries.is_empty() && !probing && (sent_one || !heartbeat) {
+                break;
+            }
+            let message = Message::AppendEntriesRequest {
+                term: self.durable.term,
+                prev_log_index,
+                prev_log_term: log.term_at(prev_log_index),
+                entries: entries.to_vec(),
+                leader_commit: self.commit_index,
+            };
+            output.send_now.push((to, message));
+            follower.sent(entries.len() as Index, bytes);
+            sent_one = true;
+            if probing || entries.is_empty() {
+                break;
+            }
+        }
     }
 }

@@ -10,6 +10,37 @@ pub type Term = u64;
 /// A 1-based log index. Index 0 is the empty prefix, whose term is 0.
 pub type Index = u64;
 
+/// What flow control counts of a command: its size in bytes as it travels in an
+/// AppendEntries (see [`crate::FlowControl`]).
+pub trait Payload {
+    /// The command's size in bytes.
+    fn size(&self) -> u64;
+}
+
+impl Payload for u8 {
+    fn size(&self) -> u64 {
+        1
+    }
+}
+
+impl Payload for String {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+impl Payload for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+impl Payload for bytes::Bytes {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
 /// One log entry.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Entry<C> {
@@ -95,6 +126,13 @@ pub enum Message<C> {
         /// run of the conflicting term, so the hint may lie below the last matching index.
         index: Index,
     },
+}
+
+impl<C: Payload> Entry<C> {
+    /// The bytes flow control counts for the entry: its command's (none for a blank entry).
+    pub fn size(&self) -> u64 {
+        self.command.as_ref().map_or(0, Payload::size)
+    }
 }
 
 impl<C> Entry<C> {
