@@ -314,6 +314,8 @@ pub struct ProcessCluster {
     pub extra_args: Vec<String>,
     /// With TLS: the directory of the test CA and certificates.
     tls_dir: Option<PathBuf>,
+    /// Whether nodes record their Peer calls (`--record`).
+    record: bool,
 }
 
 impl ProcessCluster {
@@ -323,6 +325,21 @@ impl ProcessCluster {
         binaries: Binaries,
         size: usize,
         partitions: bool,
+    ) -> anyhow::Result<ProcessCluster> {
+        ProcessCluster::start_with(binaries, size, partitions, true)
+    }
+
+    /// As [`ProcessCluster::start`] on loopback, without recordings: for tests that write
+    /// more than a recording should hold (a recording spells every command out).
+    pub fn start_unrecorded(binaries: Binaries, size: usize) -> anyhow::Result<ProcessCluster> {
+        ProcessCluster::start_with(binaries, size, false, false)
+    }
+
+    fn start_with(
+        binaries: Binaries,
+        size: usize,
+        partitions: bool,
+        record: bool,
     ) -> anyhow::Result<ProcessCluster> {
         let wiring = if partitions {
             match Namespaces::create(size) {
@@ -361,6 +378,7 @@ impl ProcessCluster {
             starts: 0,
             extra_args: Vec::new(),
             tls_dir,
+            record,
         };
         for node in 1..=size {
             cluster.restart(node)?;
@@ -461,8 +479,12 @@ impl ProcessCluster {
             .arg(&data_dir)
             .arg("--cluster-id")
             .arg("cluster-test")
-            .arg("--record")
-            .arg(self.recording_path(node))
+            .args(
+                self.record
+                    .then(|| ["--record".into(), self.recording_path(node)])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.extra_args)
             .args(self.tls_args(node))
             // The server stops when the test process ends, however it ends (the kernel
