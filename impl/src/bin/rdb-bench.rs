@@ -1,9 +1,12 @@
-//! `rdb-bench`: write throughput and latency of a 3-node cluster on loopback.
+//! `rdb-bench`: write throughput and latency of a 3-node cluster on loopback, and how fast a
+//! follower far behind catches up.
 //!
 //! It starts three real nodes in this process (tonic on 127.0.0.1, file storage with fsync in
 //! temporary directories), then for each client count runs that many concurrent clients, each
 //! writing 100-byte values in a loop through the leader, and reports writes per second, p50 and
-//! p99 latency, and how many log entries the leader wrote per fsync (group commit).
+//! p99 latency, and how many log entries the leader wrote per fsync (group commit). Then it
+//! stops a follower, writes `--catch-up-mib` MiB in 1 MiB values, restarts the follower and
+//! reports how long it took to apply them (MiB/s).
 //!
 //!   cargo run --release -p rdb-server --bin rdb-bench -- --json > bench.json
 
@@ -37,6 +40,10 @@ struct Args {
     /// Distinct keys the clients write to.
     #[arg(long, default_value_t = 1000)]
     keys: usize,
+    /// MiB written (in 1 MiB values) while a follower is stopped, for the catch-up figure;
+    /// 0 skips it.
+    #[arg(long, default_value_t = 64)]
+    catch_up_mib: usize,
     /// Turn fsync off (measures everything but the disk).
     #[arg(long)]
     no_fsync: bool,
@@ -92,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
         listeners.push(listener);
     }
     let mut nodes = Vec::new();
+    let mut configs = Vec::new();
     for (index, listener) in listeners.into_iter().enumerate() {
         let id = index as u64 + 1;
         let config = NodeConfig {
@@ -115,15 +123,20 @@ async fn main() -> anyhow::Result<()> {
             listener: Some(listener),
             ..StartOptions::default()
         };
-        nodes.push(Node::start(config, logging::for_tests(), options).await?);
+        configs.push(config.clone());
+        nodes.push(Some(
+            Node::start(config, logging::for_tests(), options).await?,
+        ));
     }
     let leader = wait_for_leader(&nodes).await?;
-    eprintln!("rdb-bench: leader is node {}", nodes[leader].id());
-    let leader_addr = peers[&nodes[leader].id()].clone();
+    let leader_id = leader as u64 + 1;
+    eprintln!("rdb-bench: leader is node {leader_id}");
+    let leader_addr = peers[&leader_id].clone();
 
     let mut results = Vec::new();
     for &clients in &args.clients {
-        let result = run(&args, clients, &leader_addr, &nodes[leader], &client_tls).await?;
+        let leader_node = nodes[leader].as_ref().expect("the leader runs");
+        let result = run(&args, clients, &leader_addr, leader_node, &client_tls).await?;
         eprintln!(
             "rdb-bench: clients={:<4} writes/s={:>9.0} p50={:.2} ms p99={:.2} ms entries/fsync={:.1} errors={}",
             result.clients,
@@ -135,6 +148,29 @@ async fn main() -> anyhow::Result<()> {
         );
         results.push(result);
     }
+    let catch_up = if args.catch_up_mib > 0 {
+        let follower = (leader + 1) % nodes.len();
+        let result = catch_up(
+            &args,
+            &mut nodes,
+            &configs,
+            leader,
+            follower,
+            &leader_addr,
+            &client_tls,
+        )
+        .await?;
+        eprintln!(
+            "rdb-bench: catch-up of {} MiB (to index {}) in {:.2} s: {:.1} MiB/s",
+            args.catch_up_mib,
+            result.entries,
+            result.seconds,
+            args.catch_up_mib as f64 / result.seconds
+        );
+        Some(result)
+    } else {
+        None
+    };
     if args.json {
         let runs: Vec<_> = results
             .iter()
@@ -160,10 +196,16 @@ async fn main() -> anyhow::Result<()> {
             "value_bytes": args.value_bytes,
             "duration_secs": args.duration_secs,
             "runs": runs,
+            "catch_up": catch_up.map(|c| json!({
+                "mib_behind": args.catch_up_mib,
+                "leader_last_index": c.entries,
+                "seconds": c.seconds,
+                "mib_per_second": args.catch_up_mib as f64 / c.seconds,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&document)?);
     }
-    for node in nodes {
+    for node in nodes.into_iter().flatten() {
         node.stop().await;
     }
     Ok(())
@@ -184,10 +226,88 @@ fn node_tls(id: u64, ca: &Path) -> anyhow::Result<TlsCredentials> {
     Ok(credentials)
 }
 
-async fn wait_for_leader(nodes: &[Node]) -> anyhow::Result<usize> {
+/// How long the restarted follower took to apply what it missed.
+struct CatchUp {
+    /// The leader's last index, which the follower applied.
+    entries: u64,
+    seconds: f64,
+}
+
+/// Stops `follower`, writes `--catch-up-mib` MiB through the leader in 1 MiB values from 4
+/// clients, restarts the follower from its files and times it until it has applied the
+/// leader's last entry.
+async fn catch_up(
+    args: &Args,
+    nodes: &mut [Option<Node>],
+    configs: &[NodeConfig],
+    leader: usize,
+    follower: usize,
+    leader_addr: &str,
+    tls: &Option<TlsCredentials>,
+) -> anyhow::Result<CatchUp> {
+    const WRITERS: usize = 4;
+    const VALUE_BYTES: usize = 1 << 20;
+    if let Some(stopped) = nodes[follower].take() {
+        stopped.stop().await;
+    }
+    let values = args.catch_up_mib;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let mut client = Client::with_tls(vec![leader_addr.to_owned()], tls.clone());
+            tokio::spawn(async move {
+                let client = client.as_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
+                for value in (writer..values).step_by(WRITERS) {
+                    client
+                        .put(&format!("behind-{value}"), vec![value as u8; VALUE_BYTES])
+                        .await
+                        .map_err(|e| anyhow::anyhow!("put behind-{value}: {e}"))?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await??;
+    }
+    let target = nodes[leader]
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("leader stopped"))?
+        .inspect(false)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("leader stopped"))?
+        .last_log_index;
+    let started = Instant::now();
+    let restarted = Node::start(
+        configs[follower].clone(),
+        logging::for_tests(),
+        StartOptions::default(),
+    )
+    .await?;
+    let restarted = nodes[follower].insert(restarted);
+    loop {
+        let applied = restarted
+            .inspect(false)
+            .await
+            .map_or(0, |state| state.applied_index);
+        if applied >= target {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            anyhow::bail!("the follower applied {applied} of {target} entries in 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(CatchUp {
+        entries: target,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn wait_for_leader(nodes: &[Option<Node>]) -> anyhow::Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         for (index, node) in nodes.iter().enumerate() {
+            let Some(node) = node else { continue };
             if let Some(state) = node.inspect(false).await {
                 if state.role == model::RoleKind::Leader {
                     return Ok(index);
