@@ -124,6 +124,16 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The tokio runtime the process tests drive their clients on: two workers, as many as the
+/// cores CI has.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

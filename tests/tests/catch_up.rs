@@ -14,7 +14,7 @@ use rdb_proto as pb;
 use rdb_server::client::Client;
 use rdb_server::convert::MAX_VALUE_BYTES;
 use std::time::{Duration, Instant};
-use tests::cluster::{build_release_binaries, ProcessCluster};
+use tests::cluster::{build_release_binaries, client_runtime, ProcessCluster};
 
 /// Writers putting values at once.
 const WRITERS: usize = 4;
@@ -90,11 +90,7 @@ async fn put_concurrently(addrs: &[String], prefix: &str, count: usize, bytes: u
 #[test]
 fn a_follower_far_behind_catches_up_and_the_largest_values_commit_without_a_leader_change() {
     let binaries = build_release_binaries().expect("building rdb-server");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = client_runtime();
     let mut cluster = ProcessCluster::start_unrecorded(binaries, 3).expect("starting the cluster");
     let addrs = cluster.addrs().to_vec();
     let (leader, term) = runtime.block_on(wait_for_leader(&addrs));

@@ -33,7 +33,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tests::cluster::{build_release_binaries, is_root, write_report, ProcessCluster};
+use tests::cluster::{
+    build_release_binaries, client_runtime, is_root, write_report, ProcessCluster,
+};
 use tests::linearizability::{
     check_history, lost_puts, render_events, Call, Completion, Operation, Value, Verdict,
 };
@@ -506,11 +508,7 @@ fn hand_made_non_linearizable_history_is_rejected() {
 #[test]
 fn linearizable_under_kills_and_partitions() {
     let binaries = build_release_binaries().expect("building rdb-server");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = client_runtime();
     let partitions = is_root() && std::env::var_os("RDB_CLUSTER_NO_PARTITIONS").is_none();
     let cluster = ProcessCluster::start(binaries, 3, partitions).expect("starting the cluster");
     let addrs = cluster.addrs().to_vec();
