@@ -13,7 +13,7 @@
 //! use model::{Config, Durable, Message, Peer, RoleKind, Timer};
 //!
 //! let members = vec![1, 2, 3];
-//! let boot = |id| Peer::<String>::restore(Config { id, members: members.clone() }, Durable::default());
+//! let boot = |id| Peer::<String>::restore(Config::new(id, members.clone()), Durable::default());
 //! let (mut a, _) = boot(1).unwrap();
 //! let (mut b, _) = boot(2).unwrap();
 //!
@@ -28,8 +28,15 @@
 //! let out = b.handle_message(1, request).unwrap();
 //! let (_, response) = out.send_after_persist[0].clone();
 //! assert!(matches!(response, Message::RequestVoteResponse { granted: true, .. }));
-//! a.handle_message(2, response).unwrap();
+//! let out = a.handle_message(2, response).unwrap();
 //! assert_eq!(a.role_kind(), RoleKind::Leader);
+//!
+//! // The new leader probes each follower just after its own last entry (flow control). Once
+//! // server 2 answers, the leader knows where their logs agree and sends it entries at once.
+//! let (_, probe) = out.send_now[0].clone();
+//! let out = b.handle_message(1, probe).unwrap();
+//! let (_, answer) = out.send_after_persist[0].clone();
+//! a.handle_message(2, answer).unwrap();
 //!
 //! // The leader appends a command; it is committed once server 2 stores it.
 //! let (index, out) = a.propose(vec!["x=1".to_string()]).unwrap();

@@ -317,12 +317,19 @@ impl ModelConfig {
     }
 }
 
-/// The bounds: terms, messages in flight, and crashes of servers only.
+/// The bounds: terms, messages in flight, log lengths, and crashes of servers only.
+///
+/// A log holds at most one entry more than there are client requests. Only a duplicating
+/// network can append a value twice: it delivers a client's proposal again, as a client that
+/// retries would send it. One such retry is explored; without the bound, a leader whose
+/// followers are all being probed (so that a proposal sends nothing) would append the same
+/// value forever.
 fn within_boundary(cfg: &ModelConfig, state: &RaftState) -> bool {
     state.network.len() <= cfg.max_in_flight
-        && state
-            .actor_states
-            .iter()
-            .all(|s| s.server().is_none_or(|s| s.peer.term() <= cfg.max_term))
+        && state.actor_states.iter().all(|s| {
+            s.server().is_none_or(|s| {
+                s.peer.term() <= cfg.max_term && s.peer.log().len() <= cfg.client_requests + 1
+            })
+        })
         && state.crashed[cfg.servers..].iter().all(|crashed| !crashed)
 }
