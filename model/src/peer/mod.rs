@@ -12,7 +12,8 @@
 //! - `election.rs`: terms, roles, vote requests and votes (§5.1, §5.2, §5.4.1), check-quorum;
 //! - `replication.rs`: AppendEntries and commitment (§5.3, §5.4.2);
 //! - `log.rs`: the log's index arithmetic, the only place that turns an index into a position;
-//! - `progress.rs`: the leader's [`Progress`] of each follower and the index on a quorum;
+//! - `progress.rs`: the leader's [`Progress`] of each follower, its flow control (probe or
+//!   replicate, the window in flight) and the index on a quorum;
 //! - `quorum.rs`: majority arithmetic;
 //! - `refusal.rs`: messages no correct server can send, refused whole;
 //! - `types.rs`, `output.rs`: the vocabulary and what one step asks of its driver;
