@@ -8,7 +8,7 @@
 //! changes a planted bug, not the Peer.
 
 use super::Payload;
-use super::{Flow, Index, NodeId, Output, Peer, Role, Term};
+use super::{Index, Output, Peer, Term};
 use crate::bugs::Bug;
 use std::fmt;
 use std::hash::Hash;
@@ -162,31 +162,5 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             return self.last_index();
         }
         last_new
-    }
-
-    /// `probe-below-match`: a rejection probes right after its hint, below the match too.
-    /// Returns whether the bug handled the rejection.
-    pub(super) fn planted_back_off(&mut self, follower: NodeId, hint: Index) -> bool {
-        if !self.planted(Bug::ProbeBelowMatch) {
-            return false;
-        }
-        if let Role::Leader { progress, .. } = &mut self.role {
-            let p = progress.follower_mut(follower);
-            p.next = hint + 1;
-            p.flow = Flow::Probe { paused: false };
-        }
-        true
-    }
-
-    /// `inflight-bytes-leak`: what an acknowledgement freed is still counted in bytes.
-    pub(super) fn planted_leak_bytes(&mut self, follower: NodeId, bytes_before: u64) {
-        if !self.planted(Bug::InflightBytesLeak) {
-            return;
-        }
-        if let Role::Leader { progress, .. } = &mut self.role {
-            if let Flow::Replicate { inflight } = &mut progress.follower_mut(follower).flow {
-                inflight.leak_bytes(bytes_before);
-            }
-        }
     }
 }

@@ -249,6 +249,29 @@ impl Progress {
         true
     }
 
+    /// The bytes in flight (0 while probing).
+    pub fn inflight_bytes(&self) -> u64 {
+        match &self.flow {
+            Flow::Replicate { inflight } => inflight.bytes(),
+            Flow::Probe { .. } => 0,
+        }
+    }
+
+    /// The planted bug `inflight-bytes-leak`: the window keeps counting `bytes` after an
+    /// acknowledgement freed messages.
+    pub(super) fn planted_keep_bytes(&mut self, bytes: u64) {
+        if let Flow::Replicate { inflight } = &mut self.flow {
+            inflight.leak_bytes(bytes);
+        }
+    }
+
+    /// The planted bug `probe-below-match`: probe right after a rejection's hint, below the
+    /// match too.
+    pub(super) fn planted_probe_after(&mut self, hint: Index) {
+        self.next = hint + 1;
+        self.flow = Flow::Probe { paused: false };
+    }
+
     /// The first broken invariant for a leader whose log ends at `last_index` and sends under
     /// `flow`: `matched < next <= last_index + 1`, and a window within its cap whose messages
     /// end, in order, after `matched` and before `next`.

@@ -163,12 +163,11 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             } else {
                 index.min(last_index)
             };
-            let bytes_before = match &follower.flow {
-                Flow::Replicate { inflight } => inflight.bytes(),
-                Flow::Probe { .. } => 0,
-            };
+            let leaked = planted!(self, InflightBytesLeak).then(|| follower.inflight_bytes());
             follower.acknowledge(index);
-            self.planted_leak_bytes(from, bytes_before);
+            if let Some(bytes) = leaked {
+                follower.planted_keep_bytes(bytes);
+            }
             self.maybe_commit(output);
             // The window may have room again, or a probe was just answered.
             self.send_append(from, false, output);
@@ -178,11 +177,12 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
                 "rejection below the matched index {} of {from}",
                 follower.matched
             );
-            let probe = self.planted_back_off(from, index)
-                || match &mut self.role {
-                    Role::Leader { progress, .. } => progress.follower_mut(from).back_off(index),
-                    _ => false,
-                };
+            let probe = if planted!(self, ProbeBelowMatch) {
+                follower.planted_probe_after(index);
+                true
+            } else {
+                follower.back_off(index)
+            };
             if probe {
                 self.send_append(from, false, output);
             }
