@@ -563,10 +563,12 @@ check_partition() {
   log "healing the partition"
   partition_node del "$old"
   why=""
-  # A new leader commits entries of earlier terms only with its first command (the Peer
-  # appends no blank entry), so write once before comparing commit indexes.
+  # The leader's blank entry commits what earlier terms left uncommitted, so the three
+  # converge before any write; then they must take one and converge again.
   if ! wait_for_leader 15 0 1 2 3; then
     why="no leader that all three nodes agree on 15 s after healing"
+  elif ! wait_converged 15 1 2 3; then
+    why="not converged 15 s after healing, before any write: $LAST_STATUSES"
   elif ! put_through after-heal 1 2 3; then
     why="put after healing failed: $(tail -n1 "$WORK/err")"
   elif ! wait_converged 15 1 2 3; then

@@ -13,7 +13,8 @@
 (* entries only and a back-off hint that skips a whole conflicting term;   *)
 (* flow control (probe, then pipelining within a window, MaxBatch entries  *)
 (* per message); commit of current-term entries by majority (§5.4.2);      *)
-(* heartbeats; check-quorum. A new leader appends no blank entry.          *)
+(* heartbeats; check-quorum; a new leader's blank entry (§8), whose        *)
+(* command is Nil.                                                         *)
 (*                                                                         *)
 (* Persistence: a step that changes a server's term, vote or log asks for  *)
 (* them to be persisted (Output.persist), and the model saves them before  *)
@@ -36,7 +37,8 @@ VARIABLES
     \* Durable (model/src/peer/types.rs), per server.
     currentTerm,  \* Durable.term: the latest term the server has seen.
     votedFor,     \* Durable.voted_for: its vote in currentTerm, or Nil.
-    log,          \* Durable.log: a sequence of [term, command] records.
+    log,          \* Durable.log: a sequence of [term, command] records; a blank
+                  \* entry's command is Nil.
     \* The Peer's volatile state, per server.
     commitIndex,  \* Peer.commit_index.
     role,         \* "Follower", "Candidate" or "Leader" (Role).
@@ -252,11 +254,17 @@ BecomeCandidate(i) ==
     /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
     /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
 
-\* Peer::maybe_become_leader on a majority of votes: every follower is probed just past
-\* the leader's log and nothing is known to match. The caller sends the probes of
-\* Peer::broadcast_append, so every follower's probe is in flight. No blank entry is
-\* appended.
-BecomeLeader(i) ==
+\* The blank entry a new leader of term t appends (§8): an entry without a command. Once it
+\* commits, so does every entry of an earlier term before it.
+BlankEntry(t) == [term |-> t, command |-> Nil]
+WithBlank(i, t) == Append(log[i], BlankEntry(t))
+
+\* Peer::maybe_become_leader on a majority of votes in term t: the new leader appends its
+\* blank entry, every follower is probed just past the leader's earlier log (so the probe
+\* carries the blank entry) and nothing is known to match. The caller sends the probes of
+\* Peer::broadcast_append (NewLeaderAppends), so every follower's probe is in flight.
+BecomeLeader(i, t) ==
+    /\ log' = [log EXCEPT ![i] = WithBlank(i, t)]
     /\ role' = [role EXCEPT ![i] = "Leader"]
     /\ leader' = [leader EXCEPT ![i] = i]
     /\ votes' = [votes EXCEPT ![i] = {}]
@@ -268,9 +276,10 @@ BecomeLeader(i) ==
     /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
     /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
 
-\* What a new leader sends: a probe after its last entry to every follower.
-NewLeaderAppends(i) ==
-    {AppendAfter(i, j, Len(log[i]), log[i], commitIndex[i]) : j \in Others(i)}
+\* What a new leader of term t sends: a probe after its earlier last entry, with its blank
+\* entry, to every follower.
+NewLeaderAppends(i, t) ==
+    {AppendAfter(i, j, Len(log[i]), WithBlank(i, t), commitIndex[i]) : j \in Others(i)}
 
 -----------------------------------------------------------------------------
 (* Initial state: every server a follower of term 0 with an empty log, as *)
@@ -309,7 +318,8 @@ CheckQuorum(i) ==
 
 \* A follower's or candidate's election timer: Peer::start_election. A new term, a vote
 \* for itself (persisted before the requests leave), and a RequestVote to every other
-\* server with its last log index and term. A cluster of one elects itself at once.
+\* server with its last log index and term. A cluster of one elects itself at once and
+\* commits its blank entry.
 StartElection(i) ==
     /\ currentTerm' = [currentTerm EXCEPT ![i] = @ + 1]
     /\ votedFor' = [votedFor EXCEPT ![i] = i]
@@ -317,8 +327,12 @@ StartElection(i) ==
           Send({[type |-> "RequestVoteRequest", term |-> currentTerm[i] + 1,
                  last_log_index |-> Len(log[i]), last_log_term |-> LastTerm(log[i]),
                  from |-> i, to |-> j] : j \in Others(i)})
-    /\ UNCHANGED <<log, commitIndex, crashed>>
-    /\ IF Majority = 1 THEN BecomeLeader(i) ELSE BecomeCandidate(i)
+    /\ UNCHANGED crashed
+    /\ IF Majority = 1
+       THEN /\ BecomeLeader(i, currentTerm[i] + 1)
+            /\ commitIndex' = [commitIndex EXCEPT ![i] = Len(log[i]) + 1]
+       ELSE /\ BecomeCandidate(i)
+            /\ UNCHANGED <<log, commitIndex>>
 
 \* Timer::Election fires on a running server (the timer is always armed on one).
 ElectionTimeout(i) ==
@@ -380,21 +394,22 @@ HandleRequestVoteRequest(i, j, m) ==
 HandleRequestVoteResponse(i, j, m) ==
     /\ m.type = "RequestVoteResponse"
     /\ ~crashed[i]
-    /\ UNCHANGED <<log, commitIndex, crashed>>
+    /\ UNCHANGED <<commitIndex, crashed>>
     /\ IF m.term > currentTerm[i]
        THEN /\ StepDown(i, m.term)
             /\ messages' = Consume(m)
+            /\ UNCHANGED log
        ELSE IF CountsVote(i, m) /\ Cardinality(votes[i] \cup {j}) >= Majority
-       THEN /\ BecomeLeader(i)
-            /\ messages' = Consume(m) (+) Send(NewLeaderAppends(i))
+       THEN /\ BecomeLeader(i, currentTerm[i])
+            /\ messages' = Consume(m) (+) Send(NewLeaderAppends(i, currentTerm[i]))
             /\ UNCHANGED <<currentTerm, votedFor>>
        ELSE IF CountsVote(i, m)
        THEN /\ votes' = [votes EXCEPT ![i] = @ \cup {j}]
             /\ messages' = Consume(m)
-            /\ UNCHANGED <<currentTerm, votedFor, role, leader, nextIndex, matchIndex,
+            /\ UNCHANGED <<log, currentTerm, votedFor, role, leader, nextIndex, matchIndex,
                            flowState, inflight, heardFrom>>
        ELSE /\ messages' = Consume(m)
-            /\ UNCHANGED <<currentTerm, votedFor, roleVars>>
+            /\ UNCHANGED <<log, currentTerm, votedFor, roleVars>>
 
 \* Peer::handle_append_entries_request. A request of an older term is refused with the
 \* receiver's term. Otherwise the receiver follows the sender in that term (a candidate

@@ -64,11 +64,15 @@ pub enum Bug {
     ProbeBelowMatch,
     /// a leader frees acknowledged messages from a follower's window without subtracting their bytes, so the bytes counted in flight only grow (https://github.com/etcd-io/raft/pull/54).
     InflightBytesLeak,
+    /// a new leader in a cluster of several servers commits its whole log before any follower has acknowledged anything, as if it were alone (https://github.com/deventlab/d-engine/issues/186).
+    CommitOnElection,
+    /// a new leader sets its commit index back to zero (https://github.com/cloud-software-foundation/c5/issues/60).
+    CommitResetOnElection,
 }
 
 impl Bug {
     /// Every bug, in catalogue order.
-    pub const ALL: [Bug; 26] = [
+    pub const ALL: [Bug; 28] = [
         Bug::VoteWithoutLogCheck,
         Bug::UpToDateByIndexOnly,
         Bug::UpToDateAgainstCurrentTerm,
@@ -95,6 +99,8 @@ impl Bug {
         Bug::CommitPastNewEntries,
         Bug::ProbeBelowMatch,
         Bug::InflightBytesLeak,
+        Bug::CommitOnElection,
+        Bug::CommitResetOnElection,
     ];
 
     /// The bugs whose counterexamples are in the conformance corpus and are replayed against
@@ -138,6 +144,8 @@ impl Bug {
             Bug::CommitPastNewEntries => "commit-past-new-entries",
             Bug::ProbeBelowMatch => "probe-below-match",
             Bug::InflightBytesLeak => "inflight-bytes-leak",
+            Bug::CommitOnElection => "commit-on-election",
+            Bug::CommitResetOnElection => "commit-reset-on-election",
         }
     }
 
@@ -170,6 +178,8 @@ impl Bug {
             Bug::CommitPastNewEntries => "a follower commits up to the leader's commit index within its whole log, not only up to the last entry the request checked, so a stale entry past a short batch is committed",
             Bug::ProbeBelowMatch => "a leader probes a follower again right after a rejection's hint even when the hint lies below what the follower is known to store",
             Bug::InflightBytesLeak => "a leader frees acknowledged messages from a follower's window without subtracting their bytes, so the bytes counted in flight only grow",
+            Bug::CommitOnElection => "a new leader in a cluster of several servers commits its whole log before any follower has acknowledged anything, as if it were alone",
+            Bug::CommitResetOnElection => "a new leader sets its commit index back to zero",
         }
     }
 
@@ -177,14 +187,14 @@ impl Bug {
     pub fn expected_violation(self) -> &'static str {
         match self {
             Bug::VoteWithoutLogCheck => "LeaderCompleteness",
-            Bug::UpToDateByIndexOnly => "LeaderCompleteness",
+            Bug::UpToDateByIndexOnly => "OutputContract",
             Bug::UpToDateAgainstCurrentTerm => "LeaderCompleteness",
             Bug::VoteNotPersisted => "ElectionSafety",
             Bug::DoubleVote => "ElectionSafety",
             Bug::ClearVoteOnSameTermLeader => "ElectionSafety",
             Bug::CountStaleVotes => "ElectionSafety",
             Bug::TermNotDurableOnCampaign => "MonotonicTerm",
-            Bug::TermNotDurableOnStepDown => "MonotonicTerm",
+            Bug::TermNotDurableOnStepDown => "OutputContract",
             Bug::AdoptLowerTerm => "MonotonicTerm",
             Bug::CommitOnHalf => "NoCommitOnMinority",
             Bug::LeaderLogNotPersisted => "CommittedSurvivesCrash",
@@ -196,12 +206,14 @@ impl Bug {
             Bug::StaleAppendTruncates => "OutputContract",
             Bug::FollowerCommitWithoutMax => "MonotonicCommit",
             Bug::CommitBeforeConsistencyCheck => "OutputContract",
-            Bug::NoConsistencyCheck => "OutputContract",
+            Bug::NoConsistencyCheck => "LogMatching",
             Bug::AppendAtLogEnd => "LogMatching",
             Bug::PanicOnStaleRejection => "PeerInvariant",
             Bug::CommitPastNewEntries => "OutputContract",
             Bug::ProbeBelowMatch => "FlowControlWindow",
             Bug::InflightBytesLeak => "FlowControlWindow",
+            Bug::CommitOnElection => "NoCommitOnMinority",
+            Bug::CommitResetOnElection => "MonotonicCommit",
         }
     }
 
@@ -234,6 +246,10 @@ impl Bug {
             Bug::CommitPastNewEntries => "https://github.com/atomix/copycat/issues/265",
             Bug::ProbeBelowMatch => "https://github.com/etcd-io/raft/issues/148",
             Bug::InflightBytesLeak => "https://github.com/etcd-io/raft/pull/54",
+            Bug::CommitOnElection => "https://github.com/deventlab/d-engine/issues/186",
+            Bug::CommitResetOnElection => {
+                "https://github.com/cloud-software-foundation/c5/issues/60"
+            }
         }
     }
 }

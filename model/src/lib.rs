@@ -31,12 +31,16 @@
 //! let out = a.handle_message(2, response).unwrap();
 //! assert_eq!(a.role_kind(), RoleKind::Leader);
 //!
-//! // The new leader probes each follower just after its own last entry (flow control). Once
-//! // server 2 answers, the leader knows where their logs agree and sends it entries at once.
+//! // The new leader appends a blank entry of its term (§8) and probes each follower with it,
+//! // just after its earlier last entry (flow control). Server 2 stores it; its answer tells
+//! // the leader where their logs agree, and commits the blank entry on a majority.
+//! assert_eq!(a.log().len(), 1);
+//! assert!(a.log()[0].command.is_none());
 //! let (_, probe) = out.send_now[0].clone();
 //! let out = b.handle_message(1, probe).unwrap();
 //! let (_, answer) = out.send_after_persist[0].clone();
-//! a.handle_message(2, answer).unwrap();
+//! let out = a.handle_message(2, answer).unwrap();
+//! assert_eq!(out.commit, Some(1));
 //!
 //! // The leader appends a command; it is committed once server 2 stores it.
 //! let (index, out) = a.propose(vec!["x=1".to_string()]).unwrap();

@@ -179,6 +179,6 @@ fn a_panic_in_the_peer_is_a_counterexample() {
     assert!(!counterexample.encoded.is_empty());
 }
 
-const PINNED_ONE_TERM: usize = 2830;
-const PINNED_ONE_TERM_NO_SYMMETRY: usize = 16807;
-const PINNED_CRASH: usize = 47389;
+const PINNED_ONE_TERM: usize = 7058;
+const PINNED_ONE_TERM_NO_SYMMETRY: usize = 42118;
+const PINNED_CRASH: usize = 88511;

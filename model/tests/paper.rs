@@ -3,8 +3,8 @@
 //! inputs by hand and asserting on its [`Output`].
 
 use model::{
-    Config, Durable, Entry, Index, Message, NodeId, Output, Peer, PeerError, Persist, Role,
-    RoleKind, Term, Timer, TimerCommand,
+    Config, Durable, Entry, FlowControl, Index, Message, NodeId, Output, Peer, PeerError, Persist,
+    Role, RoleKind, Term, Timer, TimerCommand,
 };
 
 type P = Peer<String>;
@@ -14,12 +14,15 @@ fn members(n: u64) -> Vec<NodeId> {
     (1..=n).collect()
 }
 
+/// Stands for a leader's blank entry (§8) in the `(term, command)` lists below.
+const BLANK: &str = "<blank>";
+
 fn log(entries: &[(Term, &str)]) -> Vec<Entry<String>> {
     entries
         .iter()
         .map(|(term, command)| Entry {
             term: *term,
-            command: Some(command.to_string()),
+            command: (*command != BLANK).then(|| command.to_string()),
         })
         .collect()
 }
@@ -314,7 +317,7 @@ fn s5_2_candidate_refuses_other_candidates_of_its_term() {
 
 /// §5.2: "A candidate wins an election if it receives votes from a majority of the servers in
 /// the full cluster for the same term." Refusals, votes of another term and a duplicated vote
-/// do not count; the third vote of five makes it leader, and it sends heartbeats at once.
+/// do not count; the third vote of five makes it leader, and it sends its blank entry at once.
 #[test]
 fn s5_2_candidate_becomes_leader_on_majority() {
     let mut peer = restore(1, 5, 1, None, &[(1, "a")]);
@@ -351,12 +354,14 @@ fn s5_2_candidate_becomes_leader_on_majority() {
 
     let out = peer.handle_message(5, vote_resp(2, true)).unwrap();
     assert_eq!(peer.role_kind(), RoleKind::Leader);
-    let heartbeat = append(2, 1, 1, &[], 0);
+    // §8: the new leader appends a blank entry of its term and probes every follower with it.
+    assert_eq!(peer.log(), &log(&[(1, "a"), (2, BLANK)])[..]);
+    let probe = append(2, 1, 1, &[(2, BLANK)], 0);
     assert_eq!(
         out,
         output(
-            no_persist(),
-            (2..=5).map(|to| (to, heartbeat.clone())).collect(),
+            persist(false, Some(2)),
+            (2..=5).map(|to| (to, probe.clone())).collect(),
             vec![],
             None,
             vec![Set(Timer::Heartbeat), Set(Timer::Election)],
@@ -372,21 +377,23 @@ fn s5_2_candidate_becomes_leader_on_majority() {
         .is_empty());
 }
 
-/// §5.2: a server alone in its cluster is a majority by itself.
+/// §5.2: a server alone in its cluster is a majority by itself, and commits its blank entry
+/// (§8) and then each proposal on its own.
 #[test]
 fn s5_2_single_server_elects_itself() {
     let mut peer = restore(1, 1, 0, None, &[]);
     let out = peer.handle_timeout(Timer::Election);
     assert_eq!(peer.role_kind(), RoleKind::Leader);
-    assert_eq!(out.persist, persist(true, None));
+    assert_eq!(out.persist, persist(true, Some(1)));
+    assert_eq!(out.commit, Some(1));
     assert!(out.send_now.is_empty() && out.send_after_persist.is_empty());
 
     let (index, out) = peer.propose(vec!["x".into()]).unwrap();
-    assert_eq!(index, 1);
-    assert_eq!(out.persist, persist(false, Some(1)));
+    assert_eq!(index, 2);
+    assert_eq!(out.persist, persist(false, Some(2)));
     assert_eq!(
         out.commit,
-        Some(1),
+        Some(2),
         "applied only after the persist, per the contract"
     );
 }
@@ -448,14 +455,14 @@ fn s5_3_consistency_check_rejects_with_hint_and_leader_retries_lower() {
         &[(1, "a"), (1, "b"), (2, "x"), (2, "y"), (2, "z")],
     );
     // A leader of term 3 whose entries 3 and 4 (term 1) conflict with the follower's run of
-    // term 2.
+    // term 2; its blank entry is index 5.
     let mut leader = leader(1, 3, 2, &[(1, "a"), (1, "b"), (1, "c"), (1, "d")], &[3]);
     assert_eq!(leader.term(), 3);
-    // The new leader probes each follower just after its last entry; the probe to 2 is lost,
-    // and the heartbeat probes again.
+    // The new leader probes each follower with its blank entry, just after its earlier last
+    // entry; the probe to 2 is lost, and the heartbeat probes again.
     assert_eq!(progress(&leader, 2), (5, 0));
     let out = leader.handle_timeout(Timer::Heartbeat);
-    let probe = append(3, 4, 1, &[], 0);
+    let probe = append(3, 4, 1, &[(3, BLANK)], 0);
     assert_eq!(out.send_now[0], (2, probe.clone()));
 
     // Index 4 has term 2 at the follower, not 1: refused. Indexes 3..=5 are its run of term
@@ -477,7 +484,7 @@ fn s5_3_consistency_check_rejects_with_hint_and_leader_retries_lower() {
     );
 
     let out = leader.handle_message(2, ack(3, false, 2)).unwrap();
-    let retry = append(3, 2, 1, &[(1, "c"), (1, "d")], 0);
+    let retry = append(3, 2, 1, &[(1, "c"), (1, "d"), (3, BLANK)], 0);
     assert_eq!(
         out,
         output(no_persist(), vec![(2, retry.clone())], vec![], None, vec![])
@@ -489,26 +496,17 @@ fn s5_3_consistency_check_rejects_with_hint_and_leader_retries_lower() {
         output(
             persist(false, Some(3)),
             vec![],
-            vec![(1, ack(3, true, 4))],
+            vec![(1, ack(3, true, 5))],
             None,
             vec![Set(Timer::Election)],
         )
     );
     assert_eq!(follower.log(), leader.log());
 
-    // Entries of term 1 are not committed by counting replicas (§5.4.2).
-    let out = leader.handle_message(2, ack(3, true, 4)).unwrap();
-    assert_eq!(out.commit, None);
-    assert_eq!(progress(&leader, 2), (5, 4));
-    // 2's probe was answered, so an entry of term 3 goes to it at once (3 is still probed),
-    // and its acknowledgement commits everything up to it.
-    let (_, out) = leader.propose(vec!["e".into()]).unwrap();
-    let append_e = append(3, 4, 1, &[(3, "e")], 0);
-    assert_eq!(out.send_now, vec![(2, append_e.clone())]);
-    let out = follower.handle_message(1, append_e).unwrap();
-    assert_eq!(out.send_after_persist, vec![(1, ack(3, true, 5))]);
+    // The blank entry of term 3 on a majority commits it and every entry before it (§8).
     let out = leader.handle_message(2, ack(3, true, 5)).unwrap();
     assert_eq!(out.commit, Some(5));
+    assert_eq!(progress(&leader, 2), (6, 5));
 }
 
 /// §5.3: the back-off hint. A follower whose log is too short answers with its last index; the
@@ -535,31 +533,32 @@ fn s5_3_rejection_hint_bounds() {
 fn s5_3_leader_backs_off_no_lower_than_matched() {
     let mut leader = leader(1, 3, 0, &[], &[2]);
     leader.propose(vec!["a".into(), "b".into()]).unwrap();
-    // The answer to the new leader's probe arrives after 2 stored both entries.
-    leader.handle_message(2, ack(1, true, 2)).unwrap();
-    assert_eq!(progress(&leader, 2), (3, 2));
+    // The answer to the new leader's probe arrives after 2 stored the blank entry and both
+    // commands.
+    leader.handle_message(2, ack(1, true, 3)).unwrap();
+    assert_eq!(progress(&leader, 2), (4, 3));
 
     let out = leader.handle_message(2, ack(1, false, 0)).unwrap();
     assert!(
         out.is_empty(),
         "a stale rejection of a pipelined follower: {out:?}"
     );
-    assert_eq!(progress(&leader, 2), (3, 2));
+    assert_eq!(progress(&leader, 2), (4, 3));
 
-    // Entry 3 is pipelined; a rejection at 2 (say 2 lost it and the heartbeat after it was
-    // refused) sends 2 back to probing from 3.
+    // Entry 4 is pipelined; a rejection at 3 (say 2 lost it and the heartbeat after it was
+    // refused) sends 2 back to probing from 4.
     let (_, out) = leader.propose(vec!["c".into()]).unwrap();
-    let append_c = append(1, 2, 1, &[(1, "c")], 2);
+    let append_c = append(1, 3, 1, &[(1, "c")], 3);
     assert_eq!(out.send_now, vec![(2, append_c.clone())]);
-    assert_eq!(progress(&leader, 2), (4, 2));
-    let out = leader.handle_message(2, ack(1, false, 2)).unwrap();
+    assert_eq!(progress(&leader, 2), (5, 3));
+    let out = leader.handle_message(2, ack(1, false, 3)).unwrap();
     assert_eq!(out.send_now, vec![(2, append_c.clone())]);
-    assert_eq!(progress(&leader, 2), (3, 2));
-    // A late rejection below the match while probing: probed again from 3, not lower.
+    assert_eq!(progress(&leader, 2), (4, 3));
+    // A late rejection below the match while probing: probed again from 4, not lower.
     leader.handle_timeout(Timer::Heartbeat);
     let out = leader.handle_message(2, ack(1, false, 0)).unwrap();
     assert_eq!(out.send_now, vec![(2, append_c)]);
-    assert_eq!(progress(&leader, 2), (3, 2));
+    assert_eq!(progress(&leader, 2), (4, 3));
 }
 
 /// §5.3 and Figure 2 (AppendEntries receiver, step 3): "If an existing entry conflicts with a
@@ -628,10 +627,10 @@ fn s5_3_matching_entries_are_kept_for_a_stale_append() {
     leader
         .propose(vec!["a".into(), "b".into(), "c".into()])
         .unwrap();
-    leader.handle_message(2, ack(1, true, 3)).unwrap();
+    leader.handle_message(2, ack(1, true, 4)).unwrap();
     let out = leader.handle_message(2, ack(1, true, 1)).unwrap();
     assert!(out.is_empty());
-    assert_eq!(progress(&leader, 2), (4, 3));
+    assert_eq!(progress(&leader, 2), (5, 4));
 }
 
 // ----- §5.4 Safety -----
@@ -678,10 +677,23 @@ fn s5_4_1_vote_refused_to_shorter_log_with_same_last_term() {
 /// §5.4.2 (Figure 8): "Raft never commits log entries from previous terms by counting
 /// replicas. Only log entries from the leader's current term are committed by counting
 /// replicas; once an entry from the current term has been committed in this way, then all
-/// prior entries are committed indirectly."
+/// prior entries are committed indirectly." The leader sends one entry per AppendEntries, so
+/// the earlier-term entry reaches a majority before the blank entry of its term (§8) does.
 #[test]
 fn s5_4_2_earlier_term_entry_commits_only_under_a_current_term_entry() {
     let mut s1 = restore(1, 3, 3, None, &[(2, "a")]);
+    s1 = Peer::restore(
+        Config {
+            flow: FlowControl {
+                max_entries: 1,
+                ..FlowControl::default()
+            },
+            ..Config::new(1, members(3))
+        },
+        s1.durable().clone(),
+    )
+    .unwrap()
+    .0;
     let mut s2 = restore(2, 3, 3, None, &[]);
 
     let out = s1.handle_timeout(Timer::Election);
@@ -691,11 +703,12 @@ fn s5_4_2_earlier_term_entry_commits_only_under_a_current_term_entry() {
         .handle_message(2, out.send_after_persist[0].1.clone())
         .unwrap();
     assert_eq!((s1.role_kind(), s1.term()), (RoleKind::Leader, 4));
-    let heartbeat = out.send_now[0].1.clone();
-    assert_eq!(heartbeat, append(4, 1, 2, &[], 0));
+    assert_eq!(s1.log(), &log(&[(2, "a"), (4, BLANK)])[..]);
+    let probe = out.send_now[0].1.clone();
+    assert_eq!(probe, append(4, 1, 2, &[(4, BLANK)], 0));
 
-    // s2 lacks entry 1: rejected, retried, stored.
-    let out = s2.handle_message(1, heartbeat).unwrap();
+    // s2 lacks entry 1: rejected, retried with entry 1 alone, stored.
+    let out = s2.handle_message(1, probe).unwrap();
     let out = s1
         .handle_message(2, out.send_after_persist[0].1.clone())
         .unwrap();
@@ -703,25 +716,16 @@ fn s5_4_2_earlier_term_entry_commits_only_under_a_current_term_entry() {
     let out = s2.handle_message(1, out.send_now[0].1.clone()).unwrap();
     assert_eq!(out.send_after_persist, vec![(1, ack(4, true, 1))]);
 
-    // Entry 1 (term 2) is now on s1 and s2, a majority, but is not committed.
+    // Entry 1 (term 2) is now on s1 and s2, a majority, but is not committed; the blank
+    // entry goes next.
     let out = s1.handle_message(2, ack(4, true, 1)).unwrap();
     assert_eq!(out.commit, None);
     assert_eq!(s1.commit_index(), 0);
     assert_eq!(progress(&s1, 2).1, 1);
+    assert_eq!(out.send_now, vec![(2, append(4, 1, 2, &[(4, BLANK)], 0))]);
 
-    // An entry of term 4 on the same majority commits both.
-    let (index, out) = s1.propose(vec!["b".into()]).unwrap();
-    assert_eq!(index, 2);
-    assert_eq!(out.commit, None);
-    let append_b = out
-        .send_now
-        .iter()
-        .find(|(to, _)| *to == 2)
-        .unwrap()
-        .1
-        .clone();
-    assert_eq!(append_b, append(4, 1, 2, &[(4, "b")], 0));
-    let out = s2.handle_message(1, append_b).unwrap();
+    // The blank entry of term 4 on the same majority commits both.
+    let out = s2.handle_message(1, out.send_now[0].1.clone()).unwrap();
     let out = s1
         .handle_message(2, out.send_after_persist[0].1.clone())
         .unwrap();
@@ -812,13 +816,16 @@ fn persist_marks_exactly_what_changed() {
     // Grant: term and vote.
     let g = check(&mut s2, |p| p.handle_message(1, msg(&c, 2)).unwrap());
     assert!(g.persist.hard_state);
-    // Becoming leader changes nothing durable.
+    // Becoming leader appends the blank entry (§8): the log from 1.
     let l = check(&mut s1, |p| p.handle_message(2, msg(&g, 1)).unwrap());
-    assert_eq!(l.persist, no_persist());
-    // s3 learns term 1 from the heartbeat.
+    assert_eq!(l.persist, persist(false, Some(1)));
+    // s3 learns term 1 and stores the blank entry.
     let a = check(&mut s3, |p| p.handle_message(1, msg(&l, 3)).unwrap());
-    assert_eq!(a.persist, persist(true, None));
-    // Same-term heartbeat on s2: nothing.
+    assert_eq!(a.persist, persist(true, Some(1)));
+    // s2 is already in term 1: the blank entry only.
+    let a = check(&mut s2, |p| p.handle_message(1, msg(&l, 2)).unwrap());
+    assert_eq!(a.persist, persist(false, Some(1)));
+    // The same append again: nothing.
     let a = check(&mut s2, |p| p.handle_message(1, msg(&l, 2)).unwrap());
     assert_eq!(a.persist, no_persist());
     check(&mut s1, |p| p.handle_message(2, msg(&a, 1)).unwrap());
@@ -830,10 +837,10 @@ fn persist_marks_exactly_what_changed() {
         proposal = Some(index);
         out
     });
-    assert_eq!(proposal, Some(1));
-    assert_eq!(prop.persist, persist(false, Some(1)));
+    assert_eq!(proposal, Some(2));
+    assert_eq!(prop.persist, persist(false, Some(2)));
     let a = check(&mut s2, |p| p.handle_message(1, msg(&prop, 2)).unwrap());
-    assert_eq!(a.persist, persist(false, Some(1)));
+    assert_eq!(a.persist, persist(false, Some(2)));
     // The same append again: nothing.
     let a = check(&mut s2, |p| p.handle_message(1, msg(&prop, 2)).unwrap());
     assert_eq!(a.persist, no_persist());
@@ -852,7 +859,7 @@ fn persist_marks_exactly_what_changed() {
     let rej = check(&mut s3, |p| p.handle_message(1, msg(&l, 3)).unwrap());
     let retry = check(&mut s1, |p| p.handle_message(3, msg(&rej, 1)).unwrap());
     let a = check(&mut s3, |p| p.handle_message(1, msg(&retry, 3)).unwrap());
-    assert_eq!(a.persist, persist(false, Some(1)));
+    assert_eq!(a.persist, persist(false, Some(2)));
     assert_eq!(s3.log(), s1.log());
 }
 
@@ -878,34 +885,32 @@ fn replies_wait_for_persist_and_leader_appends_go_now() {
 
     let elected = s1.handle_message(2, vote_resp(1, true)).unwrap();
     assert!(elected.send_after_persist.is_empty());
-    assert_eq!(
-        elected.send_now,
-        vec![(2, append(1, 0, 0, &[], 0)), (3, append(1, 0, 0, &[], 0))]
-    );
+    assert_eq!(elected.persist, persist(false, Some(1)));
+    let probe = append(1, 0, 0, &[(1, BLANK)], 0);
+    assert_eq!(elected.send_now, vec![(2, probe.clone()), (3, probe)]);
 
-    // 2 answers the new leader's probe, so the leader pipelines to it; 3 has not answered.
+    // 2 stores the blank entry, so the leader commits it and pipelines to 2; 3 has not
+    // answered.
     let answered = s2.handle_message(1, elected.send_now[0].1.clone()).unwrap();
-    assert_eq!(answered.send_after_persist, vec![(1, ack(1, true, 0))]);
-    assert!(s1
-        .handle_message(2, ack(1, true, 0))
-        .unwrap()
-        .send_now
-        .is_empty());
+    assert_eq!(answered.send_after_persist, vec![(1, ack(1, true, 1))]);
+    let acked = s1.handle_message(2, ack(1, true, 1)).unwrap();
+    assert!(acked.send_now.is_empty());
+    assert_eq!(acked.commit, Some(1));
 
     let (_, proposed) = s1.propose(vec!["x".into()]).unwrap();
     assert!(proposed.send_after_persist.is_empty());
-    assert_eq!(proposed.persist, persist(false, Some(1)));
+    assert_eq!(proposed.persist, persist(false, Some(2)));
     assert_eq!(
         proposed.send_now,
-        vec![(2, append(1, 0, 0, &[(1, "x")], 0))]
+        vec![(2, append(1, 1, 1, &[(1, "x")], 1))]
     );
 
     let stored = s2
         .handle_message(1, proposed.send_now[0].1.clone())
         .unwrap();
     assert!(stored.send_now.is_empty());
-    assert_eq!(stored.send_after_persist, vec![(1, ack(1, true, 1))]);
-    assert_eq!(stored.persist, persist(false, Some(1)));
+    assert_eq!(stored.send_after_persist, vec![(1, ack(1, true, 2))]);
+    assert_eq!(stored.persist, persist(false, Some(2)));
 
     let heartbeat = s1.handle_timeout(Timer::Heartbeat);
     assert_eq!(heartbeat.persist, no_persist());
@@ -913,29 +918,29 @@ fn replies_wait_for_persist_and_leader_appends_go_now() {
     assert_eq!(
         heartbeat.send_now,
         vec![
-            (2, append(1, 1, 1, &[], 0)),
-            (3, append(1, 0, 0, &[(1, "x")], 0)),
+            (2, append(1, 2, 1, &[], 1)),
+            (3, append(1, 0, 0, &[(1, BLANK), (1, "x")], 1)),
         ]
     );
     assert_eq!(heartbeat.timers, vec![Set(Timer::Heartbeat)]);
 
-    // 3 never answered: the heartbeat probes it again, with entry 1. Its answer waits for
-    // the persist too; the leader's next append to it goes now.
+    // 3 never answered: the heartbeat probes it again, with entries 1 and 2. Its answer
+    // waits for the persist too; the leader's next append to it goes now.
     let mut s3 = restore(3, 3, 1, None, &[]);
     let stored = s3
         .handle_message(1, heartbeat.send_now[1].1.clone())
         .unwrap();
     assert!(stored.send_now.is_empty());
-    assert_eq!(stored.send_after_persist, vec![(1, ack(1, true, 1))]);
-    let answered = s1.handle_message(3, ack(1, true, 1)).unwrap();
-    assert_eq!(answered.commit, Some(1));
+    assert_eq!(stored.send_after_persist, vec![(1, ack(1, true, 2))]);
+    let answered = s1.handle_message(3, ack(1, true, 2)).unwrap();
+    assert_eq!(answered.commit, Some(2));
     let (_, proposed) = s1.propose(vec!["y".into()]).unwrap();
     assert!(proposed.send_after_persist.is_empty());
     assert_eq!(
         proposed.send_now,
         vec![
-            (2, append(1, 1, 1, &[(1, "y")], 1)),
-            (3, append(1, 1, 1, &[(1, "y")], 1)),
+            (2, append(1, 2, 1, &[(1, "y")], 2)),
+            (3, append(1, 2, 1, &[(1, "y")], 2)),
         ]
     );
 

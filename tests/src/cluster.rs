@@ -134,6 +134,42 @@ pub fn client_runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// The status of the node at `addr`, or `None` if it does not answer.
+pub async fn node_status(addr: &str) -> Option<rdb_proto::NodeStatus> {
+    rdb_server::client::Client::status_of(addr).await.ok()
+}
+
+/// Waits until every node at `addrs` answers and follows one leader in one term later than
+/// `after_term`; returns that leader's id and term. Panics after `patience`.
+pub async fn wait_for_leader(
+    addrs: &[&String],
+    after_term: u64,
+    patience: std::time::Duration,
+) -> (u64, u64) {
+    let start = std::time::Instant::now();
+    loop {
+        let mut seen = Vec::new();
+        for addr in addrs {
+            if let Some(s) = node_status(addr).await {
+                seen.push((s.leader_id, s.term));
+            }
+        }
+        let agreed = seen.len() == addrs.len()
+            && seen[0].0 != 0
+            && seen[0].1 > after_term
+            && seen.iter().all(|s| *s == seen[0]);
+        if agreed {
+            return seen[0];
+        }
+        assert!(
+            start.elapsed() < patience,
+            "no leader of a term after {after_term} agreed on within {patience:?}: \
+             (leader, term) seen {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

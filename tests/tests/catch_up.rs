@@ -10,11 +10,12 @@
 //!
 //! The catch-up figure (MiB/s) is printed; `rdb-bench` measures it as a benchmark.
 
-use rdb_proto as pb;
 use rdb_server::client::Client;
 use rdb_server::convert::MAX_VALUE_BYTES;
 use std::time::{Duration, Instant};
-use tests::cluster::{build_release_binaries, client_runtime, ProcessCluster};
+use tests::cluster::{
+    build_release_binaries, client_runtime, node_status as status, wait_for_leader, ProcessCluster,
+};
 
 /// Writers putting values at once.
 const WRITERS: usize = 4;
@@ -24,31 +25,6 @@ const VALUES_PER_WRITER: usize = 16;
 const CATCH_UP_BOUND: Duration = Duration::from_secs(60);
 /// How long the first election may take.
 const ELECTION_PATIENCE: Duration = Duration::from_secs(20);
-
-async fn status(addr: &str) -> Option<pb::NodeStatus> {
-    Client::status_of(addr).await.ok()
-}
-
-/// Waits until every node follows one leader in one term; returns the leader's id and term.
-async fn wait_for_leader(addrs: &[String]) -> (u64, u64) {
-    let start = Instant::now();
-    loop {
-        let mut seen = Vec::new();
-        for addr in addrs {
-            if let Some(s) = status(addr).await {
-                seen.push((s.leader_id, s.term));
-            }
-        }
-        if seen.len() == addrs.len() && seen[0].0 != 0 && seen.iter().all(|s| *s == seen[0]) {
-            return seen[0];
-        }
-        assert!(
-            start.elapsed() < ELECTION_PATIENCE,
-            "no leader agreed on after {ELECTION_PATIENCE:?}: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Asserts that every running node at `addrs` follows `leader` in `term`.
 async fn assert_same_leader(addrs: &[&String], leader: u64, term: u64, when: &str) {
@@ -93,7 +69,8 @@ fn a_follower_far_behind_catches_up_and_the_largest_values_commit_without_a_lead
     let runtime = client_runtime();
     let mut cluster = ProcessCluster::start_unrecorded(binaries, 3).expect("starting the cluster");
     let addrs = cluster.addrs().to_vec();
-    let (leader, term) = runtime.block_on(wait_for_leader(&addrs));
+    let all: Vec<&String> = addrs.iter().collect();
+    let (leader, term) = runtime.block_on(wait_for_leader(&all, 0, ELECTION_PATIENCE));
     let follower = (1..=3)
         .find(|node| *node as u64 != leader)
         .expect("a follower");
@@ -149,7 +126,6 @@ fn a_follower_far_behind_catches_up_and_the_largest_values_commit_without_a_lead
         elapsed.as_secs_f64(),
         mib / elapsed.as_secs_f64()
     );
-    let all: Vec<&String> = addrs.iter().collect();
     runtime.block_on(assert_same_leader(&all, leader, term, "after the catch-up"));
 
     // Four values of the largest size a client may write, at once: one batch of about

@@ -206,7 +206,14 @@ async fn a_real_cluster_run_is_a_run_of_the_model() {
         ..
     } = &mut tampered.get_mut(&id).unwrap()[at].event
     {
-        entries.last_mut().expect("an entry").command = None;
+        // A blank entry gains a command; a command is dropped, as if the entry were blank.
+        let entry = entries.last_mut().expect("an entry");
+        entry.command = match entry.command {
+            None => Some(rdb_server::command::Command::Delete {
+                key: "altered".into(),
+            }),
+            Some(_) => None,
+        };
     }
     let why = validate(&tampered).expect_err("a message altered on the way is refused");
     // Refused either where the altered entry was stored, or where it was received.

@@ -130,6 +130,23 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
             output.commit
         ));
     }
+    // A new leader appends exactly one blank entry of its term (§8), and nothing else.
+    let elected = became_leader(before, after);
+    if elected {
+        let blank = Entry {
+            term: after.term(),
+            command: None,
+        };
+        let appended = after.log().len() == before.log().len() + 1
+            && after.log().starts_with(before.log())
+            && after.log().last() == Some(&blank);
+        if !appended {
+            return Some(format!(
+                "a new leader of term {} must append exactly one blank entry of its term (§8)",
+                after.term()
+            ));
+        }
+    }
     match input {
         Input::Message(_, message) if after.term() < message.term() => Some(format!(
             "handled a {} of term {} and stayed in term {} (§5.1)",
@@ -157,7 +174,10 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
         }
         Input::Timeout(Timer::Election) if before.role_kind() != crate::peer::RoleKind::Leader => {
             let voted_self = after.voted_for() == Some(me);
-            if after.term() != before.term() + 1 || !voted_self || after.log() != before.log() {
+            // A cluster of one elects itself at once and appends its blank entry (checked
+            // above); otherwise the log stays as it was.
+            let log_kept = elected || after.log() == before.log();
+            if after.term() != before.term() + 1 || !voted_self || !log_kept {
                 return Some(
                     "an election must take the next term, vote for itself, and keep the log".into(),
                 );
@@ -335,7 +355,7 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
             }
         }
         Message::RequestVoteResponse { .. } | Message::AppendEntriesResponse { .. } => {
-            if after.log() != before.log() {
+            if after.log() != before.log() && !became_leader(before, after) {
                 return Some(format!("a {} changed the log", message.kind()));
             }
             if let (
@@ -364,6 +384,15 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
             None
         }
     }
+}
+
+/// Whether the step made the server the leader of a term it did not lead before.
+fn became_leader<C: Clone + std::fmt::Debug + crate::Payload, D: Deviation>(
+    before: &Peer<C, D>,
+    after: &Peer<C, D>,
+) -> bool {
+    use crate::peer::RoleKind::Leader;
+    after.role_kind() == Leader && (before.role_kind() != Leader || before.term() != after.term())
 }
 
 fn before_matched<C: Clone + std::fmt::Debug + crate::Payload, D: Deviation>(

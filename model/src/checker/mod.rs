@@ -174,8 +174,11 @@ impl ModelConfig {
 
     /// The default check: a suite of configurations that each add one dimension to a small
     /// base, as TLC users keep several MC configs. Together they cover 3 servers, crashes with
-    /// recovery, message loss, two client requests, two and three terms, flow control (one
-    /// entry per AppendEntries, a window of one) and every Sometimes property.
+    /// recovery, message loss, one and two client requests, two and three terms, flow control
+    /// (one entry per AppendEntries, a window of one) and every Sometimes property. A new
+    /// leader's blank entry (§8) is an entry of its own, so one request already gives logs of
+    /// several entries and terms. Heartbeats are optional steps, so `base` also explores every
+    /// schedule without them.
     pub fn default_suite() -> Vec<ModelConfig> {
         let base = ModelConfig {
             name: "base".into(),
@@ -183,20 +186,21 @@ impl ModelConfig {
             ..ModelConfig::default()
         };
         vec![
-            // Elections, replication, heartbeats and check-quorum, two terms.
+            // Elections with their blank entries, a request, heartbeats and check-quorum, two
+            // terms.
             base.clone(),
-            // A second request: a later leader commits, a follower truncates a conflict.
+            // A second request: more entries of one term, a later leader commits them.
             ModelConfig {
                 name: "two-requests".into(),
                 client_requests: 2,
                 heartbeats: false,
+                max_in_flight: 3,
                 ..base.clone()
             },
-            // Flow control: two requests sent one entry per AppendEntries, one in flight per
-            // follower: a window fills, a follower catches up batch by batch.
+            // Flow control: one entry per AppendEntries, one in flight per follower: a window
+            // fills, a follower catches up batch by batch.
             ModelConfig {
                 name: "flow-control".into(),
-                client_requests: 2,
                 heartbeats: false,
                 batch: Some(1),
                 window: Some(1),
@@ -210,15 +214,18 @@ impl ModelConfig {
                 heartbeats: false,
                 ..base.clone()
             },
-            // Three terms and two requests, with loss: a lost message frees its slot, so two
-            // messages in flight carry three elections and two writes.
+            // Three terms with loss: a lost message frees its slot, so two messages in flight
+            // carry three elections. One entry per AppendEntries, one in flight: a follower
+            // can store an earlier term's entry without the new leader's blank entry after it
+            // (Figure 8).
             ModelConfig {
                 name: "three-terms-lossy".into(),
                 lossy: true,
                 max_term: 3,
-                client_requests: 2,
                 max_in_flight: 2,
                 heartbeats: false,
+                batch: Some(1),
+                window: Some(1),
                 ..base
             },
         ]
@@ -319,16 +326,17 @@ impl ModelConfig {
 
 /// The bounds: terms, messages in flight, log lengths, and crashes of servers only.
 ///
-/// A log holds at most one entry more than there are client requests. Only a duplicating
-/// network can append a value twice: it delivers a client's proposal again, as a client that
-/// retries would send it. One such retry is explored; without the bound, a leader whose
-/// followers are all being probed (so that a proposal sends nothing) would append the same
-/// value forever.
+/// A log holds at most one command more than there are client requests (and a blank entry per
+/// term, which the term bound limits). Only a duplicating network can append a value twice: it
+/// delivers a client's proposal again, as a client that retries would send it. One such retry
+/// is explored; without the bound, a leader whose followers are all being probed (so that a
+/// proposal sends nothing) would append the same value forever.
 fn within_boundary(cfg: &ModelConfig, state: &RaftState) -> bool {
     state.network.len() <= cfg.max_in_flight
         && state.actor_states.iter().all(|s| {
             s.server().is_none_or(|s| {
-                s.peer.term() <= cfg.max_term && s.peer.log().len() <= cfg.client_requests + 1
+                let commands = s.peer.log().iter().filter(|e| e.command.is_some()).count();
+                s.peer.term() <= cfg.max_term && commands <= cfg.client_requests + 1
             })
         })
         && state.crashed[cfg.servers..].iter().all(|crashed| !crashed)

@@ -32,7 +32,7 @@ pub struct NamedProperty {
 /// Every property, in report order. Where one state violates several, the first in this
 /// order is the one a planted bug is said to violate first: the more specific properties come
 /// before the broader ones that the same damage also breaks.
-pub const ALL: [NamedProperty; 19] = [
+pub const ALL: [NamedProperty; 20] = [
     NamedProperty {
         name: "ElectionSafety",
         expectation: Expect::Always,
@@ -119,6 +119,13 @@ pub const ALL: [NamedProperty; 19] = [
         expectation: Expect::Sometimes,
         description: "a client entry commits",
         condition: entry_committed,
+    },
+    NamedProperty {
+        name: "BlankEntryCommitsEarlierTerm",
+        expectation: Expect::Sometimes,
+        description: "a leader's commit index reaches its blank entry, past an earlier term's \
+                      client entry, with no client entry of its own term",
+        condition: blank_entry_commits_earlier_term,
     },
     NamedProperty {
         name: "LaterLeaderCommits",
@@ -341,7 +348,20 @@ fn leader_elected(_: &RaftModel, state: &RaftState) -> bool {
 }
 
 fn entry_committed(_: &RaftModel, state: &RaftState) -> bool {
-    servers(state).any(|(_, server, _)| server.peer.commit_index() > 0)
+    servers(state).any(|(_, server, _)| committed(server).iter().any(|e| e.command.is_some()))
+}
+
+fn blank_entry_commits_earlier_term(_: &RaftModel, state: &RaftState) -> bool {
+    live_leaders(state).any(|leader| {
+        let term = leader.peer.term();
+        let prefix = committed(leader);
+        let own_blank = prefix
+            .last()
+            .is_some_and(|e| e.term == term && e.command.is_none());
+        let earlier_command = prefix.iter().any(|e| e.term < term && e.command.is_some());
+        let own_command = prefix.iter().any(|e| e.term == term && e.command.is_some());
+        own_blank && earlier_command && !own_command
+    })
 }
 
 fn later_leader_commits(_: &RaftModel, state: &RaftState) -> bool {

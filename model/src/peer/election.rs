@@ -9,7 +9,7 @@
 use super::progress::ProgressTracker;
 use super::Payload;
 use super::{
-    quorum, Deviation, Index, Message, NodeId, Output, Peer, Role, Term, Timer, TimerCommand,
+    quorum, Deviation, Entry, Index, Message, NodeId, Output, Peer, Role, Term, Timer, TimerCommand,
 };
 use std::collections::BTreeSet;
 use std::fmt;
@@ -65,7 +65,28 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         };
         output.timers.push(TimerCommand::Set(Timer::Heartbeat));
         output.timers.push(TimerCommand::Set(Timer::Election));
+        self.planted_reset_commit();
+        self.append_blank_entry(output);
         self.broadcast_append(output);
+        // A cluster of one commits its blank entry at once.
+        self.maybe_commit(output);
+    }
+
+    /// A new leader's first entry carries no command (§8): once a majority stores it, it
+    /// commits, and with it every entry of earlier terms before it, with no client write.
+    fn append_blank_entry(&mut self, output: &mut Output<C>) {
+        let index = self.last_index() + 1;
+        let term = self.durable.term;
+        self.raft_log_mut().extend([Entry {
+            term,
+            command: None,
+        }]);
+        output.persist.log_from = Some(
+            output
+                .persist
+                .log_from
+                .map_or(index, |from| from.min(index)),
+        );
     }
 
     /// Check-quorum: a leader that has not heard from a majority since the last check steps

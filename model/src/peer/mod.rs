@@ -617,7 +617,8 @@ mod tests {
         peer
     }
 
-    /// The leader of term 3 with log terms [1, 1, 2], after 2 acknowledged the whole log.
+    /// The leader of term 3 with log terms [1, 1, 2, 3] (the last its blank entry), after 2
+    /// acknowledged the whole log.
     fn leader_with_progress() -> Peer<u8> {
         let mut peer = follower_with_log(&[1, 1, 2]);
         peer.handle_timeout(Timer::Election);
@@ -629,7 +630,7 @@ mod tests {
         let ack = Message::AppendEntriesResponse {
             term: 3,
             success: true,
-            index: 3,
+            index: 4,
         };
         peer.handle_message(2, ack).unwrap();
         assert_eq!(peer.role_kind(), RoleKind::Leader);
@@ -763,7 +764,7 @@ mod tests {
         };
         let refusal = Refusal::AcknowledgesBeyondLog {
             index: Index::MAX,
-            last_index: 3,
+            last_index: 4,
         };
         assert_refused(&mut peer, 3, ack, refusal);
         let hint = Message::AppendEntriesResponse {
@@ -773,7 +774,7 @@ mod tests {
         };
         let refusal = Refusal::HintBeyondLog {
             index: Index::MAX,
-            last_index: 3,
+            last_index: 4,
         };
         assert_refused(&mut peer, 3, hint, refusal);
     }
@@ -801,7 +802,7 @@ mod tests {
             success: false,
             index: 0,
         };
-        // Reordered behind the acknowledgement of 3: the leader never backs off below it.
+        // Reordered behind the acknowledgement of 4: the leader never backs off below it.
         peer.handle_message(2, stale).unwrap();
         assert_eq!(progress_of(&peer, 2), before);
     }

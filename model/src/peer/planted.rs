@@ -163,4 +163,26 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         }
         last_new
     }
+
+    /// `commit-on-election`: the index a leader commits when no follower has acknowledged
+    /// anything yet: its last index, as a cluster of one would.
+    pub(super) fn planted_commit_unacknowledged(&self) -> Option<Index> {
+        if !self.planted(Bug::CommitOnElection) {
+            return None;
+        }
+        let super::Role::Leader { progress, .. } = &self.role else {
+            return None;
+        };
+        progress
+            .iter()
+            .all(|(_, follower)| follower.matched == 0)
+            .then(|| self.last_index())
+    }
+
+    /// `commit-reset-on-election`: a new leader forgets its commit index.
+    pub(super) fn planted_reset_commit(&mut self) {
+        if self.planted(Bug::CommitResetOnElection) {
+            self.commit_index = 0;
+        }
+    }
 }

@@ -200,7 +200,10 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             Some(planted) => planted,
             None => quorum::majority(cluster),
         };
-        let candidate = progress.quorum_index(self.last_index(), quorum);
+        let candidate = match self.planted_commit_unacknowledged() {
+            Some(planted) => planted,
+            None => progress.quorum_index(self.last_index(), quorum),
+        };
         let own_term =
             self.planted_commit_any_term() || self.term_at(candidate) == self.durable.term;
         if candidate > self.commit_index && own_term {

@@ -46,8 +46,8 @@ impl Payload for bytes::Bytes {
 pub struct Entry<C> {
     /// The term of the leader that created the entry.
     pub term: Term,
-    /// The client command. `None` is reserved for a leader's blank entry (§8); this Peer does
-    /// not append one yet, so a new leader commits earlier-term entries with its first command.
+    /// The client command, or `None` for the blank entry a new leader appends (§8), which
+    /// lets it commit the entries of earlier terms without waiting for a client write.
     pub command: Option<C>,
 }
 
