@@ -1099,10 +1099,10 @@ const MUTANTS: [Mutant; 10] = [
     },
     Mutant {
         invariant: "FlowControlWindow",
-        why: "a new leader probes one index past the end of its log, so a follower's next index \
-              is out of range",
+        why: "a new leader probes one index past the end of its log (its blank entry \
+              included), so a follower's next index is out of range",
         from: "[j \\in Server |-> IF j = i THEN 0 ELSE Len(log[i]) + 1]]",
-        to: "[j \\in Server |-> IF j = i THEN 0 ELSE Len(log[i]) + 2]]",
+        to: "[j \\in Server |-> IF j = i THEN 0 ELSE Len(log[i]) + 3]]",
         values: "{1}",
         max_term: 1,
         max_commands: 0,
