@@ -45,7 +45,11 @@ async fn stopped_node_with_writes(writes: usize) -> (TestCluster, Vec<u64>) {
     }
     cluster.stop(1).await;
     let offsets = record_offsets(&first_segment(&cluster.data_dir(1)));
-    assert_eq!(offsets.len(), writes, "one record per acknowledged write");
+    assert_eq!(
+        offsets.len(),
+        writes + 1,
+        "the leader's blank entry, then one record per acknowledged write"
+    );
     (cluster, offsets)
 }
 
@@ -147,7 +151,11 @@ async fn crashed_in_the_last_write() -> (TestCluster, Vec<u64>, PathBuf) {
     cluster.stop(1).await;
     let segment = first_segment(&cluster.data_dir(1));
     let offsets = record_offsets(&segment);
-    assert_eq!(offsets.len(), 4, "one record per acknowledged write");
+    assert_eq!(
+        offsets.len(),
+        5,
+        "the leader's blank entry, then one record per acknowledged write"
+    );
     cut_three_bytes(&segment);
     std::fs::write(&synced, before_last).expect("restore synced");
     (cluster, offsets, segment)
@@ -170,9 +178,9 @@ async fn an_acknowledged_last_record_cut_short_stops_the_node() {
             reason,
         }) => {
             assert_eq!(path, &segment);
-            assert_eq!(*offset, offsets[3]);
+            assert_eq!(*offset, offsets[4]);
             assert!(
-                reason.contains("entries up to index 4 were made durable"),
+                reason.contains("entries up to index 5 were made durable"),
                 "{reason}"
             );
         }
@@ -188,10 +196,10 @@ async fn a_last_record_torn_by_a_crash_is_dropped_and_the_node_starts() {
     cluster.restart(1).await;
     let state = cluster.state(1).await;
     assert_eq!(
-        state.last_log_index, 3,
+        state.last_log_index, 4,
         "the torn record is gone, the others stay"
     );
-    assert_eq!(std::fs::metadata(&segment).expect("stat").len(), offsets[3]);
+    assert_eq!(std::fs::metadata(&segment).expect("stat").len(), offsets[4]);
     cluster.wait_for_leader(&[1]).await;
     let mut client = cluster.client();
     for i in 0..3 {
