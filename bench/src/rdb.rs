@@ -68,9 +68,9 @@ impl RdbCluster {
                 .peer
                 .entry(node.applied_index)
                 .expect("committed entries are in the log");
-            match &entry.command {
-                Some(command) => node.sm.apply(command)?,
-                None => fail!("rdb-peer: node {id} committed a blank entry"),
+            // A new leader's blank entry (§8) carries no command.
+            if let Some(command) = &entry.command {
+                node.sm.apply(command)?;
             }
         }
         Ok(())
