@@ -3,8 +3,8 @@
 //! A server that hears of a newer term follows it. A server whose election timer fires becomes
 //! a candidate of the next term and asks every other server for its vote; a server grants at
 //! most one vote per term, and only to a candidate whose log is at least as up-to-date as its
-//! own. A candidate that a majority voted for leads the term. A leader that stops hearing from
-//! a majority steps down (check-quorum).
+//! own. A candidate that a majority voted for leads the term and appends a blank entry of it
+//! (§8). A leader that stops hearing from a majority steps down (check-quorum).
 
 use super::progress::ProgressTracker;
 use super::Payload;
