@@ -40,7 +40,7 @@ use model::{
 use slog::{crit, warn, Logger};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -327,6 +327,8 @@ pub struct Driver<T: Timers, O: Outbound, D: Deviation = Faithful> {
     recorder: Option<Recorder>,
     /// A save failed: nothing more may leave the node, and [`Driver::run`] returns this.
     fatal: Option<StorageError>,
+    /// Tests only: a sleep after each batch's persist (a slow disk).
+    batch_pause: Option<Duration>,
 }
 
 impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
@@ -371,10 +373,17 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
             last_role,
             recorder,
             fatal: None,
+            batch_pause: None,
         };
         driver.absorb(restore_output);
         driver.flush();
         driver
+    }
+
+    /// Sleeps `pause` after persisting each batch, as on a slow disk (tests only).
+    pub fn with_batch_pause(mut self, pause: Option<Duration>) -> Self {
+        self.batch_pause = pause;
+        self
     }
 
     /// Runs until [`Input::Shutdown`] or until every input sender is gone (`Ok`), or until a
@@ -424,6 +433,9 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
             }
             let stop = self.process(timeouts, batch);
             self.flush();
+            if let Some(pause) = self.batch_pause {
+                std::thread::sleep(pause);
+            }
             if let Some(error) = self.fatal.take() {
                 return Err(error);
             }

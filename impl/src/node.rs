@@ -191,6 +191,9 @@ pub struct StartOptions {
     /// Replace the member list stored in the data directory by `config.peers`' ids instead of
     /// refusing a difference (`rdb-server --replace-members`: an offline change of members).
     pub replace_members: bool,
+    /// For tests: after persisting each batch the driver sleeps this long, as on a slow disk,
+    /// so that clients can outpace it whatever the machine's disk. `None` in every server.
+    pub batch_pause: Option<Duration>,
 }
 
 impl Default for StartOptions {
@@ -201,6 +204,7 @@ impl Default for StartOptions {
             input_queue: INPUT_QUEUE_CAPACITY,
             record: None,
             replace_members: false,
+            batch_pause: None,
         }
     }
 }
@@ -363,7 +367,8 @@ impl Node {
             logger.clone(),
             options.max_batch,
             recorder,
-        );
+        )
+        .with_batch_pause(options.batch_pause);
         let driver = spawn_driver(
             format!("rdb-driver-{}", config.id),
             move || driver.run(),

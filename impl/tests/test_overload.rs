@@ -28,6 +28,9 @@ const WRITES_PER_CLIENT: usize = 10;
 const CONNECTIONS: usize = 32;
 /// The bound on the test process's peak resident memory, node and clients together.
 const MAX_RSS_KIB: u64 = 128 * 1024;
+/// The driver's sleep after each batch's persist: a slow disk, so that the clients outpace the
+/// node on any machine (on a fast disk the node may keep up and the queue never fills).
+const SLOW_DISK: Duration = Duration::from_millis(5);
 
 async fn start_node(dir: &Path, listener: TcpListener) -> Node {
     let addr = listener.local_addr().expect("addr");
@@ -36,6 +39,7 @@ async fn start_node(dir: &Path, listener: TcpListener) -> Node {
         listener: Some(listener),
         max_batch: BATCH,
         input_queue: QUEUE,
+        batch_pause: Some(SLOW_DISK),
         ..StartOptions::default()
     };
     let node = Node::start(config, logging::for_tests(), options)
