@@ -719,8 +719,9 @@ mod tests {
         }
     }
 
-    /// Node 1 is elected in term 1 and proposes two commands: its AppendEntries leave at once
-    /// and the save of the two entries starts; node 1 is killed before that save is recorded.
+    /// Node 1 is elected in term 1 (its blank entry saved) and proposes two commands: its
+    /// AppendEntries leave at once and the save of the two entries starts; node 1 is killed
+    /// before that save is recorded.
     fn killed_mid_save() -> (Sim, Durable<Command>, Durable<Command>) {
         let mut sim = Sim::new(3);
         let requests = sim.step(1, RecordedInput::Timeout(Timer::Election));
@@ -730,7 +731,8 @@ mod tests {
         let saved = sim.peers[&1].durable().clone();
         sim.step(1, RecordedInput::Propose(vec![put("a", 1), put("b", 2)]));
         let in_flight = sim.peers[&1].durable().clone();
-        assert_eq!(in_flight.log.len(), 2);
+        // The blank entry of its election, then the two commands.
+        assert_eq!(in_flight.log.len(), 3);
         (sim, saved, in_flight)
     }
 
@@ -810,9 +812,9 @@ mod tests {
     #[test]
     fn a_kill_mid_save_is_accepted() {
         let (sim, saved, in_flight) = killed_mid_save();
-        // The save did not start, wrote one entry (a torn second one cut at recovery), or
-        // completed before its line was written.
-        for kept in 0..=2 {
+        // The save did not start (the blank entry of the election alone), wrote one command (a
+        // torn second one cut at recovery), or completed before its line was written.
+        for kept in 1..=3 {
             let mut restored = in_flight.clone();
             restored.log.truncate(kept);
             let mut run = sim.clone();
@@ -879,7 +881,7 @@ mod tests {
         restored.log.pop();
         run.restart(1, restored);
         let why = validate_recordings(&run.parsed()).expect_err("a lost entry");
-        assert!(why.contains("fewer than the 2"), "{why}");
+        assert!(why.contains("fewer than the 3"), "{why}");
         // A first start that restores anything but empty storage.
         let mut run = sim.clone();
         run.recordings.get_mut(&1).unwrap().clear();
