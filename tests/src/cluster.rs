@@ -170,6 +170,27 @@ pub async fn wait_for_leader(
     }
 }
 
+/// Builds the release binaries, starts `size` unrecorded `rdb-server` processes and waits for
+/// them to agree on a first leader. Returns the cluster, the clients' runtime, the nodes'
+/// addresses and the leader's id and term.
+pub fn start_and_elect(
+    size: usize,
+    patience: std::time::Duration,
+) -> (
+    ProcessCluster,
+    tokio::runtime::Runtime,
+    Vec<String>,
+    (u64, u64),
+) {
+    let binaries = build_release_binaries().expect("building rdb-server");
+    let runtime = client_runtime();
+    let cluster = ProcessCluster::start_unrecorded(binaries, size).expect("starting the cluster");
+    let addrs = cluster.addrs().to_vec();
+    let all: Vec<&String> = addrs.iter().collect();
+    let elected = runtime.block_on(wait_for_leader(&all, 0, patience));
+    (cluster, runtime, addrs, elected)
+}
+
 /// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

@@ -9,9 +9,7 @@
 
 use rdb_server::client::Client;
 use std::time::{Duration, Instant};
-use tests::cluster::{
-    build_release_binaries, client_runtime, node_status, wait_for_leader, ProcessCluster,
-};
+use tests::cluster::{node_status, start_and_elect, wait_for_leader};
 
 /// How long an election may take.
 const ELECTION_PATIENCE: Duration = Duration::from_secs(20);
@@ -45,13 +43,8 @@ async fn wait_for_commit(addrs: &[&String], last: u64, when: &str) {
 
 #[test]
 fn a_new_leader_commits_its_blank_entry_without_a_client_write() {
-    let binaries = build_release_binaries().expect("building rdb-server");
-    let runtime = client_runtime();
-    let mut cluster = ProcessCluster::start_unrecorded(binaries, 3).expect("starting the cluster");
-    let addrs = cluster.addrs().to_vec();
+    let (mut cluster, runtime, addrs, (leader, term)) = start_and_elect(3, ELECTION_PATIENCE);
     let all: Vec<&String> = addrs.iter().collect();
-
-    let (leader, term) = runtime.block_on(wait_for_leader(&all, 0, ELECTION_PATIENCE));
     let first = runtime
         .block_on(node_status(&addrs[leader as usize - 1]))
         .expect("the leader answers");

@@ -13,9 +13,7 @@
 use rdb_server::client::Client;
 use rdb_server::convert::MAX_VALUE_BYTES;
 use std::time::{Duration, Instant};
-use tests::cluster::{
-    build_release_binaries, client_runtime, node_status as status, wait_for_leader, ProcessCluster,
-};
+use tests::cluster::{node_status as status, start_and_elect};
 
 /// Writers putting values at once.
 const WRITERS: usize = 4;
@@ -65,12 +63,8 @@ async fn put_concurrently(addrs: &[String], prefix: &str, count: usize, bytes: u
 
 #[test]
 fn a_follower_far_behind_catches_up_and_the_largest_values_commit_without_a_leader_change() {
-    let binaries = build_release_binaries().expect("building rdb-server");
-    let runtime = client_runtime();
-    let mut cluster = ProcessCluster::start_unrecorded(binaries, 3).expect("starting the cluster");
-    let addrs = cluster.addrs().to_vec();
+    let (mut cluster, runtime, addrs, (leader, term)) = start_and_elect(3, ELECTION_PATIENCE);
     let all: Vec<&String> = addrs.iter().collect();
-    let (leader, term) = runtime.block_on(wait_for_leader(&all, 0, ELECTION_PATIENCE));
     let follower = (1..=3)
         .find(|node| *node as u64 != leader)
         .expect("a follower");
