@@ -681,19 +681,19 @@ fn s5_4_1_vote_refused_to_shorter_log_with_same_last_term() {
 /// the earlier-term entry reaches a majority before the blank entry of its term (§8) does.
 #[test]
 fn s5_4_2_earlier_term_entry_commits_only_under_a_current_term_entry() {
-    let mut s1 = restore(1, 3, 3, None, &[(2, "a")]);
-    s1 = Peer::restore(
-        Config {
-            flow: FlowControl {
-                max_entries: 1,
-                ..FlowControl::default()
-            },
-            ..Config::new(1, members(3))
+    let one_entry_per_message = Config {
+        flow: FlowControl {
+            max_entries: 1,
+            ..FlowControl::default()
         },
-        s1.durable().clone(),
-    )
-    .unwrap()
-    .0;
+        ..Config::new(1, members(3))
+    };
+    let durable = Durable {
+        term: 3,
+        voted_for: None,
+        log: log(&[(2, "a")]),
+    };
+    let mut s1 = Peer::restore(one_entry_per_message, durable).unwrap().0;
     let mut s2 = restore(2, 3, 3, None, &[]);
 
     let out = s1.handle_timeout(Timer::Election);
