@@ -14,7 +14,7 @@
 (* flow control (probe, then pipelining within a window, MaxBatch entries  *)
 (* per message); commit of current-term entries by majority (§5.4.2);      *)
 (* heartbeats; check-quorum; a new leader's blank entry (§8), whose        *)
-(* command is Nil.                                                         *)
+(* command is Nil; with PreVote, pre-vote and leader stickiness (§9.6).    *)
 (*                                                                         *)
 (* Persistence: a step that changes a server's term, vote or log asks for  *)
 (* them to be persisted (Output.persist), and the model saves them before  *)
@@ -31,7 +31,8 @@ CONSTANTS
     Duplicating,  \* TRUE: a delivered message stays in flight and may be delivered again.
     Lossy,        \* TRUE: the network may lose a message in flight.
     MaxBatch,     \* FlowControl.max_entries: at most this many entries in one AppendEntries.
-    Window        \* FlowControl.max_inflight: pipelined AppendEntries in flight per follower.
+    Window,       \* FlowControl.max_inflight: pipelined AppendEntries in flight per follower.
+    PreVote       \* Config.pre_vote: pre-vote and leader stickiness (§9.6).
 
 VARIABLES
     \* Durable (model/src/peer/types.rs), per server.
@@ -41,9 +42,10 @@ VARIABLES
                   \* entry's command is Nil.
     \* The Peer's volatile state, per server.
     commitIndex,  \* Peer.commit_index.
-    role,         \* "Follower", "Candidate" or "Leader" (Role).
+    role,         \* "Follower", "PreCandidate", "Candidate" or "Leader" (Role).
     leader,       \* Peer::leader(): a follower's known leader, a leader itself, or Nil.
-    votes,        \* Role::Candidate.votes: servers that granted their vote; {} otherwise.
+    votes,        \* Role::Candidate.votes: servers that granted their vote, or
+                  \* Role::PreCandidate.votes: servers that would; {} otherwise.
     nextIndex,    \* Role::Leader.progress[j].next; 0 where there is no progress entry.
     matchIndex,   \* Role::Leader.progress[j].matched; 0 where there is no progress entry.
     flowState,    \* Role::Leader.progress[j].flow: "Probe" (Flow::Probe, not paused),
@@ -194,10 +196,26 @@ NewCommitIndex(i, xlog, xmatch) ==
 GrantsVote(i, j, m) ==
     LET newer == m.term > currentTerm[i]
     IN /\ m.term >= currentTerm[i]
-       /\ newer \/ role[i] = "Follower"
+       /\ newer \/ role[i] \in {"Follower", "PreCandidate"}
        /\ newer \/ votedFor[i] = Nil \/ votedFor[i] = j
        /\ \/ m.last_log_term > LastTerm(log[i])
           \/ m.last_log_term = LastTerm(log[i]) /\ m.last_log_index >= Len(log[i])
+
+\* Peer::handle_pre_vote_request's decision: the proposed term is newer than the receiver's
+\* and the asker's log is at least as up-to-date. The vote already cast does not matter.
+GrantsPreVote(i, m) ==
+    /\ m.term > currentTerm[i]
+    /\ \/ m.last_log_term > LastTerm(log[i])
+       \/ m.last_log_term = LastTerm(log[i]) /\ m.last_log_index >= Len(log[i])
+
+\* Leader stickiness (Peer::ignores): with pre-vote, a server that follows a leader of its
+\* term, or leads it, ignores a request for a vote or a pre-vote of a newer term.
+Sticky(i, m) ==
+    /\ PreVote
+    /\ m.type \in {"RequestVoteRequest", "PreVoteRequest"}
+    /\ m.term > currentTerm[i]
+    /\ \/ role[i] = "Leader"
+       \/ role[i] = "Follower" /\ leader[i] /= Nil
 
 \* A candidate counts a vote granted in its term.
 CountsVote(i, m) == m.term = currentTerm[i] /\ m.granted /\ role[i] = "Candidate"
@@ -246,6 +264,17 @@ BecomeFollower(i, l) ==
 \* Role::Candidate { votes: {i} }.
 BecomeCandidate(i) ==
     /\ role' = [role EXCEPT ![i] = "Candidate"]
+    /\ leader' = [leader EXCEPT ![i] = Nil]
+    /\ votes' = [votes EXCEPT ![i] = {i}]
+    /\ nextIndex' = [nextIndex EXCEPT ![i] = NoProgress]
+    /\ matchIndex' = [matchIndex EXCEPT ![i] = NoProgress]
+    /\ flowState' = [flowState EXCEPT ![i] = NoFlow]
+    /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
+    /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+
+\* Role::PreCandidate { votes: {i} }.
+BecomePreCandidate(i) ==
+    /\ role' = [role EXCEPT ![i] = "PreCandidate"]
     /\ leader' = [leader EXCEPT ![i] = Nil]
     /\ votes' = [votes EXCEPT ![i] = {i}]
     /\ nextIndex' = [nextIndex EXCEPT ![i] = NoProgress]
@@ -334,10 +363,25 @@ StartElection(i) ==
        ELSE /\ BecomeCandidate(i)
             /\ UNCHANGED <<log, commitIndex>>
 
+\* With pre-vote, a follower's or candidate's election timer: Peer::start_pre_vote. In its
+\* own term, with its vote unchanged, it asks every other server whether it would vote for
+\* it in the next term. A cluster of one goes on to the election at once.
+StartPreVote(i) ==
+    IF Majority = 1
+    THEN StartElection(i)
+    ELSE /\ messages' = messages (+)
+                Send({[type |-> "PreVoteRequest", term |-> currentTerm[i] + 1,
+                       last_log_index |-> Len(log[i]), last_log_term |-> LastTerm(log[i]),
+                       from |-> i, to |-> j] : j \in Others(i)})
+         /\ BecomePreCandidate(i)
+         /\ UNCHANGED <<durableVars, commitIndex, crashed>>
+
 \* Timer::Election fires on a running server (the timer is always armed on one).
 ElectionTimeout(i) ==
     /\ ~crashed[i]
-    /\ IF role[i] = "Leader" THEN CheckQuorum(i) ELSE StartElection(i)
+    /\ IF role[i] = "Leader" THEN CheckQuorum(i)
+       ELSE IF PreVote THEN StartPreVote(i)
+       ELSE StartElection(i)
 
 \* Timer::Heartbeat fires on a leader: every follower hears from it (Peer::broadcast_heartbeat):
 \* a paused probe goes again, a full window forgets its oldest message.
@@ -375,10 +419,13 @@ StepDown(i, term) ==
     /\ votedFor' = [votedFor EXCEPT ![i] = Nil]
     /\ BecomeFollower(i, Nil)
 
+\* A request a sticky server ignores: consumed, nothing else happens.
+Ignore(i, m) ==
+    /\ messages' = Consume(m)
+    /\ UNCHANGED <<durableVars, commitIndex, roleVars, crashed>>
+
 \* Peer::handle_request_vote_request: grant or refuse, and answer with the term.
-HandleRequestVoteRequest(i, j, m) ==
-    /\ m.type = "RequestVoteRequest"
-    /\ ~crashed[i]
+HandleVoteRequest(i, j, m) ==
     /\ currentTerm' = [currentTerm EXCEPT ![i] = Max(@, m.term)]
     /\ votedFor' = [votedFor EXCEPT ![i] = IF GrantsVote(i, j, m) THEN j
                                             ELSE IF m.term > currentTerm[i] THEN Nil
@@ -388,6 +435,12 @@ HandleRequestVoteRequest(i, j, m) ==
                  granted |-> GrantsVote(i, j, m), from |-> i, to |-> j]})
     /\ UNCHANGED <<log, commitIndex, crashed>>
     /\ IF m.term > currentTerm[i] THEN BecomeFollower(i, Nil) ELSE UNCHANGED roleVars
+
+\* The same, unless stickiness ignores the request.
+HandleRequestVoteRequest(i, j, m) ==
+    /\ m.type = "RequestVoteRequest"
+    /\ ~crashed[i]
+    /\ IF Sticky(i, m) THEN Ignore(i, m) ELSE HandleVoteRequest(i, j, m)
 
 \* Peer::handle_request_vote_response: a candidate counts a granted vote of its term and
 \* becomes leader on a majority. Anything else changes nothing beyond observe_term.
@@ -410,6 +463,45 @@ HandleRequestVoteResponse(i, j, m) ==
                            flowState, inflight, heardFrom>>
        ELSE /\ messages' = Consume(m)
             /\ UNCHANGED <<log, currentTerm, votedFor, roleVars>>
+
+\* Peer::handle_pre_vote_request: answer whether the vote would be granted, changing
+\* nothing: a granted answer carries the proposed term, a refusal the receiver's own.
+HandlePreVoteRequest(i, j, m) ==
+    /\ m.type = "PreVoteRequest"
+    /\ ~crashed[i]
+    /\ IF Sticky(i, m)
+       THEN Ignore(i, m)
+       ELSE /\ messages' = Consume(m) (+)
+                  Send({[type |-> "PreVoteResponse",
+                         term |-> IF GrantsPreVote(i, m) THEN m.term ELSE currentTerm[i],
+                         granted |-> GrantsPreVote(i, m), from |-> i, to |-> j]})
+            /\ UNCHANGED <<durableVars, commitIndex, roleVars, crashed>>
+
+\* Peer::handle_pre_vote_response. A refusal of a newer term is a newer term (observe_term);
+\* a granted answer for the next term counts, and a majority starts the election.
+HandlePreVoteResponse(i, j, m) ==
+    /\ m.type = "PreVoteResponse"
+    /\ ~crashed[i]
+    /\ UNCHANGED <<commitIndex, crashed, log>>
+    /\ LET counts == m.granted /\ m.term = currentTerm[i] + 1 /\ role[i] = "PreCandidate"
+       IN IF ~m.granted /\ m.term > currentTerm[i]
+          THEN /\ StepDown(i, m.term)
+               /\ messages' = Consume(m)
+          ELSE IF counts /\ Cardinality(votes[i] \cup {j}) >= Majority
+          THEN /\ currentTerm' = [currentTerm EXCEPT ![i] = @ + 1]
+               /\ votedFor' = [votedFor EXCEPT ![i] = i]
+               /\ messages' = Consume(m) (+)
+                     Send({[type |-> "RequestVoteRequest", term |-> currentTerm[i] + 1,
+                            last_log_index |-> Len(log[i]), last_log_term |-> LastTerm(log[i]),
+                            from |-> i, to |-> k] : k \in Others(i)})
+               /\ BecomeCandidate(i)
+          ELSE IF counts
+          THEN /\ votes' = [votes EXCEPT ![i] = @ \cup {j}]
+               /\ messages' = Consume(m)
+               /\ UNCHANGED <<currentTerm, votedFor, role, leader, nextIndex, matchIndex,
+                              flowState, inflight, heardFrom>>
+          ELSE /\ messages' = Consume(m)
+               /\ UNCHANGED <<currentTerm, votedFor, roleVars>>
 
 \* Peer::handle_append_entries_request. A request of an older term is refused with the
 \* receiver's term. Otherwise the receiver follows the sender in that term (a candidate
@@ -537,6 +629,10 @@ Next ==
              m.type = "RequestVoteRequest" /\ HandleRequestVoteRequest(m.to, m.from, m)
        \/ \E m \in BagToSet(messages) :
              m.type = "RequestVoteResponse" /\ HandleRequestVoteResponse(m.to, m.from, m)
+       \/ \E m \in BagToSet(messages) :
+             m.type = "PreVoteRequest" /\ HandlePreVoteRequest(m.to, m.from, m)
+       \/ \E m \in BagToSet(messages) :
+             m.type = "PreVoteResponse" /\ HandlePreVoteResponse(m.to, m.from, m)
        \/ \E m \in BagToSet(messages) :
              m.type = "AppendEntriesRequest" /\ HandleAppendEntriesRequest(m.to, m.from, m)
        \/ \E m \in BagToSet(messages) :

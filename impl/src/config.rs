@@ -34,6 +34,10 @@ pub struct NodeConfig {
     /// the window in flight. The peer message limit follows from it
     /// ([`crate::convert::peer_message_limit`]).
     pub flow: model::FlowControl,
+    /// Pre-vote and leader stickiness (§9.6, [`model::Config::pre_vote`]): a node cut off from
+    /// the cluster does not raise its term, and does not depose a live leader when it comes
+    /// back. Every node of a cluster must agree on it.
+    pub pre_vote: bool,
 }
 
 /// Election and heartbeat timing.
@@ -159,6 +163,8 @@ pub struct PartialConfig {
     pub max_inflight: Option<u64>,
     /// See [`model::FlowControl::max_inflight_bytes`].
     pub max_inflight_bytes: Option<u64>,
+    /// See [`NodeConfig::pre_vote`].
+    pub pre_vote: Option<bool>,
 }
 
 /// The largest `max_append_bytes`: larger batches gain nothing and make every peer message
@@ -201,6 +207,7 @@ impl PartialConfig {
             max_append_bytes: self.max_append_bytes.or(file.max_append_bytes),
             max_inflight: self.max_inflight.or(file.max_inflight),
             max_inflight_bytes: self.max_inflight_bytes.or(file.max_inflight_bytes),
+            pre_vote: self.pre_vote.or(file.pre_vote),
         }
     }
 
@@ -319,6 +326,7 @@ impl PartialConfig {
             fsync: self.fsync.unwrap_or(true),
             tls,
             flow,
+            pre_vote: self.pre_vote.unwrap_or(false),
         })
     }
 }

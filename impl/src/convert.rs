@@ -229,6 +229,32 @@ pub fn message_from_pb(
             term: require_term(m.term)?,
             granted: m.granted,
         },
+        M::PreVoteRequest(m) => {
+            let term = require_term(m.term)?;
+            if (m.last_log_index == 0) != (m.last_log_term == 0) {
+                return Err(ConvertError::Invalid {
+                    field: "last_log_term",
+                    why: "must be 0 exactly when last_log_index is 0".into(),
+                });
+            }
+            // The proposed term is the sender's own plus one; its log ends in its own term
+            // at the latest.
+            if m.last_log_term >= term {
+                return Err(ConvertError::Invalid {
+                    field: "last_log_term",
+                    why: format!("{} is not below the proposed term {term}", m.last_log_term),
+                });
+            }
+            Message::PreVoteRequest {
+                term,
+                last_log_index: m.last_log_index,
+                last_log_term: m.last_log_term,
+            }
+        }
+        M::PreVoteResponse(m) => Message::PreVoteResponse {
+            term: require_term(m.term)?,
+            granted: m.granted,
+        },
         M::AppendEntriesRequest(m) => {
             let term = require_term(m.term)?;
             if (m.prev_log_index == 0) != (m.prev_log_term == 0) {
@@ -292,6 +318,18 @@ pub fn message_to_pb(message: Message<Command>) -> pb::peer_envelope::Message {
         }),
         Message::RequestVoteResponse { term, granted } => {
             M::RequestVoteResponse(pb::RequestVoteResponse { term, granted })
+        }
+        Message::PreVoteRequest {
+            term,
+            last_log_index,
+            last_log_term,
+        } => M::PreVoteRequest(pb::PreVoteRequest {
+            term,
+            last_log_index,
+            last_log_term,
+        }),
+        Message::PreVoteResponse { term, granted } => {
+            M::PreVoteResponse(pb::PreVoteResponse { term, granted })
         }
         Message::AppendEntriesRequest {
             term,
@@ -397,6 +435,15 @@ mod tests {
             Message::RequestVoteResponse {
                 term: 3,
                 granted: true,
+            },
+            Message::PreVoteRequest {
+                term: 4,
+                last_log_index: 2,
+                last_log_term: 3,
+            },
+            Message::PreVoteResponse {
+                term: 4,
+                granted: false,
             },
             Message::AppendEntriesRequest {
                 term: 3,

@@ -350,6 +350,7 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
             recorder.record(RecordedEvent::Restore {
                 members: peer.config().members.clone(),
                 flow: peer.config().flow,
+                pre_vote: peer.config().pre_vote,
                 durable: peer.durable().clone(),
                 output: RecordedOutput::from(&restore_output),
             });

@@ -341,6 +341,7 @@ impl Node {
             id: config.id,
             members: config.peers.keys().copied().collect(),
             flow: config.flow,
+            pre_vote: config.pre_vote,
         };
         let (mut peer, restore_output) = Peer::<Command, D>::restore(peer_config, durable)?;
         peer.set_deviation(deviation);

@@ -76,6 +76,9 @@ pub enum RecordedEvent {
         members: Vec<NodeId>,
         /// The Peer's flow control.
         flow: FlowControl,
+        /// Whether the Peer runs pre-vote.
+        #[serde(default)]
+        pre_vote: bool,
         /// What storage gave back.
         durable: Durable<Command>,
         /// What `restore` answered.

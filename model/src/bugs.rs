@@ -68,11 +68,27 @@ pub enum Bug {
     CommitOnElection,
     /// a new leader sets its commit index back to zero (https://github.com/cloud-software-foundation/c5/issues/60).
     CommitResetOnElection,
+    /// a server that becomes a pre-candidate clears the vote it cast in its current term, so it can vote twice in one term (https://github.com/canonical/raft/issues/196).
+    PreVoteClearsVote,
+    /// a candidate counts a granted pre-vote answer for its term as a vote, though the voter may have voted for another candidate in that term (https://github.com/canonical/raft/pull/248).
+    PreVoteCountedAsVote,
+    /// a candidate that comes out of a pre-vote round counts itself but does not record its vote for itself, so it can also vote for another candidate of its term (https://github.com/vesoft-inc/nebula/pull/3415).
+    CandidateForgetsOwnVote,
+    /// a server that becomes a pre-candidate increments and persists its term, so a server cut off from the cluster still raises its term (https://github.com/hashicorp/raft/pull/474).
+    PreVoteBumpsTerm,
+    /// a server asked for a pre-vote moves to the asker's own term (the proposed term minus one), as a newer term in a real request would make it (https://github.com/canonical/raft/pull/280).
+    PreVoteAdoptsTerm,
+    /// a server grants a pre-vote without comparing the asker's log with its own (§5.4.1) (https://github.com/ClickHouse/NuRaft/pull/134).
+    PreVoteWithoutLogCheck,
+    /// a server that grants a pre-vote records it as its vote in its current term, so a real candidate of that term is refused or the vote is cast twice (https://github.com/rabbitmq/ra/pull/608).
+    PreVoteRecordedAsVote,
+    /// with pre-vote on, a server that follows a live leader still answers and adopts the term of vote requests of a newer term, so a server back from a partition deposes the leader (https://github.com/hashicorp/raft/issues/12).
+    NoLeaderStickiness,
 }
 
 impl Bug {
     /// Every bug, in catalogue order.
-    pub const ALL: [Bug; 28] = [
+    pub const ALL: [Bug; 36] = [
         Bug::VoteWithoutLogCheck,
         Bug::UpToDateByIndexOnly,
         Bug::UpToDateAgainstCurrentTerm,
@@ -101,6 +117,14 @@ impl Bug {
         Bug::InflightBytesLeak,
         Bug::CommitOnElection,
         Bug::CommitResetOnElection,
+        Bug::PreVoteClearsVote,
+        Bug::PreVoteCountedAsVote,
+        Bug::CandidateForgetsOwnVote,
+        Bug::PreVoteBumpsTerm,
+        Bug::PreVoteAdoptsTerm,
+        Bug::PreVoteWithoutLogCheck,
+        Bug::PreVoteRecordedAsVote,
+        Bug::NoLeaderStickiness,
     ];
 
     /// The bugs whose counterexamples are in the conformance corpus and are replayed against
@@ -146,6 +170,14 @@ impl Bug {
             Bug::InflightBytesLeak => "inflight-bytes-leak",
             Bug::CommitOnElection => "commit-on-election",
             Bug::CommitResetOnElection => "commit-reset-on-election",
+            Bug::PreVoteClearsVote => "pre-vote-clears-vote",
+            Bug::PreVoteCountedAsVote => "pre-vote-counted-as-vote",
+            Bug::CandidateForgetsOwnVote => "candidate-forgets-own-vote",
+            Bug::PreVoteBumpsTerm => "pre-vote-bumps-term",
+            Bug::PreVoteAdoptsTerm => "pre-vote-adopts-term",
+            Bug::PreVoteWithoutLogCheck => "pre-vote-without-log-check",
+            Bug::PreVoteRecordedAsVote => "pre-vote-recorded-as-vote",
+            Bug::NoLeaderStickiness => "no-leader-stickiness",
         }
     }
 
@@ -180,6 +212,14 @@ impl Bug {
             Bug::InflightBytesLeak => "a leader frees acknowledged messages from a follower's window without subtracting their bytes, so the bytes counted in flight only grow",
             Bug::CommitOnElection => "a new leader in a cluster of several servers commits its whole log before any follower has acknowledged anything, as if it were alone",
             Bug::CommitResetOnElection => "a new leader sets its commit index back to zero",
+            Bug::PreVoteClearsVote => "a server that becomes a pre-candidate clears the vote it cast in its current term, so it can vote twice in one term",
+            Bug::PreVoteCountedAsVote => "a candidate counts a granted pre-vote answer for its term as a vote, though the voter may have voted for another candidate in that term",
+            Bug::CandidateForgetsOwnVote => "a candidate that comes out of a pre-vote round counts itself but does not record its vote for itself, so it can also vote for another candidate of its term",
+            Bug::PreVoteBumpsTerm => "a server that becomes a pre-candidate increments and persists its term, so a server cut off from the cluster still raises its term",
+            Bug::PreVoteAdoptsTerm => "a server asked for a pre-vote moves to the asker's own term (the proposed term minus one), as a newer term in a real request would make it",
+            Bug::PreVoteWithoutLogCheck => "a server grants a pre-vote without comparing the asker's log with its own (§5.4.1)",
+            Bug::PreVoteRecordedAsVote => "a server that grants a pre-vote records it as its vote in its current term, so a real candidate of that term is refused or the vote is cast twice",
+            Bug::NoLeaderStickiness => "with pre-vote on, a server that follows a live leader still answers and adopts the term of vote requests of a newer term, so a server back from a partition deposes the leader",
         }
     }
 
@@ -214,6 +254,14 @@ impl Bug {
             Bug::InflightBytesLeak => "FlowControlWindow",
             Bug::CommitOnElection => "NoCommitOnMinority",
             Bug::CommitResetOnElection => "MonotonicCommit",
+            Bug::PreVoteClearsVote => "PreVoteChangesNothing",
+            Bug::PreVoteCountedAsVote => "OutputContract",
+            Bug::CandidateForgetsOwnVote => "OutputContract",
+            Bug::PreVoteBumpsTerm => "PreVoteChangesNothing",
+            Bug::PreVoteAdoptsTerm => "PreVoteChangesNothing",
+            Bug::PreVoteWithoutLogCheck => "OutputContract",
+            Bug::PreVoteRecordedAsVote => "PreVoteChangesNothing",
+            Bug::NoLeaderStickiness => "OutputContract",
         }
     }
 
@@ -250,6 +298,14 @@ impl Bug {
             Bug::CommitResetOnElection => {
                 "https://github.com/cloud-software-foundation/c5/issues/60"
             }
+            Bug::PreVoteClearsVote => "https://github.com/canonical/raft/issues/196",
+            Bug::PreVoteCountedAsVote => "https://github.com/canonical/raft/pull/248",
+            Bug::CandidateForgetsOwnVote => "https://github.com/vesoft-inc/nebula/pull/3415",
+            Bug::PreVoteBumpsTerm => "https://github.com/hashicorp/raft/pull/474",
+            Bug::PreVoteAdoptsTerm => "https://github.com/canonical/raft/pull/280",
+            Bug::PreVoteWithoutLogCheck => "https://github.com/ClickHouse/NuRaft/pull/134",
+            Bug::PreVoteRecordedAsVote => "https://github.com/rabbitmq/ra/pull/608",
+            Bug::NoLeaderStickiness => "https://github.com/hashicorp/raft/issues/12",
         }
     }
 }

@@ -80,6 +80,9 @@ struct Dimensions {
     /// at least 1 [default: no cap].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
     window: Option<u64>,
+    /// Pre-vote and leader stickiness (§9.6) on every server.
+    #[arg(long)]
+    pre_vote: bool,
     /// Turn symmetry reduction off (explore with BFS, every permutation of server ids).
     #[arg(long)]
     no_symmetry: bool,
@@ -98,6 +101,7 @@ impl Dimensions {
             || self.no_heartbeats
             || self.batch.is_some()
             || self.window.is_some()
+            || self.pre_vote
     }
 
     fn apply(&self, mut config: ModelConfig) -> ModelConfig {
@@ -129,6 +133,7 @@ impl Dimensions {
         if let Some(window) = self.window {
             config.window = Some(window as usize);
         }
+        config.pre_vote |= self.pre_vote;
         if self.no_symmetry {
             config.symmetry = false;
         }

@@ -59,6 +59,8 @@ struct Envelope {
 #[derive(Default)]
 struct Env {
     members: Vec<NodeId>,
+    /// Whether the nodes run pre-vote (`add-nodes n=3 pre-vote=true`).
+    pre_vote: bool,
     nodes: BTreeMap<NodeId, Node>,
     queue: VecDeque<Envelope>,
     isolated: BTreeSet<NodeId>,
@@ -92,6 +94,7 @@ fn role_name(peer: &Peer<Cmd>) -> String {
     match peer.role() {
         Role::Follower { leader: Some(id) } => format!("follower of {id}"),
         Role::Follower { leader: None } => "follower".to_string(),
+        Role::PreCandidate { .. } => "pre-candidate".to_string(),
         Role::Candidate { .. } => "candidate".to_string(),
         Role::Leader { .. } => "leader".to_string(),
     }
@@ -120,6 +123,17 @@ fn describe(from: NodeId, to: NodeId, message: &Message<Cmd>) -> String {
         Message::RequestVoteResponse { term, granted } => {
             let verdict = if *granted { "granted" } else { "rejected" };
             format!("RequestVoteResp term={term} {verdict}")
+        }
+        Message::PreVoteRequest {
+            term,
+            last_log_index,
+            last_log_term,
+        } => format!(
+            "PreVote term={term} last_log_index={last_log_index} last_log_term={last_log_term}"
+        ),
+        Message::PreVoteResponse { term, granted } => {
+            let verdict = if *granted { "granted" } else { "rejected" };
+            format!("PreVoteResp term={term} {verdict}")
         }
         Message::AppendEntriesRequest {
             term,
@@ -175,6 +189,10 @@ impl Env {
         match tc.directive.as_str() {
             "add-nodes" => {
                 let n: u64 = tc.take_arg("n").expect("add-nodes n=N");
+                self.pre_vote = tc
+                    .try_take_arg("pre-vote")
+                    .expect("pre-vote=true|false")
+                    .unwrap_or(false);
                 self.add_nodes(n, &mut out);
             }
             "campaign" => {
@@ -252,7 +270,10 @@ impl Env {
             }
             "restart" => {
                 let id = node_arg(tc);
-                let config = Config::new(id, self.members.clone());
+                let config = Config {
+                    pre_vote: self.pre_vote,
+                    ..Config::new(id, self.members.clone())
+                };
                 let node = self.nodes.get_mut(&id).expect("no such node");
                 assert!(node.peer.is_none(), "restart {id}: it is up");
                 let (peer, output) = Peer::restore(config, node.storage.clone())
@@ -286,7 +307,10 @@ impl Env {
         assert!(self.nodes.is_empty(), "add-nodes runs once per script");
         self.members = (1..=n).collect();
         for id in 1..=n {
-            let config = Config::new(id, self.members.clone());
+            let config = Config {
+                pre_vote: self.pre_vote,
+                ..Config::new(id, self.members.clone())
+            };
             let (peer, output) =
                 Peer::restore(config, Durable::default()).expect("a fresh Peer boots");
             self.nodes.insert(

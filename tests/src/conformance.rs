@@ -139,12 +139,15 @@ struct Cluster {
     options: ReplayOptions,
     /// The trace's flow control, which every node runs with.
     flow: model::FlowControl,
+    /// Whether the trace runs pre-vote, as every node then does.
+    pre_vote: bool,
 }
 
 impl Cluster {
     async fn start(
         servers: usize,
         flow: model::FlowControl,
+        pre_vote: bool,
         options: ReplayOptions,
     ) -> Result<Cluster, String> {
         let mut listeners = Vec::new();
@@ -168,6 +171,7 @@ impl Cluster {
             captured: Captured::default(),
             options,
             flow,
+            pre_vote,
         };
         for (server, listener) in listeners.into_iter().enumerate() {
             let node = cluster.start_node(server, Some(listener)).await?;
@@ -190,6 +194,7 @@ impl Cluster {
             fsync: false,
             tls: None,
             flow: self.flow,
+            pre_vote: self.pre_vote,
         }
     }
 
@@ -332,9 +337,14 @@ pub async fn replay(trace: &Trace, options: ReplayOptions) -> Result<Replayed, M
         expected: "the step can be replayed".into(),
         actual: why,
     };
-    let mut cluster = Cluster::start(trace.header.servers, trace.header.config.flow(), options)
-        .await
-        .map_err(|why| setup_error(0, "Init", why))?;
+    let mut cluster = Cluster::start(
+        trace.header.servers,
+        trace.header.config.flow(),
+        trace.header.config.pre_vote,
+        options,
+    )
+    .await
+    .map_err(|why| setup_error(0, "Init", why))?;
     let result = replay_steps(trace, &mut cluster).await;
     cluster.stop_all().await;
     result
@@ -374,6 +384,8 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
             }
             Action::HandleRequestVoteRequest
             | Action::HandleRequestVoteResponse
+            | Action::HandlePreVoteRequest
+            | Action::HandlePreVoteResponse
             | Action::HandleAppendEntriesRequest
             | Action::HandleAppendEntriesResponse => {
                 let (from, message) =

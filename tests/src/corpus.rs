@@ -60,6 +60,7 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
         id,
         members: members.clone(),
         flow: trace.header.config.flow(),
+        pre_vote: trace.header.config.pre_vote,
     };
     let restore = |id, durable| {
         let (mut peer, _) = Peer::restore(config(id), durable).ok()?;
@@ -93,6 +94,8 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
             Action::DropMessage => None,
             Action::HandleRequestVoteRequest
             | Action::HandleRequestVoteResponse
+            | Action::HandlePreVoteRequest
+            | Action::HandlePreVoteResponse
             | Action::HandleAppendEntriesRequest
             | Action::HandleAppendEntriesResponse => {
                 let (from, message) = message()?;

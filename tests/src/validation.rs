@@ -242,6 +242,7 @@ fn replay_node(
             RecordedEvent::Restore {
                 members,
                 flow,
+                pre_vote,
                 durable: restored,
                 output,
             } => {
@@ -277,6 +278,7 @@ fn replay_node(
                     id: node,
                     members: members.clone(),
                     flow: *flow,
+                    pre_vote: *pre_vote,
                 };
                 let (restored_peer, restore_output) =
                     Peer::restore(config, restored.clone()).map_err(|e| at(e.to_string()))?;
@@ -629,6 +631,7 @@ mod tests {
                 RecordedEvent::Restore {
                     members,
                     flow,
+                    pre_vote: false,
                     durable,
                     output: RecordedOutput::from(&output),
                 },

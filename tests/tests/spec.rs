@@ -76,6 +76,7 @@ impl Loaded {
         duplicating: bool,
         lossy: bool,
         flow: FlowControl,
+        pre_vote: bool,
     ) -> Self {
         // The spec has no "no cap": a cap no run of the model reaches stands for none.
         let cap = |cap: u64| Value::Int(i64::try_from(cap).unwrap_or(i64::MAX).min(UNCAPPED));
@@ -93,6 +94,7 @@ impl Loaded {
             (name("Lossy"), Value::Bool(lossy)),
             (name("MaxBatch"), cap(flow.max_entries)),
             (name("Window"), cap(flow.max_inflight as u64)),
+            (name("PreVote"), Value::Bool(pre_vote)),
         ];
         let prepared = prepare_from_path(&source_dir.join("Raft.tla"), None, &constants)
             .unwrap_or_else(|e| panic!("Raft.tla does not load: {e}"));
@@ -130,6 +132,7 @@ impl Loaded {
             config.network == "duplicating",
             config.lossy,
             config.flow(),
+            config.pre_vote,
         )
     }
 
@@ -266,11 +269,16 @@ fn message_value(from: NodeId, to: NodeId, message: &Message<u8>) -> Value {
             last_log_index,
             last_log_term,
             ..
+        }
+        | Message::PreVoteRequest {
+            last_log_index,
+            last_log_term,
+            ..
         } => {
             fields.push(("last_log_index", int(*last_log_index)));
             fields.push(("last_log_term", int(*last_log_term)));
         }
-        Message::RequestVoteResponse { granted, .. } => {
+        Message::RequestVoteResponse { granted, .. } | Message::PreVoteResponse { granted, .. } => {
             fields.push(("granted", Value::Bool(*granted)));
         }
         Message::AppendEntriesRequest {
@@ -343,6 +351,7 @@ impl Loaded {
         let role = match at("role") {
             Value::Str(role) => match role.as_ref() {
                 "Follower" => model::RoleKind::Follower,
+                "PreCandidate" => model::RoleKind::PreCandidate,
                 "Candidate" => model::RoleKind::Candidate,
                 "Leader" => model::RoleKind::Leader,
                 other => panic!("unknown role {other}"),
@@ -458,6 +467,8 @@ fn instance(step: &Step) -> Result<Instance, String> {
         }
         Action::HandleRequestVoteRequest
         | Action::HandleRequestVoteResponse
+        | Action::HandlePreVoteRequest
+        | Action::HandlePreVoteResponse
         | Action::HandleAppendEntriesRequest
         | Action::HandleAppendEntriesResponse => {
             handler(step.action.handled_kind().expect("a Handle action"))
@@ -781,6 +792,7 @@ fn model_check_and_trace_validation() {
             "no validated trace has a {action} step"
         );
     }
+
     let validation_s = start.elapsed().as_secs_f64();
     // Written past the test harness's capture, so that `cargo test` shows the figures.
     let mut out = std::io::stdout();
@@ -832,6 +844,7 @@ fn spec_and_model_configuration_parse() {
                 "{module} does not define the action {action}"
             );
         }
+
         for property in always_properties() {
             assert!(
                 prepared.spec.definitions.contains_key(property),
@@ -1143,7 +1156,7 @@ impl Mutant {
         std::fs::copy(tla_dir().join("MCRaft.tla"), dir.path().join("MCRaft.tla")).expect("copy");
         let cfg = format!(
             "CONSTANTS\n    Server = {{s1, s2, s3}}\n    Nil = Nil\n    Duplicating = FALSE\n    \
-             Lossy = FALSE\n    MaxBatch = 1\n    Window = 1\n    Value = {}\n    MaxTerm = {}\n    MaxCommands = {}\n    \
+             Lossy = FALSE\n    MaxBatch = 1\n    Window = 1\n    PreVote = FALSE\n    Value = {}\n    MaxTerm = {}\n    MaxCommands = {}\n    \
              MaxInFlight = {}\n    MaxCrashed = {}\nSPECIFICATION Spec\nINVARIANT {}\n\
              CONSTRAINT MCBounds\nSYMMETRY MCSymmetry\nCHECK_DEADLOCK FALSE\n",
             self.values,

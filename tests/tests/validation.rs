@@ -43,6 +43,8 @@ fn config(id: NodeId, peers: &BTreeMap<NodeId, String>, dir: &std::path::Path) -
             max_inflight: 2,
             ..model::FlowControl::default()
         },
+        // Pre-vote on, so that the recordings show pre-vote rounds and stickiness as well.
+        pre_vote: true,
     }
 }
 
@@ -145,8 +147,38 @@ async fn a_real_cluster_run_is_a_run_of_the_model() {
     let validated = validate(&recordings).unwrap_or_else(|why| panic!("{why}"));
     // Written to stdout itself: the harness captures println!, and this line should show
     // even when the test passes.
+    // The Peer steps by what they handled: every message kind (pre-vote's included),
+    // timers, proposals.
+    let mut steps: BTreeMap<String, usize> = BTreeMap::new();
+    for recording in recordings.values() {
+        for recorded in recording {
+            if let RecordedEvent::Step { input, .. } = &recorded.event {
+                let kind = match input {
+                    RecordedInput::Message { message, .. } => message.kind().to_string(),
+                    RecordedInput::Timeout(timer) => format!("{timer:?}Timeout"),
+                    RecordedInput::Propose(_) => "Propose".to_string(),
+                };
+                *steps.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    for kind in [
+        "RequestVoteRequest",
+        "RequestVoteResponse",
+        "PreVoteRequest",
+        "PreVoteResponse",
+        "AppendEntriesRequest",
+        "AppendEntriesResponse",
+        "ElectionTimeout",
+        "Propose",
+    ] {
+        assert!(
+            steps.contains_key(kind),
+            "no recorded step handled a {kind}: {steps:?}"
+        );
+    }
     let line = format!(
-        "validation: events={} nodes={} restarts={}\n",
+        "validation: events={} nodes={} restarts={} steps by input: {steps:?}\n",
         validated.events, validated.nodes, validated.restarts
     );
     std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes()).expect("stdout");

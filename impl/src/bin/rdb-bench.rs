@@ -118,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
                 None => None,
             },
             flow: model::FlowControl::default(),
+            pre_vote: false,
         };
         let options = StartOptions {
             listener: Some(listener),

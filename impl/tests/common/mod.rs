@@ -40,6 +40,7 @@ pub fn single_node_config(addr: std::net::SocketAddr, data_dir: &std::path::Path
         fsync: true,
         tls: None,
         flow: model::FlowControl::default(),
+        pre_vote: false,
     }
 }
 
@@ -101,6 +102,7 @@ impl TestCluster {
             fsync: true,
             tls: self.tls.as_ref().map(|(_, nodes)| nodes[&id].clone()),
             flow: model::FlowControl::default(),
+            pre_vote: false,
         }
     }
 

@@ -50,6 +50,9 @@ pub struct Ghost {
     /// reason. A correct cluster never sends one, so with no bug planted this is a finding. The
     /// server keeps the state it had, as the refusal left it.
     pub refused: Option<String>,
+    /// A pre-vote step (asking, answering, or counting an answer that did not end the round)
+    /// changed the server's term or vote (see [`contract::pre_vote_moved_term`]).
+    pub pre_vote_moved_term: bool,
 }
 
 /// A server's state in the model. Its `Debug` form is one line (role, term, vote, log, commit
@@ -78,6 +81,9 @@ impl std::hash::Hash for Ghost {
         if self.refused.is_some() {
             true.hash(state);
         }
+        if self.pre_vote_moved_term {
+            1u8.hash(state);
+        }
     }
 }
 
@@ -100,6 +106,7 @@ impl std::fmt::Debug for ServerState {
                 leader: Some(leader),
             } => write!(f, " leader S{leader}")?,
             Role::Follower { leader: None } => {}
+            Role::PreCandidate { votes } => write!(f, " pre-votes {votes:?}")?,
             Role::Candidate { votes } => write!(f, " votes {votes:?}")?,
             Role::Leader {
                 progress,
@@ -203,6 +210,8 @@ pub enum ModelActor {
         heartbeats: bool,
         /// The Peer's flow control.
         flow: FlowControl,
+        /// Pre-vote and leader stickiness.
+        pre_vote: bool,
     },
     /// A client that proposes `value` to one server of its choice.
     Client {
@@ -259,11 +268,13 @@ impl Actor for ModelActor {
                 bug,
                 heartbeats,
                 flow,
+                pre_vote,
             } => {
                 let config = Config {
                     id: node_id(id),
                     members: (0..servers as NodeId).collect(),
                     flow,
+                    pre_vote,
                 };
                 let durable = storage.as_deref().cloned().unwrap_or_default();
                 let restored = guarded(|| Peer::restore(config.clone(), durable.clone()));
@@ -305,9 +316,14 @@ impl Actor for ModelActor {
             return;
         };
         let mut next = server.clone();
+        let expected_first = server.peer.last_index() + 1;
+        let mut first = None;
         let result = guarded(|| match &msg {
             ModelMsg::Peer(message) => next.peer.handle_message(node_id(src), message.clone()),
-            ModelMsg::Propose(value) => next.peer.propose(vec![*value]).map(|(_, output)| output),
+            ModelMsg::Propose(value) => next.peer.propose(vec![*value]).map(|(index, output)| {
+                first = Some(index);
+                output
+            }),
         });
         let result = match result {
             Ok(result) => result,
@@ -328,9 +344,28 @@ impl Actor for ModelActor {
                 *state.to_mut() = NodeState::Server(refused);
                 return;
             }
-            // A proposal to a follower changes nothing and stays undelivered.
-            Err(_) => return,
+            // A proposal to a server that does not lead changes nothing and stays undelivered;
+            // it names the leader the server follows.
+            Err(PeerError::NotLeader { leader })
+                if matches!(msg, ModelMsg::Propose(_))
+                    && server.peer.role_kind() != crate::peer::RoleKind::Leader
+                    && leader == known_leader(&server.peer) =>
+            {
+                return
+            }
+            // Any other error is a fault of the Peer: every message comes from a member.
+            Err(error) => {
+                let mut refused = server.clone();
+                refused.ghost.refused = Some(format!("{msg:?} from {}: {error:?}", node_id(src)));
+                *state.to_mut() = NodeState::Server(refused);
+                return;
+            }
         };
+        if first.is_some_and(|first| first != expected_first) {
+            next.ghost.contract_broken.get_or_insert(format!(
+                "a proposal reported index {first:?} for its first entry; it went to {expected_first}"
+            ));
+        }
         let value;
         let input = match &msg {
             ModelMsg::Peer(message) => contract::Input::Message(node_id(src), message),
@@ -342,6 +377,8 @@ impl Actor for ModelActor {
         if let Some(broken) = contract::violation(&server.peer, &input, &next.peer, &output) {
             next.ghost.contract_broken.get_or_insert(broken);
         }
+        next.ghost.pre_vote_moved_term |=
+            contract::pre_vote_moved_term(&server.peer, &input, &next.peer);
         match commit_step(server, next, output, self.server_options(), o) {
             Some(changed) => *state.to_mut() = NodeState::Server(changed),
             // A stale message is read and ignored. stateright would treat the delivery as a
@@ -369,6 +406,8 @@ impl Actor for ModelActor {
         if let Some(broken) = contract::violation(&server.peer, &input, &next.peer, &output) {
             next.ghost.contract_broken.get_or_insert(broken);
         }
+        next.ghost.pre_vote_moved_term |=
+            contract::pre_vote_moved_term(&server.peer, &input, &next.peer);
         if let Some(changed) = commit_step(server, next, output, self.server_options(), o) {
             *state.to_mut() = NodeState::Server(changed);
         }
@@ -447,6 +486,16 @@ fn broken_start(config: Config, message: String) -> NodeState {
             ..Ghost::default()
         },
     })
+}
+
+/// The leader a server knows of, from the definition of its role: the one it follows, itself
+/// when it leads, none while it campaigns.
+fn known_leader(peer: &Peer<Value, Planted>) -> Option<NodeId> {
+    match peer.role() {
+        crate::peer::Role::Follower { leader } => *leader,
+        crate::peer::Role::Leader { .. } => Some(peer.id()),
+        crate::peer::Role::PreCandidate { .. } | crate::peer::Role::Candidate { .. } => None,
+    }
 }
 
 /// Records the step's save, sends and timers, and returns the new server state only when it
@@ -575,6 +624,7 @@ mod tests {
             bug: None,
             heartbeats: true,
             flow: FlowControl::UNLIMITED,
+            pre_vote: false,
         };
         let state = actor.on_start(Id::from(0), &None, &mut Out::new());
         let entry = |term| Entry {

@@ -56,7 +56,14 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
     // Every message carries the sender's term after the step, goes to another member, and
     // only a leader's AppendEntries may leave before the persist.
     for (to, message) in output.messages() {
-        if message.term() != after.term() {
+        // A pre-vote request proposes the next term; a granted pre-vote answer repeats the
+        // request's term (checked with the request below).
+        let carried = match message {
+            Message::PreVoteRequest { .. } => after.term() + 1,
+            Message::PreVoteResponse { granted: true, .. } => message.term(),
+            _ => after.term(),
+        };
+        if message.term() != carried {
             return Some(format!(
                 "sent {} with term {} while in term {}",
                 message.kind(),
@@ -120,6 +127,26 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
             ));
         }
     }
+    // What the Peer tells its driver agrees with its state: the leader it knows, the entries
+    // it reads out by index.
+    let leader = match after.role() {
+        Role::Follower { leader } => *leader,
+        Role::Leader { .. } => Some(me),
+        Role::PreCandidate { .. } | Role::Candidate { .. } => None,
+    };
+    if after.leader() != leader {
+        return Some(format!(
+            "reports leader {:?} as a {} that knows {leader:?}",
+            after.leader(),
+            after.role_kind()
+        ));
+    }
+    for index in 0..=after.log().len() + 1 {
+        let stored = index.checked_sub(1).and_then(|i| after.log().get(i));
+        if after.entry(index as Index) != stored {
+            return Some(format!("reads the entry at index {index} wrongly"));
+        }
+    }
     // The commit index is reported when, and only when, it moved.
     let moved = (after.commit_index() != before.commit_index()).then_some(after.commit_index());
     if output.commit != moved {
@@ -148,12 +175,34 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
         }
     }
     match input {
-        Input::Message(_, message) if after.term() < message.term() => Some(format!(
-            "handled a {} of term {} and stayed in term {} (§5.1)",
-            message.kind(),
-            message.term(),
-            after.term()
-        )),
+        Input::Message(_, message) if sticky(before, message) => {
+            // Leader stickiness (§9.6): the request is ignored whole.
+            let unchanged = after.durable() == before.durable()
+                && after.role() == before.role()
+                && after.commit_index() == before.commit_index();
+            (!unchanged || output.messages().next().is_some() || output.persist.is_needed()).then(
+                || {
+                    format!(
+                        "a server with a leader of term {} acted on a {} of term {}",
+                        before.term(),
+                        message.kind(),
+                        message.term()
+                    )
+                },
+            )
+        }
+        Input::Message(_, message)
+            if message
+                .sender_term()
+                .is_some_and(|term| after.term() < term) =>
+        {
+            Some(format!(
+                "handled a {} of term {} and stayed in term {} (§5.1)",
+                message.kind(),
+                message.term(),
+                after.term()
+            ))
+        }
         Input::Message(from, message) => message_clause(before, *from, message, after, output),
         Input::Timeout(Timer::Election) if before.role_kind() == crate::peer::RoleKind::Leader => {
             // Check-quorum: a leader stays leader exactly when it heard from a majority (itself
@@ -170,6 +219,34 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                     "check-quorum heard from {heard} of {members} and the leader {}",
                     if is_leader { "stayed" } else { "stepped down" }
                 )
+            })
+        }
+        Input::Timeout(Timer::Election) if before.config().pre_vote => {
+            // Pre-vote: the server asks, in its own term, whether it could win the next one.
+            // (A cluster of one goes on to the election at once.)
+            if after.term() != before.term() {
+                return (!elected || after.term() != before.term() + 1)
+                    .then(|| "a pre-vote round must keep the term".into());
+            }
+            if after.role_kind() != crate::peer::RoleKind::PreCandidate
+                || after.log() != before.log()
+            {
+                return Some(format!(
+                    "an election timeout left a {} a {} (pre-vote makes a pre-candidate)",
+                    before.role_kind(),
+                    after.role_kind()
+                ));
+            }
+            let others = after.config().members.len() - 1;
+            let requests = output
+                .messages()
+                .filter(|(_, m)| {
+                    matches!(m, Message::PreVoteRequest { last_log_index, last_log_term, .. }
+                        if *last_log_index == after.last_index() && *last_log_term == after.last_term())
+                })
+                .count();
+            (requests != others).then(|| {
+                format!("a pre-candidate asked {requests} of {others} servers with its last entry")
             })
         }
         Input::Timeout(Timer::Election) if before.role_kind() != crate::peer::RoleKind::Leader => {
@@ -349,11 +426,89 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
                     votes.len()
                 )),
                 Role::Candidate { .. } => None,
-                Role::Follower { .. } => Some(format!(
-                    "a candidate became a follower on a vote granted in term {term}"
+                Role::Follower { .. } | Role::PreCandidate { .. } => Some(format!(
+                    "a candidate became a {} on a vote granted in term {term}",
+                    after.role_kind()
                 )),
             }
         }
+        Message::PreVoteRequest {
+            term,
+            last_log_index,
+            last_log_term,
+        } => {
+            let [Message::PreVoteResponse {
+                term: answered,
+                granted,
+            }] = replies[..]
+            else {
+                return Some("a pre-vote request must get exactly one answer".into());
+            };
+            // Granted exactly when a vote could be: a newer term and a log at least as
+            // up-to-date (§5.4.1); the vote already cast in an older term does not matter.
+            let up_to_date =
+                (*last_log_term, *last_log_index) >= (before.last_term(), before.last_index());
+            let grant = *term > before.term() && up_to_date;
+            if *granted != grant {
+                return Some(format!(
+                    "{} a pre-vote for term {term} (own term {}, candidate's log {}/{}, own {}/{})",
+                    if *granted { "granted" } else { "refused" },
+                    before.term(),
+                    last_log_index,
+                    last_log_term,
+                    before.last_index(),
+                    before.last_term()
+                ));
+            }
+            let expected = if *granted { *term } else { after.term() };
+            if *answered != expected {
+                return Some(format!(
+                    "answered a pre-vote for term {term} with term {answered}"
+                ));
+            }
+            None
+        }
+        Message::PreVoteResponse {
+            term,
+            granted: true,
+        } if *term == before.term() + 1
+            && before.role_kind() == crate::peer::RoleKind::PreCandidate =>
+        {
+            let members = after.config().members.len();
+            match after.role() {
+                Role::PreCandidate { votes } if !votes.contains(&from) => Some(format!(
+                    "a pre-candidate did not count the pre-vote {from} granted for term {term}"
+                )),
+                // Pre-votes from a majority start the election: the next term, a vote for
+                // itself, a vote request to every other server.
+                Role::PreCandidate { votes } if 2 * votes.len() > members => Some(format!(
+                    "a pre-candidate with {} pre-votes of {members} did not start the election",
+                    votes.len()
+                )),
+                Role::PreCandidate { .. } => None,
+                Role::Candidate { .. } | Role::Leader { .. } => {
+                    let asked = output
+                        .messages()
+                        .filter(|(_, m)| matches!(m, Message::RequestVoteRequest { .. }))
+                        .count();
+                    (after.term() != *term
+                        || after.voted_for() != Some(after.id())
+                        || asked != members - 1)
+                        .then(|| {
+                            format!(
+                                "an election after a pre-vote must take term {term}, vote for \
+                                 itself and ask every other server"
+                            )
+                        })
+                }
+                Role::Follower { .. } => Some(format!(
+                    "a pre-candidate became a follower on a pre-vote granted for term {term}"
+                )),
+            }
+        }
+        Message::PreVoteResponse { .. } => (after.log() != before.log()
+            || output.messages().next().is_some())
+        .then(|| "a pre-vote answer changed the log or sent a message".to_string()),
         Message::RequestVoteResponse { .. } | Message::AppendEntriesResponse { .. } => {
             if after.log() != before.log() && !became_leader(before, after) {
                 return Some(format!("a {} changed the log", message.kind()));
@@ -383,6 +538,50 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
             }
             None
         }
+    }
+}
+
+/// Whether a server ignores `message` by leader stickiness (§9.6): with pre-vote on, a request
+/// for a vote or a pre-vote of a newer term reaching a server that follows a leader of its
+/// term, or leads it. Written from the definition, not with the Peer's own test.
+fn sticky<C: Clone + std::fmt::Debug + crate::Payload, D: Deviation>(
+    before: &Peer<C, D>,
+    message: &Message<C>,
+) -> bool {
+    let asks = matches!(
+        message,
+        Message::RequestVoteRequest { .. } | Message::PreVoteRequest { .. }
+    );
+    let has_leader = matches!(
+        before.role(),
+        Role::Follower { leader: Some(_) } | Role::Leader { .. }
+    );
+    before.config().pre_vote && asks && message.term() > before.term() && has_leader
+}
+
+/// Whether a pre-vote moved a server's term or vote: asking for pre-votes, answering one, or
+/// counting a granted answer may change neither, except that pre-votes from a majority start
+/// the election of the next term (§9.6). Always: `PreVoteChangesNothing`.
+pub fn pre_vote_moved_term<C: Clone + std::fmt::Debug + crate::Payload, D: Deviation>(
+    before: &Peer<C, D>,
+    input: &Input<C>,
+    after: &Peer<C, D>,
+) -> bool {
+    use crate::peer::RoleKind::{Candidate, Leader, PreCandidate};
+    let moved = (after.term(), after.voted_for()) != (before.term(), before.voted_for());
+    let started_election =
+        || after.term() == before.term() + 1 && matches!(after.role_kind(), Candidate | Leader);
+    match input {
+        Input::Message(_, Message::PreVoteRequest { .. }) => moved,
+        Input::Message(_, Message::PreVoteResponse { granted: true, .. }) => {
+            moved && !(before.role_kind() == PreCandidate && started_election())
+        }
+        Input::Timeout(Timer::Election)
+            if before.config().pre_vote && before.role_kind() != Leader =>
+        {
+            moved && !started_election()
+        }
+        _ => false,
     }
 }
 

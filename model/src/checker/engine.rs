@@ -131,28 +131,126 @@ impl Search<'_> {
         let mut depth = 0;
         let mut complete = true;
         let mut last_report = Instant::now();
-        let mut dropping: Option<std::thread::JoinHandle<()>> = None;
-        while !frontier.is_empty() {
-            depth += 1;
-            let next = self.level(&shared, &frontier, depth, &mut last_report, progress);
-            // Freeing a level's states takes a while; let it overlap the next level.
-            let done = std::mem::replace(&mut frontier, next);
+        // The workers live for the whole search: each keeps its allocator's heap, so the
+        // memory of a freed level is reused by the next instead of fresh pages being faulted in.
+        let threads = self.threads.max(1);
+        // The level to work on, or `None` once the search is over.
+        let level: Mutex<Option<Level>> = Mutex::new(Some(Level {
+            depth: 0,
+            frontier: std::sync::Arc::default(),
+        }));
+        let started = std::sync::Condvar::new();
+        let cursor = AtomicUsize::new(0);
+        let (results, finished) = std::sync::mpsc::channel::<Vec<(RaftState, Fingerprint)>>();
+        std::thread::scope(|scope| {
+            let mut workers = Vec::new();
+            for _ in 0..threads {
+                let results = results.clone();
+                let (shared, level, started, cursor) = (&shared, &level, &started, &cursor);
+                workers.push(scope.spawn(move || {
+                    let mut seen = 0;
+                    let mut actions = Vec::new();
+                    loop {
+                        // Wait for a level this worker has not worked on yet (or the end).
+                        let job = {
+                            let mut slot = level.lock().expect("no worker panicked");
+                            loop {
+                                match &*slot {
+                                    None => return,
+                                    Some(job) if job.depth > seen => break job.clone(),
+                                    Some(_) => {
+                                        slot = started.wait(slot).expect("no worker panicked")
+                                    }
+                                }
+                            }
+                        };
+                        seen = job.depth;
+                        let mut next = Vec::new();
+                        loop {
+                            let start = cursor.fetch_add(CHUNK, Ordering::Relaxed);
+                            if start >= job.frontier.len() {
+                                break;
+                            }
+                            let end = (start + CHUNK).min(job.frontier.len());
+                            for (state, fp) in &job.frontier[start..end] {
+                                shared.visit(state, *fp, job.depth, &mut actions, &mut next);
+                            }
+                        }
+                        drop(job);
+                        if results.send(next).is_err() {
+                            return;
+                        }
+                    }
+                }));
+            }
+            let mut dropping: Option<std::thread::JoinHandle<()>> = None;
+            while !frontier.is_empty() {
+                depth += 1;
+                let job = Level {
+                    depth,
+                    frontier: std::sync::Arc::new(std::mem::take(&mut frontier)),
+                };
+                cursor.store(0, Ordering::Relaxed);
+                *level.lock().expect("no worker panicked") = Some(job.clone());
+                started.notify_all();
+                let mut next = Vec::new();
+                let mut pending = threads;
+                while pending > 0 {
+                    match finished.recv_timeout(Duration::from_millis(10)) {
+                        Ok(part) => {
+                            next.extend(part);
+                            pending -= 1;
+                        }
+                        Err(_) => {
+                            // A worker that ended while the level runs has panicked.
+                            if let Some(k) = workers.iter().position(|w| w.is_finished()) {
+                                if let Err(panic) = workers.swap_remove(k).join() {
+                                    std::panic::resume_unwind(panic);
+                                }
+                                panic!("a search worker stopped before the level ended");
+                            }
+                        }
+                    }
+                    if last_report.elapsed() >= self.interval {
+                        last_report = Instant::now();
+                        progress(
+                            shared.visited.len(),
+                            shared.generated.load(Ordering::Relaxed),
+                            depth,
+                        );
+                    }
+                }
+                frontier = next;
+                // Freeing a level's states takes a while; let it overlap the next level. (The
+                // workers have dropped their handles on it: the last one is the slot's.)
+                let done = level
+                    .lock()
+                    .expect("no worker panicked")
+                    .as_mut()
+                    .map(|job| std::mem::take(&mut job.frontier));
+                drop(job);
+                if let Some(previous) = dropping.take() {
+                    let _ = std::thread::JoinHandle::join(previous);
+                }
+                dropping = Some(std::thread::spawn(move || drop(done)));
+                if self.stop_on_violation && shared.violated.load(Ordering::Relaxed) {
+                    complete = frontier.is_empty();
+                    break;
+                }
+                if self
+                    .max_states
+                    .is_some_and(|max| shared.visited.len() >= max)
+                {
+                    complete = frontier.is_empty();
+                    break;
+                }
+            }
+            *level.lock().expect("no worker panicked") = None;
+            started.notify_all();
             if let Some(previous) = dropping.take() {
                 let _ = std::thread::JoinHandle::join(previous);
             }
-            dropping = Some(std::thread::spawn(move || drop(done)));
-            if self.stop_on_violation && shared.violated.load(Ordering::Relaxed) {
-                complete = frontier.is_empty();
-                break;
-            }
-            if self
-                .max_states
-                .is_some_and(|max| shared.visited.len() >= max)
-            {
-                complete = frontier.is_empty();
-                break;
-            }
-        }
+        });
         let discoveries = shared
             .discoveries
             .lock()
@@ -168,61 +266,17 @@ impl Search<'_> {
             discoveries,
         }
     }
-
-    /// Checks every state of one level and returns the next level's new states.
-    fn level(
-        &self,
-        shared: &Shared,
-        frontier: &[(RaftState, Fingerprint)],
-        depth: usize,
-        last_report: &mut Instant,
-        progress: &mut dyn FnMut(usize, usize, usize),
-    ) -> Vec<(RaftState, Fingerprint)> {
-        const CHUNK: usize = 256;
-        let cursor = AtomicUsize::new(0);
-        let threads = self
-            .threads
-            .max(1)
-            .min(frontier.len().div_ceil(CHUNK).max(1));
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut next = Vec::new();
-                        let mut actions = Vec::new();
-                        loop {
-                            let start = cursor.fetch_add(CHUNK, Ordering::Relaxed);
-                            if start >= frontier.len() {
-                                break;
-                            }
-                            let end = (start + CHUNK).min(frontier.len());
-                            for (state, fp) in &frontier[start..end] {
-                                shared.visit(state, *fp, depth, &mut actions, &mut next);
-                            }
-                        }
-                        next
-                    })
-                })
-                .collect();
-            while workers.iter().any(|w| !w.is_finished()) {
-                std::thread::sleep(Duration::from_millis(10));
-                if last_report.elapsed() >= self.interval {
-                    *last_report = Instant::now();
-                    progress(
-                        shared.visited.len(),
-                        shared.generated.load(Ordering::Relaxed),
-                        depth,
-                    );
-                }
-            }
-            let mut next = Vec::new();
-            for worker in workers {
-                next.extend(worker.join().expect("a search worker panicked"));
-            }
-            next
-        })
-    }
 }
+
+/// One level handed to the workers.
+#[derive(Clone)]
+struct Level {
+    depth: usize,
+    frontier: std::sync::Arc<Vec<(RaftState, Fingerprint)>>,
+}
+
+/// States a worker takes from the frontier at a time.
+const CHUNK: usize = 256;
 
 impl Shared<'_> {
     /// The fingerprint of `state`'s representative, and how to relabel `state` into it (no
@@ -360,7 +414,7 @@ fn shape<'a>(state: &'a RaftState, index: usize, server: &'a ServerState) -> Sha
     let own = peer.id();
     let role_detail = match peer.role() {
         Role::Follower { leader } => (leader.is_some(), 0, 0),
-        Role::Candidate { votes } => (false, votes.len(), 0),
+        Role::PreCandidate { votes } | Role::Candidate { votes } => (false, votes.len(), 0),
         Role::Leader { heard_from, .. } => (true, 0, heard_from.len()),
     };
     Shape {
@@ -432,6 +486,7 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Vec<u64>
                 leader: Some(leader),
             } => relate(3, *leader),
             Role::Follower { leader: None } => {}
+            Role::PreCandidate { votes } => votes.iter().for_each(|v| relate(7, *v)),
             Role::Candidate { votes } => votes.iter().for_each(|v| relate(4, *v)),
             Role::Leader {
                 progress,
@@ -634,6 +689,11 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
                     .hash(&mut h);
                 match peer.role() {
                     Role::Follower { leader } => (0u8, leader.map(map)).hash(&mut h),
+                    Role::PreCandidate { votes } => {
+                        let mut votes: Vec<u64> = votes.iter().map(|v| map(*v)).collect();
+                        votes.sort_unstable();
+                        (3u8, votes).hash(&mut h);
+                    }
                     Role::Candidate { votes } => {
                         let mut votes: Vec<u64> = votes.iter().map(|v| map(*v)).collect();
                         votes.sort_unstable();

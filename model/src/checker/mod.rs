@@ -99,6 +99,8 @@ pub struct ModelConfig {
     /// At most this many AppendEntries with entries in flight to one follower (flow control);
     /// `None`: no cap.
     pub window: Option<usize>,
+    /// Pre-vote and leader stickiness (§9.6) on every server.
+    pub pre_vote: bool,
     /// Explore one representative per permutation of server ids (DFS checker).
     pub symmetry: bool,
     /// A planted bug, if any.
@@ -122,6 +124,7 @@ impl Default for ModelConfig {
             heartbeats: true,
             batch: None,
             window: None,
+            pre_vote: false,
             symmetry: true,
             bug: None,
             stop_at_first_violation: false,
@@ -134,7 +137,7 @@ impl fmt::Display for ModelConfig {
         write!(
             f,
             "{}: servers={} max_term={} client_requests={} max_crashes={} network={} lossy={} \
-             max_in_flight={} heartbeats={} batch={} window={} symmetry={}",
+             max_in_flight={} heartbeats={} batch={} window={} pre_vote={} symmetry={}",
             self.name,
             self.servers,
             self.max_term,
@@ -146,6 +149,7 @@ impl fmt::Display for ModelConfig {
             self.heartbeats,
             cap(self.batch),
             cap(self.window.map(|w| w as u64)),
+            self.pre_vote,
             self.symmetry
         )?;
         if let Some(bug) = self.bug {
@@ -212,6 +216,14 @@ impl ModelConfig {
                 max_crashes: 1,
                 max_in_flight: 3,
                 heartbeats: false,
+                ..base.clone()
+            },
+            // Pre-vote and leader stickiness (§9.6): every election starts with a pre-vote
+            // round, and a server that follows a leader ignores requests of a newer term.
+            ModelConfig {
+                name: "pre-vote".into(),
+                pre_vote: true,
+                max_in_flight: 3,
                 ..base.clone()
             },
             // Three terms with loss: a lost message frees its slot, so two messages in flight
@@ -294,6 +306,7 @@ impl ModelConfig {
         let bug = self.bug;
         let heartbeats = self.heartbeats;
         let flow = self.flow();
+        let pre_vote = self.pre_vote;
         let clients = (0..self.client_requests).map(move |i| ModelActor::Client {
             servers,
             value: i as Value + 1,
@@ -304,6 +317,7 @@ impl ModelConfig {
                 bug,
                 heartbeats,
                 flow,
+                pre_vote,
             }))
             .actors(clients)
             .init_network(network)

@@ -32,7 +32,7 @@ pub struct NamedProperty {
 /// Every property, in report order. Where one state violates several, the first in this
 /// order is the one a planted bug is said to violate first: the more specific properties come
 /// before the broader ones that the same damage also breaks.
-pub const ALL: [NamedProperty; 20] = [
+pub const ALL: [NamedProperty; 22] = [
     NamedProperty {
         name: "ElectionSafety",
         expectation: Expect::Always,
@@ -80,6 +80,13 @@ pub const ALL: [NamedProperty; 20] = [
         expectation: Expect::Always,
         description: "a server's term never decreases, not even across a crash",
         condition: monotonic_term,
+    },
+    NamedProperty {
+        name: "PreVoteChangesNothing",
+        expectation: Expect::Always,
+        description: "asking for, granting or counting pre-votes changes no server's term or \
+                      vote; only pre-votes from a majority start an election (§9.6)",
+        condition: pre_vote_changes_nothing,
     },
     NamedProperty {
         name: "MonotonicCommit",
@@ -146,6 +153,13 @@ pub const ALL: [NamedProperty; 20] = [
         condition: follower_truncates_conflict,
     },
     NamedProperty {
+        name: "PreVoteRefusedInSameTerm",
+        expectation: Expect::Sometimes,
+        description: "a pre-candidate is refused by a server of its own term whose log is more \
+                      up-to-date, and neither changes term",
+        condition: pre_vote_refused_in_same_term,
+    },
+    NamedProperty {
         name: "WindowFills",
         expectation: Expect::Sometimes,
         description:
@@ -160,9 +174,10 @@ pub const ALL: [NamedProperty; 20] = [
     },
 ];
 
-/// Always properties about the Peer's code rather than the protocol: the TLA+ spec has no
-/// counterpart for them.
-pub const CODE_ONLY: [&str; 2] = ["OutputContract", "PeerInvariant"];
+/// Always properties about what each step of the Peer's code does rather than about the
+/// protocol's states: the TLA+ spec has no invariant for them, its actions state them by
+/// construction (HandlePreVoteRequest, for one, leaves every term and vote UNCHANGED).
+pub const CODE_ONLY: [&str; 3] = ["OutputContract", "PeerInvariant", "PreVoteChangesNothing"];
 
 /// Looks a property up by name.
 pub fn by_name(name: &str) -> Option<&'static NamedProperty> {
@@ -176,6 +191,29 @@ fn servers(state: &RaftState) -> impl Iterator<Item = (usize, &ServerState, bool
         .iter()
         .enumerate()
         .filter_map(|(i, s)| s.server().map(|server| (i, server, state.crashed[i])))
+}
+
+/// Every peer message in flight, with the index of the server it goes to.
+fn in_flight(
+    state: &RaftState,
+) -> impl Iterator<Item = (usize, &crate::peer::Message<super::Value>)> {
+    use stateright::actor::Network;
+    let envelopes: Vec<(stateright::actor::Id, &super::ModelMsg)> = match &state.network {
+        Network::UnorderedNonDuplicating(envelopes) => {
+            envelopes.keys().map(|e| (e.dst, &e.msg)).collect()
+        }
+        Network::UnorderedDuplicating(envelopes, _) => {
+            envelopes.iter().map(|e| (e.dst, &e.msg)).collect()
+        }
+        Network::Ordered(flows) => flows
+            .iter()
+            .flat_map(|((_, dst), messages)| messages.iter().map(move |m| (*dst, m)))
+            .collect(),
+    };
+    envelopes.into_iter().filter_map(|(dst, msg)| match msg {
+        super::ModelMsg::Peer(message) => Some((usize::from(dst), message)),
+        super::ModelMsg::Propose(_) => None,
+    })
 }
 
 fn live_leaders(state: &RaftState) -> impl Iterator<Item = &ServerState> + Clone {
@@ -302,6 +340,30 @@ fn monotonic_term(_: &RaftModel, state: &RaftState) -> bool {
             .and_then(Option::as_ref)
             .map_or(0, |d| d.term);
         !server.ghost.regressed_term && (crashed || saved >= server.peer.term())
+    })
+}
+
+fn pre_vote_changes_nothing(_: &RaftModel, state: &RaftState) -> bool {
+    servers(state).all(|(_, server, _)| !server.ghost.pre_vote_moved_term)
+}
+
+/// A refused pre-vote answer in flight to a pre-candidate, carrying the pre-candidate's own
+/// term: the voter was in that term and refused for its log.
+fn pre_vote_refused_in_same_term(_: &RaftModel, state: &RaftState) -> bool {
+    use crate::peer::Message;
+    let refused: Vec<(usize, u64)> = in_flight(state)
+        .filter_map(|(dst, message)| match message {
+            Message::PreVoteResponse {
+                term,
+                granted: false,
+            } => Some((dst, *term)),
+            _ => None,
+        })
+        .collect();
+    servers(state).any(|(i, server, crashed)| {
+        !crashed
+            && server.peer.role_kind() == RoleKind::PreCandidate
+            && refused.contains(&(i, server.peer.term()))
     })
 }
 

@@ -377,6 +377,9 @@ pub fn explore_flags(c: &ModelConfig) -> String {
     if !c.heartbeats {
         flags.push_str(" --no-heartbeats");
     }
+    if c.pre_vote {
+        flags.push_str(" --pre-vote");
+    }
     if let Some(bug) = c.bug {
         let _ = write!(flags, " --bug {bug}");
     }

@@ -104,6 +104,7 @@ pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
         heartbeats: rng.below(3) != 0,
         batch: [None, Some(1), Some(2)][rng.below(3) as usize],
         window: [None, Some(1), Some(2)][rng.below(3) as usize],
+        pre_vote: rng.below(2) == 0,
         symmetry: false,
         bug,
         stop_at_first_violation: true,

@@ -41,6 +41,10 @@ pub enum Action {
     HandleRequestVoteRequest,
     /// A server handles a RequestVote response.
     HandleRequestVoteResponse,
+    /// A server handles a pre-vote request.
+    HandlePreVoteRequest,
+    /// A server handles a pre-vote response.
+    HandlePreVoteResponse,
     /// A server handles an AppendEntries request.
     HandleAppendEntriesRequest,
     /// A server handles an AppendEntries response.
@@ -55,12 +59,14 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order of the format's specification.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 12] = [
         Action::ElectionTimeout,
         Action::HeartbeatTimeout,
         Action::ClientRequest,
         Action::HandleRequestVoteRequest,
         Action::HandleRequestVoteResponse,
+        Action::HandlePreVoteRequest,
+        Action::HandlePreVoteResponse,
         Action::HandleAppendEntriesRequest,
         Action::HandleAppendEntriesResponse,
         Action::Crash,
@@ -76,6 +82,8 @@ impl Action {
             Action::ClientRequest => "ClientRequest",
             Action::HandleRequestVoteRequest => "HandleRequestVoteRequest",
             Action::HandleRequestVoteResponse => "HandleRequestVoteResponse",
+            Action::HandlePreVoteRequest => "HandlePreVoteRequest",
+            Action::HandlePreVoteResponse => "HandlePreVoteResponse",
             Action::HandleAppendEntriesRequest => "HandleAppendEntriesRequest",
             Action::HandleAppendEntriesResponse => "HandleAppendEntriesResponse",
             Action::Crash => "Crash",
@@ -89,6 +97,8 @@ impl Action {
         match message {
             Message::RequestVoteRequest { .. } => Action::HandleRequestVoteRequest,
             Message::RequestVoteResponse { .. } => Action::HandleRequestVoteResponse,
+            Message::PreVoteRequest { .. } => Action::HandlePreVoteRequest,
+            Message::PreVoteResponse { .. } => Action::HandlePreVoteResponse,
             Message::AppendEntriesRequest { .. } => Action::HandleAppendEntriesRequest,
             Message::AppendEntriesResponse { .. } => Action::HandleAppendEntriesResponse,
         }
@@ -116,6 +126,8 @@ impl Action {
         match self {
             Action::HandleRequestVoteRequest => Some("RequestVoteRequest"),
             Action::HandleRequestVoteResponse => Some("RequestVoteResponse"),
+            Action::HandlePreVoteRequest => Some("PreVoteRequest"),
+            Action::HandlePreVoteResponse => Some("PreVoteResponse"),
             Action::HandleAppendEntriesRequest => Some("AppendEntriesRequest"),
             Action::HandleAppendEntriesResponse => Some("AppendEntriesResponse"),
             _ => None,
@@ -181,6 +193,9 @@ pub struct TraceConfig {
     /// See [`ModelConfig::window`].
     #[serde(default)]
     pub window: Option<usize>,
+    /// See [`ModelConfig::pre_vote`].
+    #[serde(default)]
+    pub pre_vote: bool,
 }
 
 impl TraceConfig {
@@ -209,6 +224,7 @@ impl From<&ModelConfig> for TraceConfig {
             heartbeats: config.heartbeats,
             batch: config.batch,
             window: config.window,
+            pre_vote: config.pre_vote,
         }
     }
 }
@@ -649,9 +665,10 @@ pub fn walk_configs() -> Vec<ModelConfig> {
             ..base.clone()
         },
         ModelConfig {
-            name: "walk-unordered-batched".into(),
+            name: "walk-unordered-batched-pre-vote".into(),
             batch: Some(1),
             window: Some(2),
+            pre_vote: true,
             ..base.clone()
         },
         ModelConfig {
@@ -741,6 +758,12 @@ pub fn example_configs() -> Vec<ModelConfig> {
             name: "examples-flow-control".into(),
             batch: Some(1),
             window: Some(1),
+            ..base.clone()
+        },
+        ModelConfig {
+            name: "examples-pre-vote".into(),
+            pre_vote: true,
+            max_in_flight: 3,
             ..base.clone()
         },
         ModelConfig {
@@ -876,11 +899,20 @@ mod tests {
 
     #[test]
     fn a_handle_action_names_the_message_it_handles() {
-        let messages: [Message<Value>; 4] = [
+        let messages: [Message<Value>; 6] = [
             Message::RequestVoteRequest {
                 term: 1,
                 last_log_index: 0,
                 last_log_term: 0,
+            },
+            Message::PreVoteRequest {
+                term: 1,
+                last_log_index: 0,
+                last_log_term: 0,
+            },
+            Message::PreVoteResponse {
+                term: 1,
+                granted: false,
             },
             Message::RequestVoteResponse {
                 term: 1,

@@ -5,6 +5,16 @@
 //! most one vote per term, and only to a candidate whose log is at least as up-to-date as its
 //! own. A candidate that a majority voted for leads the term and appends a blank entry of it
 //! (§8). A leader that stops hearing from a majority steps down (check-quorum).
+//!
+//! With pre-vote (dissertation §9.6) a server whose election timer fires first becomes a
+//! pre-candidate: in its own term, with its vote unchanged, it asks the others whether they
+//! would vote for it in the next term, and starts the election only once a majority says yes.
+//! A server answers yes when the proposed term is newer than its own and the asker's log is at
+//! least as up-to-date as its own; answering changes nothing in it. With pre-vote comes leader
+//! stickiness: a server that follows a leader of its term (or leads) ignores requests for
+//! votes of a newer term, so a server coming back from a partition cannot depose a leader
+//! that a majority still hears from. A follower stays sticky until its own election timer
+//! fires, which the driver arms for at least the minimum election timeout.
 
 use super::progress::ProgressTracker;
 use super::Payload;
@@ -32,9 +42,61 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         }
     }
 
+    /// Pre-vote (§9.6): become a pre-candidate in the current term and ask every other server
+    /// whether it would vote for this server in the next term.
+    pub(super) fn start_pre_vote(&mut self, output: &mut Output<C>) {
+        self.role = Role::PreCandidate {
+            votes: BTreeSet::from([self.config.id]),
+        };
+        self.planted_pre_candidate_deviation(output);
+        output.timers.push(TimerCommand::Set(Timer::Election));
+        let request = Message::PreVoteRequest {
+            term: self.durable.term + 1,
+            last_log_index: self.last_index(),
+            last_log_term: self.last_term(),
+        };
+        for to in self.others() {
+            output.send_after_persist.push((to, request.clone()));
+        }
+        // A cluster of one needs nobody's answer.
+        self.maybe_end_pre_vote(output);
+    }
+
+    /// A pre-candidate that a majority would vote for starts the election.
+    fn maybe_end_pre_vote(&mut self, output: &mut Output<C>) {
+        let Role::PreCandidate { votes } = &self.role else {
+            return;
+        };
+        if votes.len() >= quorum::majority(self.config.members.len()) {
+            self.start_election(output);
+        }
+    }
+
+    /// Leader stickiness (§9.6): with pre-vote on, a server that follows a leader of its term,
+    /// or leads it, ignores a request for a vote (or a pre-vote) of a newer term: the leader
+    /// is alive as far as it knows, so the asker was cut off or is out of date. Such a request
+    /// changes nothing and gets no answer.
+    pub(super) fn ignores(&self, message: &Message<C>) -> bool {
+        let asks = matches!(
+            message,
+            Message::RequestVoteRequest { .. } | Message::PreVoteRequest { .. }
+        );
+        let has_leader = match self.role {
+            Role::Follower { leader } => leader.is_some(),
+            Role::Leader { .. } => true,
+            Role::PreCandidate { .. } | Role::Candidate { .. } => false,
+        };
+        self.config.pre_vote
+            && asks
+            && message.term() > self.durable.term
+            && has_leader
+            && !planted!(self, NoLeaderStickiness)
+    }
+
     pub(super) fn start_election(&mut self, output: &mut Output<C>) {
         self.durable.term += 1;
         self.durable.voted_for = Some(self.config.id);
+        self.planted_forget_own_vote();
         output.persist.hard_state = !planted!(self, TermNotDurableOnCampaign);
         self.role = Role::Candidate {
             votes: BTreeSet::from([self.config.id]),
@@ -51,7 +113,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         self.maybe_become_leader(output);
     }
 
-    fn maybe_become_leader(&mut self, output: &mut Output<C>) {
+    pub(super) fn maybe_become_leader(&mut self, output: &mut Output<C>) {
         let Role::Candidate { votes } = &self.role else {
             return;
         };
@@ -126,7 +188,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             Some(id) => id == from || planted!(self, DoubleVote),
         };
         let granted = term == self.durable.term
-            && matches!(self.role, Role::Follower { .. })
+            && matches!(self.role, Role::Follower { .. } | Role::PreCandidate { .. })
             && vote_free
             && log_ok;
         if granted {
@@ -157,6 +219,55 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         if let Role::Candidate { votes } = &mut self.role {
             votes.insert(from);
             self.maybe_become_leader(output);
+        }
+    }
+
+    // ----- Pre-vote (§9.6) -----
+
+    /// Would this server vote for the asker in `term`? Only if that term is newer than its
+    /// own and the asker's log is at least as up-to-date (§5.4.1). Its own vote does not
+    /// matter (it was cast in an older term), and nothing in this server changes.
+    pub(super) fn handle_pre_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_log_index: Index,
+        last_log_term: Term,
+        output: &mut Output<C>,
+    ) {
+        let log_ok = planted!(self, PreVoteWithoutLogCheck)
+            || self.raft_log().is_up_to_date(last_log_index, last_log_term);
+        let granted = term > self.durable.term && log_ok;
+        self.planted_pre_vote_deviation(from, term, granted, output);
+        let response = Message::PreVoteResponse {
+            term: if granted { term } else { self.durable.term },
+            granted,
+        };
+        output.send_after_persist.push((from, response));
+    }
+
+    /// A granted answer for the next term counts towards this pre-candidate's majority. (A
+    /// refused answer's newer term, if any, was followed already; a granted answer for another
+    /// term belongs to an earlier round.)
+    pub(super) fn handle_pre_vote_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        granted: bool,
+        output: &mut Output<C>,
+    ) {
+        if !granted {
+            return;
+        }
+        if self.planted_count_pre_vote_as_vote(from, term, output) {
+            return;
+        }
+        if term != self.durable.term + 1 {
+            return;
+        }
+        if let Role::PreCandidate { votes } = &mut self.role {
+            votes.insert(from);
+            self.maybe_end_pre_vote(output);
         }
     }
 }

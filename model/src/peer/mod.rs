@@ -9,7 +9,8 @@
 //! One concern per file:
 //! - `mod.rs`: the [`Peer`], its inputs and accessors, restore and the invariants checked
 //!   after every step;
-//! - `election.rs`: terms, roles, vote requests and votes (§5.1, §5.2, §5.4.1), check-quorum;
+//! - `election.rs`: terms, roles, vote requests and votes (§5.1, §5.2, §5.4.1), pre-vote and
+//!   leader stickiness (§9.6), check-quorum;
 //! - `replication.rs`: AppendEntries and commitment (§5.3, §5.4.2);
 //! - `log.rs`: the log's index arithmetic, the only place that turns an index into a position;
 //! - `progress.rs`: the leader's [`Progress`] of each follower, its flow control (probe or
@@ -59,15 +60,23 @@ pub struct Config {
     pub members: Vec<NodeId>,
     /// The caps of one AppendEntries and of the window in flight to each follower.
     pub flow: FlowControl,
+    /// Pre-vote and leader stickiness (dissertation §9.6): a server whose election timer fires
+    /// first asks whether a majority would vote for it, and starts an election (a new term)
+    /// only if so; a server that follows a leader of its term ignores requests for votes of a
+    /// newer term. A server cut off from the cluster then never raises its term, and does not
+    /// depose a healthy leader when it comes back.
+    pub pre_vote: bool,
 }
 
 impl Config {
-    /// Server `id` of a cluster of `members`, with the default [`FlowControl`].
+    /// Server `id` of a cluster of `members`, with the default [`FlowControl`] and without
+    /// pre-vote.
     pub fn new(id: NodeId, members: Vec<NodeId>) -> Self {
         Config {
             id,
             members,
             flow: FlowControl::default(),
+            pre_vote: false,
         }
     }
 }
@@ -117,6 +126,12 @@ pub enum Role {
     Follower {
         /// The leader of the current term, once heard from.
         leader: Option<NodeId>,
+    },
+    /// Asks whether it could win an election in the next term, without leaving its own.
+    /// Invariant: `votes` contains the pre-candidate itself.
+    PreCandidate {
+        /// Servers that would grant their vote in the next term.
+        votes: BTreeSet<NodeId>,
     },
     /// Collects votes. Invariant: `votes` contains the candidate itself.
     Candidate {
@@ -196,6 +211,9 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             Role::Follower { leader } => Role::Follower {
                 leader: leader.map(&f),
             },
+            Role::PreCandidate { votes } => Role::PreCandidate {
+                votes: votes.iter().map(|id| f(*id)).collect(),
+            },
             Role::Candidate { votes } => Role::Candidate {
                 votes: votes.iter().map(|id| f(*id)).collect(),
             },
@@ -212,6 +230,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
                 id: f(self.config.id),
                 members,
                 flow: self.config.flow,
+                pre_vote: self.config.pre_vote,
             },
             durable: Durable {
                 term: self.durable.term,
@@ -262,6 +281,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
     pub fn role_kind(&self) -> RoleKind {
         match self.role {
             Role::Follower { .. } => RoleKind::Follower,
+            Role::PreCandidate { .. } => RoleKind::PreCandidate,
             Role::Candidate { .. } => RoleKind::Candidate,
             Role::Leader { .. } => RoleKind::Leader,
         }
@@ -270,7 +290,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
     pub fn leader(&self) -> Option<NodeId> {
         match self.role {
             Role::Follower { leader } => leader,
-            Role::Candidate { .. } => None,
+            Role::PreCandidate { .. } | Role::Candidate { .. } => None,
             Role::Leader { .. } => Some(self.config.id),
         }
     }
@@ -320,7 +340,12 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             return Err(PeerError::Refused(refusal));
         }
         let mut output = Output::default();
-        self.observe_term(message.term(), &mut output);
+        if self.ignores(&message) {
+            return Ok(output);
+        }
+        if let Some(term) = message.sender_term() {
+            self.observe_term(term, &mut output);
+        }
         match message {
             Message::RequestVoteRequest {
                 term,
@@ -335,6 +360,16 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             ),
             Message::RequestVoteResponse { term, granted } => {
                 self.handle_request_vote_response(from, term, granted, &mut output)
+            }
+            Message::PreVoteRequest {
+                term,
+                last_log_index,
+                last_log_term,
+            } => {
+                self.handle_pre_vote_request(from, term, last_log_index, last_log_term, &mut output)
+            }
+            Message::PreVoteResponse { term, granted } => {
+                self.handle_pre_vote_response(from, term, granted, &mut output)
             }
             Message::AppendEntriesRequest {
                 term,
@@ -366,6 +401,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         let mut output = Output::default();
         match (timer, &self.role) {
             (Timer::Election, Role::Leader { .. }) => self.check_quorum(&mut output),
+            (Timer::Election, _) if self.config.pre_vote => self.start_pre_vote(&mut output),
             (Timer::Election, _) => self.start_election(&mut output),
             (Timer::Heartbeat, Role::Leader { .. }) => {
                 self.broadcast_heartbeat(&mut output);
@@ -444,6 +480,14 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             Role::Follower { leader } => {
                 if *leader == Some(self.config.id) {
                     return Err("follower follows itself".into());
+                }
+            }
+            Role::PreCandidate { votes } => {
+                if !self.config.pre_vote {
+                    return Err("pre-candidate without pre-vote".into());
+                }
+                if !votes.contains(&self.config.id) {
+                    return Err("pre-candidate does not count itself".into());
                 }
             }
             Role::Candidate { votes } => {

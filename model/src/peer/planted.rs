@@ -8,7 +8,7 @@
 //! changes a planted bug, not the Peer.
 
 use super::Payload;
-use super::{Index, Output, Peer, Term};
+use super::{Index, NodeId, Output, Peer, Role, Term};
 use crate::bugs::Bug;
 use std::fmt;
 use std::hash::Hash;
@@ -184,5 +184,64 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         if self.planted(Bug::CommitResetOnElection) {
             self.commit_index = 0;
         }
+    }
+
+    /// `pre-vote-clears-vote` and `pre-vote-bumps-term`: what a planted bug changes in a server
+    /// that becomes a pre-candidate (the correct one changes neither its vote nor its term).
+    pub(super) fn planted_pre_candidate_deviation(&mut self, output: &mut Output<C>) {
+        if self.planted(Bug::PreVoteClearsVote) && self.durable.voted_for.is_some() {
+            self.durable.voted_for = None;
+            output.persist.hard_state = true;
+        }
+        if self.planted(Bug::PreVoteBumpsTerm) {
+            self.durable.term += 1;
+            self.durable.voted_for = None;
+            output.persist.hard_state = true;
+        }
+    }
+
+    /// `pre-vote-adopts-term`: a server asked for a pre-vote moves to the asker's own term;
+    /// `pre-vote-recorded-as-vote`: a server that grants a pre-vote records it as its vote.
+    pub(super) fn planted_pre_vote_deviation(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        granted: bool,
+        output: &mut Output<C>,
+    ) {
+        if self.planted(Bug::PreVoteAdoptsTerm) && term - 1 > self.durable.term {
+            self.observe_term(term - 1, output);
+        }
+        if self.planted(Bug::PreVoteRecordedAsVote) && granted {
+            self.durable.voted_for = Some(from);
+            output.persist.hard_state = true;
+        }
+    }
+
+    /// `candidate-forgets-own-vote`: a candidate that came out of a pre-vote round does not
+    /// record its vote for itself in the new term (it still counts itself).
+    pub(super) fn planted_forget_own_vote(&mut self) {
+        if self.planted(Bug::CandidateForgetsOwnVote) && self.config.pre_vote {
+            self.durable.voted_for = None;
+        }
+    }
+
+    /// `pre-vote-counted-as-vote`: a candidate counts a granted pre-vote answer for its term
+    /// as a vote. Returns whether the answer was taken that way.
+    pub(super) fn planted_count_pre_vote_as_vote(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        output: &mut Output<C>,
+    ) -> bool {
+        if !self.planted(Bug::PreVoteCountedAsVote) || term != self.durable.term {
+            return false;
+        }
+        let Role::Candidate { votes } = &mut self.role else {
+            return false;
+        };
+        votes.insert(from);
+        self.maybe_become_leader(output);
+        true
     }
 }

@@ -115,6 +115,25 @@ pub enum Message<C> {
         /// The leader's commit index.
         leader_commit: Index,
     },
+    /// A server whose election timer fired asks whether it could win an election before it
+    /// starts one (pre-vote, dissertation §9.6). Nobody's term or vote changes: the sender
+    /// stays in its term until a majority says yes.
+    PreVoteRequest {
+        /// The term the sender would campaign in: its own term plus one.
+        term: Term,
+        /// Index of the sender's last log entry.
+        last_log_index: Index,
+        /// Term of the sender's last log entry.
+        last_log_term: Term,
+    },
+    /// The answer to a pre-vote request.
+    PreVoteResponse {
+        /// When granted, the term of the request; when refused, the voter's current term (the
+        /// sender adopts it when it is newer than its own).
+        term: Term,
+        /// Whether the voter would grant its vote in that term.
+        granted: bool,
+    },
     /// The answer to an append.
     AppendEntriesResponse {
         /// The follower's current term.
@@ -166,6 +185,19 @@ impl<C> Message<C> {
                 term: *term,
                 granted: *granted,
             },
+            Message::PreVoteRequest {
+                term,
+                last_log_index,
+                last_log_term,
+            } => Message::PreVoteRequest {
+                term: *term,
+                last_log_index: *last_log_index,
+                last_log_term: *last_log_term,
+            },
+            Message::PreVoteResponse { term, granted } => Message::PreVoteResponse {
+                term: *term,
+                granted: *granted,
+            },
             Message::AppendEntriesRequest {
                 term,
                 prev_log_index,
@@ -194,13 +226,27 @@ impl<C> Message<C> {
         })
     }
 
-    /// The sender's term, carried by every message.
+    /// The term every message carries: the sender's, except that a pre-vote request carries
+    /// the term its sender would campaign in, and a granted pre-vote answer the term of the
+    /// request (see [`Message::sender_term`]).
     pub fn term(&self) -> Term {
         match self {
             Message::RequestVoteRequest { term, .. }
             | Message::RequestVoteResponse { term, .. }
+            | Message::PreVoteRequest { term, .. }
+            | Message::PreVoteResponse { term, .. }
             | Message::AppendEntriesRequest { term, .. }
             | Message::AppendEntriesResponse { term, .. } => *term,
+        }
+    }
+
+    /// The sender's own term, when the message says it: the term a receiver of a newer term
+    /// must follow (§5.1). A pre-vote request and a granted pre-vote answer carry a term that
+    /// nobody is in yet, so they say nothing about the sender's term and change nobody's.
+    pub fn sender_term(&self) -> Option<Term> {
+        match self {
+            Message::PreVoteRequest { .. } | Message::PreVoteResponse { granted: true, .. } => None,
+            _ => Some(self.term()),
         }
     }
 
@@ -209,6 +255,8 @@ impl<C> Message<C> {
         match self {
             Message::RequestVoteRequest { .. } => "RequestVoteRequest",
             Message::RequestVoteResponse { .. } => "RequestVoteResponse",
+            Message::PreVoteRequest { .. } => "PreVoteRequest",
+            Message::PreVoteResponse { .. } => "PreVoteResponse",
             Message::AppendEntriesRequest { .. } => "AppendEntriesRequest",
             Message::AppendEntriesResponse { .. } => "AppendEntriesResponse",
         }
@@ -219,8 +267,9 @@ impl<C> Message<C> {
 /// they fire (randomized durations in a node, any order in the model).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Timer {
-    /// Followers and candidates: start an election. Leaders: check that a majority was heard
-    /// from since the last check (check-quorum), or step down.
+    /// Followers and candidates: start an election (with pre-vote, a pre-vote round first).
+    /// Leaders: check that a majority was heard from since the last check (check-quorum), or
+    /// step down.
     Election,
     /// Leaders: send AppendEntries to every follower.
     Heartbeat,
@@ -231,6 +280,8 @@ pub enum Timer {
 pub enum RoleKind {
     /// Follows a leader, answers candidates.
     Follower,
+    /// Asks whether it could win an election, before it starts one (pre-vote).
+    PreCandidate,
     /// Asks for votes in its term.
     Candidate,
     /// Replicates its log to the others.
@@ -241,6 +292,7 @@ impl fmt::Display for RoleKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {
             RoleKind::Follower => "follower",
+            RoleKind::PreCandidate => "precandidate",
             RoleKind::Candidate => "candidate",
             RoleKind::Leader => "leader",
         };
