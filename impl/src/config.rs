@@ -446,6 +446,24 @@ mod tests {
     }
 
     #[test]
+    fn pre_vote_is_off_unless_the_file_or_a_flag_turns_it_on() {
+        let file = |text: &str| -> PartialConfig {
+            toml::from_str(&format!(
+                "id = 1\ndata_dir = \"/tmp/f\"\n{text}[peers]\n\"1\" = \"127.0.0.1:7001\"\n"
+            ))
+            .expect("parses")
+        };
+        let build = |flags: PartialConfig, text: &str| flags.or(file(text)).build().expect("ok");
+        assert!(!build(PartialConfig::default(), "").pre_vote);
+        assert!(build(PartialConfig::default(), "pre_vote = true\n").pre_vote);
+        let flag = PartialConfig {
+            pre_vote: Some(true),
+            ..PartialConfig::default()
+        };
+        assert!(build(flag, "").pre_vote);
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let base = PartialConfig {
             id: Some(4),

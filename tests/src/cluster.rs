@@ -402,11 +402,32 @@ impl ProcessCluster {
         ProcessCluster::start_with(binaries, size, false, false)
     }
 
+    /// As [`ProcessCluster::start`], unrecorded, with `flags` added to every node's command
+    /// line from its first start on.
+    pub fn start_with_flags(
+        binaries: Binaries,
+        size: usize,
+        partitions: bool,
+        flags: &[&str],
+    ) -> anyhow::Result<ProcessCluster> {
+        ProcessCluster::start_configured(binaries, size, partitions, false, flags)
+    }
+
     fn start_with(
         binaries: Binaries,
         size: usize,
         partitions: bool,
         record: bool,
+    ) -> anyhow::Result<ProcessCluster> {
+        ProcessCluster::start_configured(binaries, size, partitions, record, &[])
+    }
+
+    fn start_configured(
+        binaries: Binaries,
+        size: usize,
+        partitions: bool,
+        record: bool,
+        flags: &[&str],
     ) -> anyhow::Result<ProcessCluster> {
         let wiring = if partitions {
             match Namespaces::create(size) {
@@ -443,7 +464,7 @@ impl ProcessCluster {
             wiring,
             children: (0..size).map(|_| None).collect(),
             starts: 0,
-            extra_args: Vec::new(),
+            extra_args: flags.iter().map(|flag| flag.to_string()).collect(),
             tls_dir,
             record,
         };

@@ -19,6 +19,7 @@ async fn conformance_replays_the_corpus_and_fresh_walks() {
     let fresh = trace::walks(FRESH_WALKS, FRESH_SEED, MAX_STEPS);
     let (mut traces, mut steps, mut crash_traces) = (0, 0, 0);
     let mut counterexamples = 0;
+    let mut by_action: std::collections::BTreeMap<&str, usize> = Default::default();
     for trace in corpus.iter().chain(fresh.iter()) {
         let outcome = replay(trace, ReplayOptions::default()).await;
         if is_counterexample(trace) {
@@ -42,6 +43,9 @@ async fn conformance_replays_the_corpus_and_fresh_walks() {
             continue;
         }
         let replayed = outcome.unwrap_or_else(|mismatch| panic!("{mismatch}"));
+        for step in &trace.steps {
+            *by_action.entry(step.action.name()).or_default() += 1;
+        }
         traces += 1;
         steps += replayed.steps;
         crash_traces += usize::from(replayed.crashed);
@@ -67,7 +71,17 @@ async fn conformance_replays_the_corpus_and_fresh_walks() {
     );
     // Written to stdout itself: the harness captures println!, and this line should show
     // even when the test passes.
-    let line = format!("conformance: traces={traces} steps={steps} crash_traces={crash_traces}\n");
+    // Every action of the trace format was replayed on real nodes, pre-vote's included.
+    for action in trace::Action::ALL {
+        assert!(
+            by_action.contains_key(action.name()),
+            "no replayed trace has a {action} step: {by_action:?}"
+        );
+    }
+    let line = format!(
+        "conformance: traces={traces} steps={steps} crash_traces={crash_traces} \
+         steps by action: {by_action:?}\n"
+    );
     std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes()).expect("stdout");
     assert!(traces >= 500 && steps >= 10_000 && crash_traces >= 100);
 }
