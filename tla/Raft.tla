@@ -345,6 +345,13 @@ CheckQuorum(i) ==
             /\ UNCHANGED <<role, leader, votes, nextIndex, matchIndex, flowState, inflight>>
        ELSE BecomeFollower(i, Nil)
 
+\* The RequestVote that server i sends every other server when it starts an election in
+\* the term after its own, with its last log index and term.
+VoteRequests(i) ==
+    {[type |-> "RequestVoteRequest", term |-> currentTerm[i] + 1,
+      last_log_index |-> Len(log[i]), last_log_term |-> LastTerm(log[i]),
+      from |-> i, to |-> j] : j \in Others(i)}
+
 \* A follower's or candidate's election timer: Peer::start_election. A new term, a vote
 \* for itself (persisted before the requests leave), and a RequestVote to every other
 \* server with its last log index and term. A cluster of one elects itself at once and
@@ -352,10 +359,7 @@ CheckQuorum(i) ==
 StartElection(i) ==
     /\ currentTerm' = [currentTerm EXCEPT ![i] = @ + 1]
     /\ votedFor' = [votedFor EXCEPT ![i] = i]
-    /\ messages' = messages (+)
-          Send({[type |-> "RequestVoteRequest", term |-> currentTerm[i] + 1,
-                 last_log_index |-> Len(log[i]), last_log_term |-> LastTerm(log[i]),
-                 from |-> i, to |-> j] : j \in Others(i)})
+    /\ messages' = messages (+) Send(VoteRequests(i))
     /\ UNCHANGED crashed
     /\ IF Majority = 1
        THEN /\ BecomeLeader(i, currentTerm[i] + 1)
@@ -490,10 +494,7 @@ HandlePreVoteResponse(i, j, m) ==
           ELSE IF counts /\ Cardinality(votes[i] \cup {j}) >= Majority
           THEN /\ currentTerm' = [currentTerm EXCEPT ![i] = @ + 1]
                /\ votedFor' = [votedFor EXCEPT ![i] = i]
-               /\ messages' = Consume(m) (+)
-                     Send({[type |-> "RequestVoteRequest", term |-> currentTerm[i] + 1,
-                            last_log_index |-> Len(log[i]), last_log_term |-> LastTerm(log[i]),
-                            from |-> i, to |-> k] : k \in Others(i)})
+               /\ messages' = Consume(m) (+) Send(VoteRequests(i))
                /\ BecomeCandidate(i)
           ELSE IF counts
           THEN /\ votes' = [votes EXCEPT ![i] = @ \cup {j}]

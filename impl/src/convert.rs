@@ -200,6 +200,23 @@ fn require_term(term: u64) -> Result<u64, ConvertError> {
     Ok(term)
 }
 
+/// A log position: its term (field `term_field`) is 0 exactly at index 0 (field
+/// `index_field`), the empty prefix.
+fn require_position(
+    index_field: &str,
+    index: u64,
+    term_field: &'static str,
+    term: u64,
+) -> Result<(), ConvertError> {
+    if (index == 0) != (term == 0) {
+        return Err(ConvertError::Invalid {
+            field: term_field,
+            why: format!("must be 0 exactly when {index_field} is 0"),
+        });
+    }
+    Ok(())
+}
+
 /// Validates and converts a Peer message.
 pub fn message_from_pb(
     message: pb::peer_envelope::Message,
@@ -207,12 +224,12 @@ pub fn message_from_pb(
     use pb::peer_envelope::Message as M;
     Ok(match message {
         M::RequestVoteRequest(m) => {
-            if (m.last_log_index == 0) != (m.last_log_term == 0) {
-                return Err(ConvertError::Invalid {
-                    field: "last_log_term",
-                    why: "must be 0 exactly when last_log_index is 0".into(),
-                });
-            }
+            require_position(
+                "last_log_index",
+                m.last_log_index,
+                "last_log_term",
+                m.last_log_term,
+            )?;
             if m.last_log_term > m.term {
                 return Err(ConvertError::Invalid {
                     field: "last_log_term",
@@ -231,12 +248,12 @@ pub fn message_from_pb(
         },
         M::PreVoteRequest(m) => {
             let term = require_term(m.term)?;
-            if (m.last_log_index == 0) != (m.last_log_term == 0) {
-                return Err(ConvertError::Invalid {
-                    field: "last_log_term",
-                    why: "must be 0 exactly when last_log_index is 0".into(),
-                });
-            }
+            require_position(
+                "last_log_index",
+                m.last_log_index,
+                "last_log_term",
+                m.last_log_term,
+            )?;
             // The proposed term is the sender's own plus one; its log ends in its own term
             // at the latest.
             if m.last_log_term >= term {
@@ -257,12 +274,12 @@ pub fn message_from_pb(
         },
         M::AppendEntriesRequest(m) => {
             let term = require_term(m.term)?;
-            if (m.prev_log_index == 0) != (m.prev_log_term == 0) {
-                return Err(ConvertError::Invalid {
-                    field: "prev_log_term",
-                    why: "must be 0 exactly when prev_log_index is 0".into(),
-                });
-            }
+            require_position(
+                "prev_log_index",
+                m.prev_log_index,
+                "prev_log_term",
+                m.prev_log_term,
+            )?;
             if m.prev_log_term > term {
                 return Err(ConvertError::Invalid {
                     field: "prev_log_term",
