@@ -4,6 +4,7 @@
 # Builds the release binaries, starts a 3-node cluster on 127.0.0.1 with its data in a
 # temporary directory, and checks, with the `rdb` client:
 #   - a leader is elected; writes through any node are readable from every node;
+#   - `rdb transfer-leader` hands leadership to a follower, and writes go on;
 #   - a follower killed with SIGKILL: writes continue; restarted, it catches up;
 #   - the leader killed with SIGKILL: a new leader within 2 seconds, and every acknowledged
 #     write is still there;
@@ -340,6 +341,32 @@ check_leader_and_replication() {
   fi
 }
 
+# `rdb transfer-leader` hands leadership to a follower: the command answers once it leads,
+# every node then names it, and writes go on with nothing lost.
+check_transfer_leader() {
+  wait_for_leader 10 0 1 2 3 || {
+    fail transfer-leader "no leader before the transfer"
+    return
+  }
+  local old=$LEADER old_term=$LEADER_TERM target=$((LEADER % 3 + 1)) why=""
+  if ! run_bounded 20 "$RDB" --servers "$(join_addrs 1 2 3)" transfer-leader "$target"; then
+    why="rdb transfer-leader $target failed: $(tail -n1 "$WORK/err")"
+  elif [[ "$(<"$WORK/out")" != "OK leader=$target term="* ]]; then
+    why="rdb transfer-leader $target printed '$(<"$WORK/out")'"
+  elif ! wait_for_leader 10 "$old_term" 1 2 3 || [[ "$LEADER" != "$target" ]]; then
+    why="after the transfer the nodes name leader ${LEADER:-none}, not $target"
+  elif ! put_through after-transfer 1 2 3; then
+    why="put after the transfer failed: $(tail -n1 "$WORK/err")"
+  elif ! acked_all_present 1 2 3; then
+    why=$WHY
+  fi
+  if [[ -z "$why" ]]; then
+    pass "transfer-leader (node $old -> node $target, term $LEADER_TERM)"
+  else
+    fail transfer-leader "$why"
+  fi
+}
+
 check_follower_kill() {
   wait_for_leader 10 0 1 2 3 || {
     fail follower-kill "no leader before the kill"
@@ -628,6 +655,7 @@ main() {
     local node
     for node in 1 2 3; do start_node "$node"; done
     if check_leader_and_replication; then
+      check_transfer_leader
       check_follower_kill
       check_leader_kill
       check_restart_all

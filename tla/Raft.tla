@@ -32,7 +32,8 @@ CONSTANTS
     Lossy,        \* TRUE: the network may lose a message in flight.
     MaxBatch,     \* FlowControl.max_entries: at most this many entries in one AppendEntries.
     Window,       \* FlowControl.max_inflight: pipelined AppendEntries in flight per follower.
-    PreVote       \* Config.pre_vote: pre-vote and leader stickiness (§9.6).
+    PreVote,      \* Config.pre_vote: pre-vote and leader stickiness (§9.6).
+    Transfers     \* TRUE: leaders may be asked to hand leadership over (§3.10).
 
 VARIABLES
     \* Durable (model/src/peer/types.rs), per server.
@@ -53,6 +54,8 @@ VARIABLES
     inflight,     \* Flow::Replicate's window: the last index of each AppendEntries in
                   \* flight, oldest first; << >> otherwise.
     heardFrom,    \* Role::Leader.heard_from (check-quorum); {} otherwise.
+    transferee,   \* Role::Leader.transferee: the server leadership is being handed to
+                  \* (§3.10), or Nil.
     \* The environment.
     crashed,      \* Whether the server is down. Its last state stays until it recovers.
     messages,     \* The network: a bag of messages in flight.
@@ -62,10 +65,11 @@ VARIABLES
     regressedCommit  \* Ghost.regressed_commit: a running server's commit index went down.
 
 durableVars == <<currentTerm, votedFor, log>>
-roleVars == <<role, leader, votes, nextIndex, matchIndex, flowState, inflight, heardFrom>>
+roleVars == <<role, leader, votes, nextIndex, matchIndex, flowState, inflight, heardFrom,
+              transferee>>
 historyVars == <<regressedTerm, regressedCommit>>
 vars == <<currentTerm, votedFor, log, commitIndex, role, leader, votes,
-          nextIndex, matchIndex, flowState, inflight, heardFrom, crashed, messages,
+          nextIndex, matchIndex, flowState, inflight, heardFrom, transferee, crashed, messages,
           historyVars>>
 
 -----------------------------------------------------------------------------
@@ -209,10 +213,12 @@ GrantsPreVote(i, m) ==
        \/ m.last_log_term = LastTerm(log[i]) /\ m.last_log_index >= Len(log[i])
 
 \* Leader stickiness (Peer::ignores): with pre-vote, a server that follows a leader of its
-\* term, or leads it, ignores a request for a vote or a pre-vote of a newer term.
+\* term, or leads it, ignores a request for a vote or a pre-vote of a newer term, unless
+\* the vote is asked for on behalf of a leadership transfer.
 Sticky(i, m) ==
     /\ PreVote
     /\ m.type \in {"RequestVoteRequest", "PreVoteRequest"}
+    /\ ~(m.type = "RequestVoteRequest" /\ m.transfer)
     /\ m.term > currentTerm[i]
     /\ \/ role[i] = "Leader"
        \/ role[i] = "Follower" /\ leader[i] /= Nil
@@ -260,6 +266,7 @@ BecomeFollower(i, l) ==
     /\ flowState' = [flowState EXCEPT ![i] = NoFlow]
     /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
     /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+    /\ transferee' = [transferee EXCEPT ![i] = Nil]
 
 \* Role::Candidate { votes: {i} }.
 BecomeCandidate(i) ==
@@ -271,6 +278,7 @@ BecomeCandidate(i) ==
     /\ flowState' = [flowState EXCEPT ![i] = NoFlow]
     /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
     /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+    /\ transferee' = [transferee EXCEPT ![i] = Nil]
 
 \* Role::PreCandidate { votes: {i} }.
 BecomePreCandidate(i) ==
@@ -282,6 +290,7 @@ BecomePreCandidate(i) ==
     /\ flowState' = [flowState EXCEPT ![i] = NoFlow]
     /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
     /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+    /\ transferee' = [transferee EXCEPT ![i] = Nil]
 
 \* The blank entry a new leader of term t appends (§8): an entry without a command. Once it
 \* commits, so does every entry of an earlier term before it.
@@ -304,6 +313,7 @@ BecomeLeader(i, t) ==
           [j \in Server |-> IF j = i THEN "None" ELSE "ProbeSent"]]
     /\ inflight' = [inflight EXCEPT ![i] = NoInflight]
     /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+    /\ transferee' = [transferee EXCEPT ![i] = Nil]
 
 \* What a new leader of term t sends: a probe after its earlier last entry, with its blank
 \* entry, to every follower.
@@ -327,6 +337,7 @@ Init ==
     /\ flowState = [i \in Server |-> NoFlow]
     /\ inflight = [i \in Server |-> NoInflight]
     /\ heardFrom = [i \in Server |-> {}]
+    /\ transferee = [i \in Server |-> Nil]
     /\ crashed = [i \in Server |-> FALSE]
     /\ messages = EmptyBag
     /\ regressedTerm = [i \in Server |-> FALSE]
@@ -337,20 +348,22 @@ Init ==
 
 \* A leader's election timer: Peer::check_quorum. A leader that heard from a majority
 \* (itself included) since the last check starts counting again; one that did not steps
-\* down, keeping its term and vote. Only AppendEntries responses of its term count.
+\* down, keeping its term and vote. Only AppendEntries responses of its term count. Either
+\* way a leadership transfer that has not completed is given up (§3.10).
 CheckQuorum(i) ==
     /\ UNCHANGED <<durableVars, commitIndex, crashed, messages>>
     /\ IF Cardinality(heardFrom[i]) + 1 >= Majority
        THEN /\ heardFrom' = [heardFrom EXCEPT ![i] = {}]
+            /\ transferee' = [transferee EXCEPT ![i] = Nil]
             /\ UNCHANGED <<role, leader, votes, nextIndex, matchIndex, flowState, inflight>>
        ELSE BecomeFollower(i, Nil)
 
 \* The RequestVote that server i sends every other server when it starts an election in
-\* the term after its own, with its last log index and term.
-VoteRequests(i) ==
-    {[type |-> "RequestVoteRequest", term |-> currentTerm[i] + 1,
+\* term t, with its last log index and term; tr says a leader handed leadership over.
+VoteRequests(i, t, tr) ==
+    {[type |-> "RequestVoteRequest", term |-> t,
       last_log_index |-> Len(log[i]), last_log_term |-> LastTerm(log[i]),
-      from |-> i, to |-> j] : j \in Others(i)}
+      transfer |-> tr, from |-> i, to |-> j] : j \in Others(i)}
 
 \* A follower's or candidate's election timer: Peer::start_election. A new term, a vote
 \* for itself (persisted before the requests leave), and a RequestVote to every other
@@ -359,7 +372,7 @@ VoteRequests(i) ==
 StartElection(i) ==
     /\ currentTerm' = [currentTerm EXCEPT ![i] = @ + 1]
     /\ votedFor' = [votedFor EXCEPT ![i] = i]
-    /\ messages' = messages (+) Send(VoteRequests(i))
+    /\ messages' = messages (+) Send(VoteRequests(i, currentTerm[i] + 1, FALSE))
     /\ UNCHANGED crashed
     /\ IF Majority = 1
        THEN /\ BecomeLeader(i, currentTerm[i] + 1)
@@ -395,7 +408,7 @@ HeartbeatTimeout(i) ==
     /\ messages' = messages (+) Send(BroadcastMsgs(i, log[i], commitIndex[i], TRUE))
     /\ Broadcast(i, log[i], TRUE)
     /\ UNCHANGED <<durableVars, commitIndex, role, leader, votes, matchIndex, heardFrom,
-                   crashed>>
+                   transferee, crashed>>
 
 -----------------------------------------------------------------------------
 (* Client proposals: Peer::propose on the leader. *)
@@ -406,11 +419,43 @@ HeartbeatTimeout(i) ==
 ClientRequest(i, v) ==
     /\ ~crashed[i]
     /\ role[i] = "Leader"
+    /\ transferee[i] = Nil
     /\ log' = [log EXCEPT ![i] = Append(@, [term |-> currentTerm[i], command |-> v])]
     /\ messages' = messages (+) Send(BroadcastMsgs(i, log'[i], commitIndex[i], FALSE))
     /\ Broadcast(i, log'[i], FALSE)
     /\ commitIndex' = [commitIndex EXCEPT ![i] = NewCommitIndex(i, log'[i], matchIndex[i])]
-    /\ UNCHANGED <<currentTerm, votedFor, role, leader, votes, matchIndex, heardFrom, crashed>>
+    /\ UNCHANGED <<currentTerm, votedFor, role, leader, votes, matchIndex, heardFrom,
+                   transferee, crashed>>
+
+-----------------------------------------------------------------------------
+(* Leadership transfer (§3.10): Peer::transfer_leadership on the leader.  *)
+
+\* The TimeoutNow leader i sends j: take over now.
+TimeoutNowTo(i, j) == [type |-> "TimeoutNow", term |-> currentTerm[i], from |-> i, to |-> j]
+
+\* Leader i is asked to hand leadership to j. It takes no proposals from now on (see
+\* ClientRequest). A target whose log matches the leader's is told to take over at once;
+\* otherwise it gets what flow control lets the leader send, and the TimeoutNow follows
+\* its acknowledgement of the leader's last entry (HandleAppendEntriesResponse).
+TransferLeadership(i, j) ==
+    /\ Transfers
+    /\ ~crashed[i]
+    /\ role[i] = "Leader"
+    /\ j \in Others(i)
+    /\ transferee' = [transferee EXCEPT ![i] = j]
+    /\ UNCHANGED <<durableVars, commitIndex, role, leader, votes, matchIndex, heardFrom,
+                   crashed>>
+    /\ IF matchIndex[i][j] = Len(log[i])
+       THEN /\ messages' = messages (+) Send({TimeoutNowTo(i, j)})
+            /\ UNCHANGED <<nextIndex, flowState, inflight>>
+       ELSE LET next == nextIndex[i][j]
+                st == flowState[i][j]
+                infl == inflight[i][j]
+            IN /\ messages' = messages (+)
+                     Send(SendSet(i, j, next, st, infl, log[i], commitIndex[i], FALSE))
+               /\ nextIndex' = [nextIndex EXCEPT ![i][j] = NextAfter(next, st, infl, log[i], FALSE)]
+               /\ flowState' = [flowState EXCEPT ![i][j] = FlowAfter(st, FALSE)]
+               /\ inflight' = [inflight EXCEPT ![i][j] = InflightAfter(next, st, infl, log[i], FALSE)]
 
 -----------------------------------------------------------------------------
 (* Messages: Peer::handle_message, server i handling message m from j. Every *)
@@ -464,7 +509,7 @@ HandleRequestVoteResponse(i, j, m) ==
        THEN /\ votes' = [votes EXCEPT ![i] = @ \cup {j}]
             /\ messages' = Consume(m)
             /\ UNCHANGED <<log, currentTerm, votedFor, role, leader, nextIndex, matchIndex,
-                           flowState, inflight, heardFrom>>
+                           flowState, inflight, heardFrom, transferee>>
        ELSE /\ messages' = Consume(m)
             /\ UNCHANGED <<log, currentTerm, votedFor, roleVars>>
 
@@ -494,13 +539,13 @@ HandlePreVoteResponse(i, j, m) ==
           ELSE IF counts /\ Cardinality(votes[i] \cup {j}) >= Majority
           THEN /\ currentTerm' = [currentTerm EXCEPT ![i] = @ + 1]
                /\ votedFor' = [votedFor EXCEPT ![i] = i]
-               /\ messages' = Consume(m) (+) Send(VoteRequests(i))
+               /\ messages' = Consume(m) (+) Send(VoteRequests(i, currentTerm[i] + 1, FALSE))
                /\ BecomeCandidate(i)
           ELSE IF counts
           THEN /\ votes' = [votes EXCEPT ![i] = @ \cup {j}]
                /\ messages' = Consume(m)
                /\ UNCHANGED <<currentTerm, votedFor, role, leader, nextIndex, matchIndex,
-                              flowState, inflight, heardFrom>>
+                              flowState, inflight, heardFrom, transferee>>
           ELSE /\ messages' = Consume(m)
                /\ UNCHANGED <<currentTerm, votedFor, roleVars>>
 
@@ -549,7 +594,7 @@ HandleAppendEntriesResponse(i, j, m) ==
             /\ UNCHANGED <<log, commitIndex>>
        ELSE IF m.term = currentTerm[i] /\ role[i] = "Leader"
        THEN /\ heardFrom' = [heardFrom EXCEPT ![i] = @ \cup {j}]
-            /\ UNCHANGED <<currentTerm, votedFor, log, role, leader, votes>>
+            /\ UNCHANGED <<currentTerm, votedFor, log, role, leader, votes, transferee>>
             /\ IF m.success
                THEN LET idx == Min(m.index, Len(log[i]))
                         next == AckNext(nextIndex[i][j], matchIndex[i][j], flowState[i][j], idx)
@@ -566,7 +611,10 @@ HandleAppendEntriesResponse(i, j, m) ==
                                           InflightAfter(next, st, infl, log[i], FALSE)]
                        /\ messages' = Consume(m) (+)
                              Send(SendSet(i, j, next, st, infl, log[i], commitIndex'[i],
-                                          FALSE))
+                                          FALSE)) (+)
+                             \* A transferee whose log now matches is told to take over.
+                             Send(IF transferee[i] = j /\ matchIndex'[i][j] = Len(log[i])
+                                  THEN {TimeoutNowTo(i, j)} ELSE {})
                ELSE IF m.index + 1 < nextIndex[i][j]
                        /\ ~(flowState[i][j] = "Replicate" /\ m.index < matchIndex[i][j])
                THEN /\ nextIndex' = [nextIndex EXCEPT ![i][j] = Max(m.index, matchIndex[i][j]) + 1]
@@ -580,6 +628,22 @@ HandleAppendEntriesResponse(i, j, m) ==
                     /\ UNCHANGED <<nextIndex, matchIndex, flowState, inflight, commitIndex>>
        ELSE /\ messages' = Consume(m)
             /\ UNCHANGED <<durableVars, commitIndex, roleVars>>
+
+\* Peer::handle_timeout_now. The leader of the message's term (or of a newer one than the
+\* receiver's) hands leadership over: a follower starts the election of the next term at
+\* once, without pre-vote, asking for votes on behalf of the transfer. A stale TimeoutNow,
+\* or one reaching a server that campaigns in that term already, changes nothing.
+HandleTimeoutNow(i, j, m) ==
+    /\ m.type = "TimeoutNow"
+    /\ ~crashed[i]
+    /\ UNCHANGED <<log, commitIndex, crashed>>
+    /\ IF m.term > currentTerm[i] \/ (m.term = currentTerm[i] /\ role[i] = "Follower")
+       THEN /\ currentTerm' = [currentTerm EXCEPT ![i] = m.term + 1]
+            /\ votedFor' = [votedFor EXCEPT ![i] = i]
+            /\ messages' = Consume(m) (+) Send(VoteRequests(i, m.term + 1, TRUE))
+            /\ BecomeCandidate(i)
+       ELSE /\ messages' = Consume(m)
+            /\ UNCHANGED <<currentTerm, votedFor, roleVars>>
 
 -----------------------------------------------------------------------------
 (* The environment. *)
@@ -638,6 +702,9 @@ Next ==
              m.type = "AppendEntriesRequest" /\ HandleAppendEntriesRequest(m.to, m.from, m)
        \/ \E m \in BagToSet(messages) :
              m.type = "AppendEntriesResponse" /\ HandleAppendEntriesResponse(m.to, m.from, m)
+       \/ \E i, j \in Server : TransferLeadership(i, j)
+       \/ \E m \in BagToSet(messages) :
+             m.type = "TimeoutNow" /\ HandleTimeoutNow(m.to, m.from, m)
        \/ \E i \in Server : Crash(i)
        \/ \E i \in Server : Recover(i)
        \/ \E m \in BagToSet(messages) : DropMessage(m)

@@ -176,6 +176,21 @@ impl Client {
         Ok(response.found.then_some(response.value))
     }
 
+    /// Hands leadership to the member `target` (§3.10): asks the leader, and answers once
+    /// `target` leads, with its term. The leader gives a transfer up after an election
+    /// timeout (when `target` cannot catch up or lost its election); the error says so, and
+    /// the transfer may be retried.
+    pub async fn transfer_leader(
+        &mut self,
+        target: u64,
+    ) -> Result<pb::TransferLeaderResponse, ClientError> {
+        self.call(false, move |mut kv| async move {
+            kv.transfer_leader(pb::TransferLeaderRequest { target })
+                .await
+        })
+        .await
+    }
+
     /// The status of the server at `server` (any server, leader or not).
     pub async fn status_of(server: &str) -> Result<pb::NodeStatus, ClientError> {
         Client::status_with_tls(server, None).await

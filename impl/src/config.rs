@@ -34,9 +34,9 @@ pub struct NodeConfig {
     /// the window in flight. The peer message limit follows from it
     /// ([`crate::convert::peer_message_limit`]).
     pub flow: model::FlowControl,
-    /// Pre-vote and leader stickiness (§9.6, [`model::Config::pre_vote`]): a node cut off from
-    /// the cluster does not raise its term, and does not depose a live leader when it comes
-    /// back. Every node of a cluster must agree on it.
+    /// Pre-vote and leader stickiness (§9.6, [`model::Config::pre_vote`]), on unless turned
+    /// off: a node cut off from the cluster does not raise its term, and does not depose a
+    /// live leader when it comes back. Every node of a cluster must agree on it.
     pub pre_vote: bool,
 }
 
@@ -326,7 +326,7 @@ impl PartialConfig {
             fsync: self.fsync.unwrap_or(true),
             tls,
             flow,
-            pre_vote: self.pre_vote.unwrap_or(false),
+            pre_vote: self.pre_vote.unwrap_or(true),
         })
     }
 }
@@ -446,7 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn pre_vote_is_off_unless_the_file_or_a_flag_turns_it_on() {
+    fn pre_vote_is_on_unless_the_file_or_a_flag_turns_it_off() {
         let file = |text: &str| -> PartialConfig {
             toml::from_str(&format!(
                 "id = 1\ndata_dir = \"/tmp/f\"\n{text}[peers]\n\"1\" = \"127.0.0.1:7001\"\n"
@@ -454,13 +454,18 @@ mod tests {
             .expect("parses")
         };
         let build = |flags: PartialConfig, text: &str| flags.or(file(text)).build().expect("ok");
-        assert!(!build(PartialConfig::default(), "").pre_vote);
-        assert!(build(PartialConfig::default(), "pre_vote = true\n").pre_vote);
-        let flag = PartialConfig {
+        assert!(build(PartialConfig::default(), "").pre_vote);
+        assert!(!build(PartialConfig::default(), "pre_vote = false\n").pre_vote);
+        let off = PartialConfig {
+            pre_vote: Some(false),
+            ..PartialConfig::default()
+        };
+        assert!(!build(off, "pre_vote = true\n").pre_vote);
+        let on = PartialConfig {
             pre_vote: Some(true),
             ..PartialConfig::default()
         };
-        assert!(build(flag, "").pre_vote);
+        assert!(build(on, "pre_vote = false\n").pre_vote);
     }
 
     #[test]

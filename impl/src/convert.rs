@@ -240,8 +240,12 @@ pub fn message_from_pb(
                 term: require_term(m.term)?,
                 last_log_index: m.last_log_index,
                 last_log_term: m.last_log_term,
+                transfer: m.transfer,
             }
         }
+        M::TimeoutNow(m) => Message::TimeoutNow {
+            term: require_term(m.term)?,
+        },
         M::RequestVoteResponse(m) => Message::RequestVoteResponse {
             term: require_term(m.term)?,
             granted: m.granted,
@@ -328,11 +332,14 @@ pub fn message_to_pb(message: Message<Command>) -> pb::peer_envelope::Message {
             term,
             last_log_index,
             last_log_term,
+            transfer,
         } => M::RequestVoteRequest(pb::RequestVoteRequest {
             term,
             last_log_index,
             last_log_term,
+            transfer,
         }),
+        Message::TimeoutNow { term } => M::TimeoutNow(pb::TimeoutNow { term }),
         Message::RequestVoteResponse { term, granted } => {
             M::RequestVoteResponse(pb::RequestVoteResponse { term, granted })
         }
@@ -448,11 +455,19 @@ mod tests {
                 term: 3,
                 last_log_index: 2,
                 last_log_term: 1,
+                transfer: false,
+            },
+            Message::RequestVoteRequest {
+                term: 4,
+                last_log_index: 2,
+                last_log_term: 1,
+                transfer: true,
             },
             Message::RequestVoteResponse {
                 term: 3,
                 granted: true,
             },
+            Message::TimeoutNow { term: 3 },
             Message::PreVoteRequest {
                 term: 4,
                 last_log_index: 2,
@@ -537,9 +552,15 @@ mod tests {
             term: MAX_TERM + 1,
             last_log_index: 0,
             last_log_term: 0,
+            transfer: false,
         });
         assert!(matches!(
             message_from_pb(exhausted_term),
+            Err(ConvertError::Invalid { field: "term", .. })
+        ));
+        let zero_term_timeout_now = M::TimeoutNow(pb::TimeoutNow { term: 0 });
+        assert!(matches!(
+            message_from_pb(zero_term_timeout_now),
             Err(ConvertError::Invalid { field: "term", .. })
         ));
         let future_prev = M::AppendEntriesRequest(pb::AppendEntriesRequest {

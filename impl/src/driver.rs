@@ -228,6 +228,8 @@ pub struct NodeState {
     /// Peer messages refused as impossible since the node started (`model::Refusal`): each
     /// is evidence of a faulty or hostile member, and each is logged as a warning.
     pub refused_messages: u64,
+    /// The member a leader is handing leadership to, while it does.
+    pub transferee: Option<NodeId>,
 }
 
 /// An input for the driver.
@@ -253,6 +255,14 @@ pub enum Input {
         timer: Timer,
         /// Ok when the timer was armed and fired.
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Hand leadership to `to` (§3.10). The reply comes at once: the term of the transfer when
+    /// it started, or why not; whether it completes is seen in [`NodeState::leader`].
+    Transfer {
+        /// The member to hand leadership to.
+        to: NodeId,
+        /// The leader's term, or the Peer's refusal.
+        reply: oneshot::Sender<Result<Term, PeerError>>,
     },
     /// Report the node's state once every input before this one is processed and persisted.
     Inspect {
@@ -496,6 +506,9 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
                         let _ = reply.send(Err(format!("timer {timer:?} is not armed")));
                     }
                 }
+                Input::Transfer { to, reply } => {
+                    let _ = reply.send(self.transfer(to));
+                }
                 Input::Inspect { with_log, reply } => self.inspections.push((with_log, reply)),
                 Input::Shutdown => stop = true,
             }
@@ -508,9 +521,11 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
             let _ = reply.send(Err(ProposeError::Overloaded));
         }
         self.deferred.extend(proposals);
+        // A leader handing leadership over takes no proposals (§3.10): they wait here until
+        // the transfer completes (they then learn the new leader) or is given up.
+        let transferring = self.peer.transferee().is_some();
         let hold = self.peer.role_kind() == RoleKind::Leader
-            && self.deferred.len() < MAX_DEFERRED
-            && self.outbound.congested();
+            && (transferring || self.deferred.len() < MAX_DEFERRED && self.outbound.congested());
         if !self.deferred.is_empty() && !hold {
             let proposals = std::mem::take(&mut self.deferred);
             self.propose(proposals);
@@ -548,6 +563,17 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
         }
     }
 
+    fn transfer(&mut self, to: NodeId) -> Result<Term, PeerError> {
+        let output = self.peer.transfer_leadership(to)?;
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.step(RecordedInput::Transfer(to), &output, &self.peer);
+        }
+        log_state!(info, self, "leadership transfer started", "to" => to);
+        let term = self.peer.term();
+        self.absorb(output);
+        Ok(term)
+    }
+
     fn timeout(&mut self, timer: Timer) {
         let output = self.peer.handle_timeout(timer);
         if let Some(recorder) = self.recorder.as_mut() {
@@ -578,6 +604,14 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
                 self.flush_recording();
                 for reply in replies {
                     let _ = reply.send(Err(ProposeError::NotLeader { leader }));
+                }
+            }
+            // Held back while a transfer runs (see `process`), so not expected; the client
+            // retries, and finds the leader the transfer leaves.
+            Err(PeerError::Transferring { .. }) => {
+                self.flush_recording();
+                for reply in replies {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
                 }
             }
             Err(other) => {
@@ -723,6 +757,7 @@ impl<T: Timers, O: Outbound, D: Deviation> Driver<T, O, D> {
             fsyncs: self.storage.fsyncs(),
             entries_written: self.entries_written,
             refused_messages: self.refused_messages,
+            transferee: self.peer.transferee(),
         }
     }
 }
@@ -747,6 +782,11 @@ fn refuse(input: Input, answer: &ProposeError) {
         }
         Input::FireTimer { reply, .. } => {
             let _ = reply.send(Err(answer.to_string()));
+        }
+        // The transfer did not start; the caller is told the node is not the leader it can
+        // use (its storage failed).
+        Input::Transfer { reply, .. } => {
+            let _ = reply.send(Err(PeerError::NotLeader { leader: None }));
         }
         Input::Message { .. } | Input::Inspect { .. } | Input::Shutdown => {}
     }

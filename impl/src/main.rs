@@ -91,11 +91,15 @@ struct Args {
     /// flight to it [default: 16777216].
     #[arg(long, value_name = "BYTES")]
     max_inflight_bytes: Option<u64>,
-    /// Pre-vote and leader stickiness (Raft dissertation §9.6): an election starts only after
-    /// a majority says it would vote, and a node that follows a live leader ignores requests
-    /// for votes of a newer term. Every node of a cluster must agree on it [default: off].
-    #[arg(long)]
+    /// Pre-vote and leader stickiness (Raft dissertation §9.6), on by default: an election
+    /// starts only after a majority says it would vote, and a node that follows a live leader
+    /// ignores requests for votes of a newer term. Every node of a cluster must agree on it.
+    #[arg(long, conflicts_with = "no_pre_vote")]
     pre_vote: bool,
+    /// Turn pre-vote and leader stickiness off: a node whose election timer fires starts an
+    /// election at once, in a new term.
+    #[arg(long)]
+    no_pre_vote: bool,
     /// Stop, as on SIGTERM, when standard input reaches its end. A parent process that keeps
     /// the write end of a pipe on the server's stdin ties the server's life to its own: the
     /// kernel closes the pipe when the parent dies, however it dies (the tests use this).
@@ -170,7 +174,11 @@ async fn run(args: Args) -> anyhow::Result<Option<NodeFailure>> {
         max_append_bytes: args.max_append_bytes,
         max_inflight: args.max_inflight,
         max_inflight_bytes: args.max_inflight_bytes,
-        pre_vote: args.pre_vote.then_some(true),
+        pre_vote: if args.no_pre_vote {
+            Some(false)
+        } else {
+            args.pre_vote.then_some(true)
+        },
     };
     let config = flags.or(file).build()?;
     let logger = logging::build(args.log_format, args.log_level);

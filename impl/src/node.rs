@@ -496,6 +496,19 @@ impl Node {
         }
     }
 
+    /// Starts handing leadership to `to` at this node, as the client API does; answers with
+    /// the term of the transfer, or the Peer's refusal (not the leader, not another member).
+    pub async fn transfer(&self, to: NodeId) -> Result<model::Term, String> {
+        let (reply, started) = oneshot::channel();
+        self.submit(Input::Transfer { to, reply })
+            .await
+            .map_err(|_| "node stopped".to_string())?;
+        started
+            .await
+            .map_err(|_| "node stopped".to_string())?
+            .map_err(|error| error.to_string())
+    }
+
     /// Hands a message straight to the driver, skipping gRPC (tests of the driver alone).
     /// False if the input queue is full or the driver has stopped.
     pub fn inject(&self, from: NodeId, message: Message<Command>) -> bool {

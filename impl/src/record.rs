@@ -28,6 +28,8 @@ pub enum RecordedInput {
     Timeout(Timer),
     /// `propose(commands)`.
     Propose(Vec<Command>),
+    /// `transfer_leadership(to)`.
+    Transfer(NodeId),
 }
 
 /// What the Peer answered, field by field as in [`Output`].

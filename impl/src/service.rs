@@ -1,4 +1,5 @@
-//! The client API: put, get, delete and status over gRPC. Every call goes through the log.
+//! The client API: put, get, delete and status over gRPC, and leadership transfer. Every
+//! read and write goes through the log.
 //!
 //! A call that finds the driver's input queue full, or too many proposals waiting to commit,
 //! is answered `RESOURCE_EXHAUSTED`: the node is overloaded and did not propose the command,
@@ -20,6 +21,13 @@ use tonic::{Request, Response, Status};
 /// How long the server waits for a command to commit before it answers that the outcome is
 /// unknown.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a leadership transfer is followed before the call answers that its outcome is
+/// unknown. A leader gives a transfer up after one election timeout, far sooner.
+pub const TRANSFER_WAIT: Duration = Duration::from_secs(10);
+
+/// How often a transfer in progress is looked at.
+const TRANSFER_POLL: Duration = Duration::from_millis(10);
 
 /// The `Kv` service of one node.
 pub struct KvService {
@@ -108,6 +116,65 @@ impl KvService {
                 mpsc::TrySendError::Disconnected(_) => Status::unavailable("node is stopping"),
             })
         })
+    }
+
+    /// Starts handing leadership to `target` and follows the transfer to its end.
+    async fn transfer(&self, target: NodeId) -> Result<pb::TransferLeaderResponse, Status> {
+        if !self.peers.contains_key(&target) {
+            return Err(Status::invalid_argument(format!(
+                "node {target} is not a member of cluster {}; members are {:?}",
+                self.cluster_id,
+                self.peers.keys().collect::<Vec<_>>()
+            )));
+        }
+        let (reply, started) = oneshot::channel();
+        self.queue(Input::Transfer { to: target, reply })?;
+        let started = started
+            .await
+            .map_err(|_| Status::unavailable("node is stopping"))?;
+        let term = match started {
+            Ok(term) => term,
+            Err(model::PeerError::NotLeader { leader }) => {
+                return Err(self.status_for(ProposeError::NotLeader { leader }))
+            }
+            Err(model::PeerError::InvalidTransfer(id)) => {
+                return Err(Status::invalid_argument(format!(
+                    "cannot transfer leadership to node {id}: it is this node"
+                )))
+            }
+            Err(other) => return Err(Status::internal(other.to_string())),
+        };
+        let deadline = tokio::time::Instant::now() + TRANSFER_WAIT;
+        loop {
+            let state = self.inspect().await?;
+            if state.term > term && state.leader == Some(target) {
+                return Ok(pb::TransferLeaderResponse {
+                    leader_id: target,
+                    term: state.term,
+                });
+            }
+            if state.term > term {
+                if let Some(other) = state.leader {
+                    return Err(Status::aborted(format!(
+                        "node {other} took over in term {}, not node {target}",
+                        state.term
+                    )));
+                }
+            } else if state.transferee != Some(target) {
+                return Err(Status::aborted(format!(
+                    "the transfer to node {target} did not complete within an election \
+                     timeout; node {} gave it up and is the {} of term {term}",
+                    state.id, state.role
+                )));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "the transfer to node {target} did not finish within {TRANSFER_WAIT:?}; \
+                     see `rdb status`"
+                )));
+            }
+            tokio::time::sleep(TRANSFER_POLL).await;
+        }
     }
 
     async fn inspect(&self) -> Result<NodeState, Status> {
@@ -214,6 +281,7 @@ impl pb::kv_server::Kv for KvService {
             commit_index: state.commit_index,
             applied_index: state.applied_index,
             refused_peer_messages: state.refused_messages,
+            transferring_to: state.transferee.unwrap_or(0),
             members: self
                 .peers
                 .iter()
@@ -223,6 +291,14 @@ impl pb::kv_server::Kv for KvService {
                 })
                 .collect(),
         }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        let pb::TransferLeaderRequest { target } = request.into_inner();
+        Ok(Response::new(self.transfer(target).await?))
     }
 }
 
@@ -257,6 +333,25 @@ mod tests {
         // Only the input queued first is there: the put never reached the driver.
         assert!(matches!(queue.try_recv(), Ok(Input::Inspect { .. })));
         assert!(queue.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_transfer_to_a_stranger_is_refused_without_reaching_the_driver() {
+        let (inputs, queue) = mpsc::sync_channel(1);
+        let peers = BTreeMap::from([(1, "a:1".to_string()), (2, "b:2".to_string())]);
+        let service = KvService::new("test".into(), peers, inputs);
+        for target in [0, 7] {
+            let status = service
+                .transfer_leader(Request::new(pb::TransferLeaderRequest { target }))
+                .await
+                .expect_err("not a member");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert_eq!(
+                status.message(),
+                format!("node {target} is not a member of cluster test; members are [1, 2]")
+            );
+        }
+        assert!(queue.try_recv().is_err(), "nothing reached the driver");
     }
 
     #[test]

@@ -296,6 +296,7 @@ fn vote_request(cluster_id: &str, from: u64, to: u64) -> pb::PeerEnvelope {
                 term: 99,
                 last_log_index: 1000,
                 last_log_term: 98,
+                transfer: false,
             },
         )),
     }
@@ -336,6 +337,7 @@ async fn malformed_and_misrouted_messages_are_refused_while_the_node_serves() {
             term: 99,
             last_log_index: 1,
             last_log_term: 100,
+            transfer: false,
         },
     ));
     let status = deliver(&addr, impossible).await.unwrap_err();

@@ -88,11 +88,20 @@ fn the_binary_exits_74_with_the_cause_when_storage_fails() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
     let stderr_path = dir.path().join("stderr.log");
-    // Nodes 2 and 3 never run: node 1 campaigns again at every election timeout, and each
-    // campaign saves a new term and vote.
+    // Nodes 2 and 3 never run: without pre-vote, node 1 campaigns again at every election
+    // timeout, and each campaign saves a new term and vote. (With pre-vote, the default, a
+    // node alone never starts an election, and so never saves.)
     let peers = format!("1={},2={},3={}", free_addr(), free_addr(), free_addr());
     let mut server = Process::new(env!("CARGO_BIN_EXE_rdb-server"))
-        .args(["--id", "1", "--cluster-id", "test", "--peers", &peers])
+        .args([
+            "--id",
+            "1",
+            "--cluster-id",
+            "test",
+            "--peers",
+            &peers,
+            "--no-pre-vote",
+        ])
         .arg("--data-dir")
         .arg(&data_dir)
         // Stops when this test process ends, however it ends.

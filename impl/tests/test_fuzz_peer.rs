@@ -125,7 +125,7 @@ impl Inputs<'_> {
     fn message(&mut self) -> pb::peer_envelope::Message {
         use pb::peer_envelope::Message as M;
         let term = self.term();
-        match self.rng.u8(..4) {
+        match self.rng.u8(..5) {
             0 => {
                 let last_log_index = self.index();
                 let last_log_term = if self.rng.bool() {
@@ -137,6 +137,7 @@ impl Inputs<'_> {
                     term,
                     last_log_index,
                     last_log_term,
+                    transfer: self.rng.bool(),
                 })
             }
             1 => M::RequestVoteResponse(pb::RequestVoteResponse {
@@ -160,6 +161,7 @@ impl Inputs<'_> {
                     leader_commit: self.index(),
                 })
             }
+            4 => M::TimeoutNow(pb::TimeoutNow { term }),
             _ => M::AppendEntriesResponse(pb::AppendEntriesResponse {
                 term,
                 success: self.rng.bool(),

@@ -140,6 +140,7 @@ fn rogue_vote_request() -> pb::peer_envelope::Message {
         term: ROGUE_TERM,
         last_log_index: 0,
         last_log_term: 0,
+        transfer: false,
     })
 }
 

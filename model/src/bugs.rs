@@ -84,11 +84,21 @@ pub enum Bug {
     PreVoteRecordedAsVote,
     /// with pre-vote on, a server that follows a live leader still answers and adopts the term of vote requests of a newer term, so a server back from a partition deposes the leader (https://github.com/hashicorp/raft/issues/12).
     NoLeaderStickiness,
+    /// a leader asked to transfer leadership sends TimeoutNow at once, before the target's log matches its own, so the target campaigns with a log that voters may refuse (https://github.com/redpanda-data/redpanda/issues/2606).
+    TimeoutNowBeforeCaughtUp,
+    /// a leader that is transferring leadership keeps appending proposals, so the target's log falls behind again and its election can fail (https://github.com/hashicorp/raft/issues/487).
+    ProposeWhileTransferring,
+    /// a leader never gives up a leadership transfer that did not complete, and refuses proposals from then on (https://github.com/databendlabs/openraft/issues/1747).
+    TransferNeverGivenUp,
+    /// with pre-vote on, the target of a leadership transfer runs a pre-vote round on TimeoutNow instead of an election, and the servers that follow the leader ignore it (https://github.com/canonical/raft/issues/203).
+    TransfereeRunsPreVote,
+    /// a server that follows a live leader ignores a vote request sent on behalf of a leadership transfer, as leader stickiness ignores any other, so the transfer cannot complete (https://github.com/etcd-io/etcd/pull/5809).
+    TransferFlagIgnored,
 }
 
 impl Bug {
     /// Every bug, in catalogue order.
-    pub const ALL: [Bug; 36] = [
+    pub const ALL: [Bug; 41] = [
         Bug::VoteWithoutLogCheck,
         Bug::UpToDateByIndexOnly,
         Bug::UpToDateAgainstCurrentTerm,
@@ -125,6 +135,11 @@ impl Bug {
         Bug::PreVoteWithoutLogCheck,
         Bug::PreVoteRecordedAsVote,
         Bug::NoLeaderStickiness,
+        Bug::TimeoutNowBeforeCaughtUp,
+        Bug::ProposeWhileTransferring,
+        Bug::TransferNeverGivenUp,
+        Bug::TransfereeRunsPreVote,
+        Bug::TransferFlagIgnored,
     ];
 
     /// The bugs whose counterexamples are in the conformance corpus and are replayed against
@@ -178,6 +193,11 @@ impl Bug {
             Bug::PreVoteWithoutLogCheck => "pre-vote-without-log-check",
             Bug::PreVoteRecordedAsVote => "pre-vote-recorded-as-vote",
             Bug::NoLeaderStickiness => "no-leader-stickiness",
+            Bug::TimeoutNowBeforeCaughtUp => "timeout-now-before-caught-up",
+            Bug::ProposeWhileTransferring => "propose-while-transferring",
+            Bug::TransferNeverGivenUp => "transfer-never-given-up",
+            Bug::TransfereeRunsPreVote => "transferee-runs-pre-vote",
+            Bug::TransferFlagIgnored => "transfer-flag-ignored",
         }
     }
 
@@ -220,6 +240,11 @@ impl Bug {
             Bug::PreVoteWithoutLogCheck => "a server grants a pre-vote without comparing the asker's log with its own (§5.4.1)",
             Bug::PreVoteRecordedAsVote => "a server that grants a pre-vote records it as its vote in its current term, so a real candidate of that term is refused or the vote is cast twice",
             Bug::NoLeaderStickiness => "with pre-vote on, a server that follows a live leader still answers and adopts the term of vote requests of a newer term, so a server back from a partition deposes the leader",
+            Bug::TimeoutNowBeforeCaughtUp => "a leader asked to transfer leadership sends TimeoutNow at once, before the target's log matches its own, so the target campaigns with a log that voters may refuse",
+            Bug::ProposeWhileTransferring => "a leader that is transferring leadership keeps appending proposals, so the target's log falls behind again and its election can fail",
+            Bug::TransferNeverGivenUp => "a leader never gives up a leadership transfer that did not complete, and refuses proposals from then on",
+            Bug::TransfereeRunsPreVote => "with pre-vote on, the target of a leadership transfer runs a pre-vote round on TimeoutNow instead of an election, and the servers that follow the leader ignore it",
+            Bug::TransferFlagIgnored => "a server that follows a live leader ignores a vote request sent on behalf of a leadership transfer, as leader stickiness ignores any other, so the transfer cannot complete",
         }
     }
 
@@ -262,6 +287,11 @@ impl Bug {
             Bug::PreVoteWithoutLogCheck => "OutputContract",
             Bug::PreVoteRecordedAsVote => "PreVoteChangesNothing",
             Bug::NoLeaderStickiness => "OutputContract",
+            Bug::TimeoutNowBeforeCaughtUp => "OutputContract",
+            Bug::ProposeWhileTransferring => "OutputContract",
+            Bug::TransferNeverGivenUp => "OutputContract",
+            Bug::TransfereeRunsPreVote => "OutputContract",
+            Bug::TransferFlagIgnored => "OutputContract",
         }
     }
 
@@ -306,6 +336,13 @@ impl Bug {
             Bug::PreVoteWithoutLogCheck => "https://github.com/ClickHouse/NuRaft/pull/134",
             Bug::PreVoteRecordedAsVote => "https://github.com/rabbitmq/ra/pull/608",
             Bug::NoLeaderStickiness => "https://github.com/hashicorp/raft/issues/12",
+            Bug::TimeoutNowBeforeCaughtUp => {
+                "https://github.com/redpanda-data/redpanda/issues/2606"
+            }
+            Bug::ProposeWhileTransferring => "https://github.com/hashicorp/raft/issues/487",
+            Bug::TransferNeverGivenUp => "https://github.com/databendlabs/openraft/issues/1747",
+            Bug::TransfereeRunsPreVote => "https://github.com/canonical/raft/issues/203",
+            Bug::TransferFlagIgnored => "https://github.com/etcd-io/etcd/pull/5809",
         }
     }
 }

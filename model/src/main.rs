@@ -83,6 +83,10 @@ struct Dimensions {
     /// Pre-vote and leader stickiness (§9.6) on every server.
     #[arg(long)]
     pre_vote: bool,
+    /// Operators who each ask a server of their choice, once, to take over leadership
+    /// (leadership transfer, §3.10), at most 2 [default: 0].
+    #[arg(long, value_name = "T", value_parser = clap::value_parser!(u64).range(0..=2))]
+    transfers: Option<u64>,
     /// Turn symmetry reduction off (explore with BFS, every permutation of server ids).
     #[arg(long)]
     no_symmetry: bool,
@@ -102,6 +106,7 @@ impl Dimensions {
             || self.batch.is_some()
             || self.window.is_some()
             || self.pre_vote
+            || self.transfers.is_some()
     }
 
     fn apply(&self, mut config: ModelConfig) -> ModelConfig {
@@ -134,6 +139,9 @@ impl Dimensions {
             config.window = Some(window as usize);
         }
         config.pre_vote |= self.pre_vote;
+        if let Some(transfers) = self.transfers {
+            config.transfers = transfers as usize;
+        }
         if self.no_symmetry {
             config.symmetry = false;
         }

@@ -117,9 +117,12 @@ fn describe(from: NodeId, to: NodeId, message: &Message<Cmd>) -> String {
             term,
             last_log_index,
             last_log_term,
+            transfer,
         } => format!(
-            "RequestVote term={term} last_log_index={last_log_index} last_log_term={last_log_term}"
+            "RequestVote term={term} last_log_index={last_log_index} last_log_term={last_log_term}{}",
+            if *transfer { " transfer" } else { "" }
         ),
+        Message::TimeoutNow { term } => format!("TimeoutNow term={term}"),
         Message::RequestVoteResponse { term, granted } => {
             let verdict = if *granted { "granted" } else { "rejected" };
             format!("RequestVoteResp term={term} {verdict}")
@@ -232,6 +235,17 @@ impl Env {
                 self.step(id, "", &mut out, |peer| {
                     peer.propose(vec![value])
                         .map(|(index, output)| (Some(format!("proposed at index {index}")), output))
+                });
+            }
+            "transfer-leader" => {
+                let id = node_arg(tc);
+                let to: NodeId = tc
+                    .try_take_arg("to")
+                    .expect("to=<node>")
+                    .expect("to=<node>");
+                self.step(id, "", &mut out, |peer| {
+                    peer.transfer_leadership(to)
+                        .map(|output| (Some(format!("transferring leadership to {to}")), output))
                 });
             }
             "deliver-msgs" => {
@@ -351,15 +365,19 @@ impl Env {
                 if let Role::Leader {
                     progress,
                     heard_from,
+                    transferee,
                 } = peer.role()
                 {
                     let progress: Vec<String> = progress
                         .iter()
                         .map(|(id, p)| format!("{id}: match={} next={}", p.matched, p.next))
                         .collect();
+                    let transfer = transferee
+                        .map(|to| format!("; transferring to {to}"))
+                        .unwrap_or_default();
                     writeln!(
                         out,
-                        "   progress {}; heard from {heard_from:?}",
+                        "   progress {}; heard from {heard_from:?}{transfer}",
                         progress.join(", ")
                     )
                     .unwrap();

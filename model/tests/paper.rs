@@ -64,6 +64,7 @@ fn vote_req(term: Term, last_log_index: Index, last_log_term: Term) -> Msg {
         term,
         last_log_index,
         last_log_term,
+        transfer: false,
     }
 }
 

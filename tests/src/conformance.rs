@@ -289,6 +289,7 @@ fn view_of(server: NodeId, state: &NodeState) -> Result<NodeView, String> {
         term: state.term,
         voted_for: to_server(state.voted_for),
         leader: to_server(state.leader),
+        transferee: to_server(state.transferee),
         log: state
             .log
             .as_ref()
@@ -317,6 +318,7 @@ fn persisted_view(cluster: &Cluster, server: usize) -> Result<NodeView, String> 
         term: durable.term,
         voted_for: durable.voted_for.map(|id| id - 1),
         leader: None,
+        transferee: None,
         log: durable
             .log
             .iter()
@@ -387,7 +389,8 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
             | Action::HandlePreVoteRequest
             | Action::HandlePreVoteResponse
             | Action::HandleAppendEntriesRequest
-            | Action::HandleAppendEntriesResponse => {
+            | Action::HandleAppendEntriesResponse
+            | Action::HandleTimeoutNow => {
                 let (from, message) =
                     message_of(step).map_err(|why| fail("step", why, String::new()))?;
                 if step.action != Action::handling(&message) {
@@ -428,6 +431,16 @@ async fn replay_steps(trace: &Trace, cluster: &mut Cluster) -> Result<Replayed, 
                     running(cluster, server).map_err(|a| fail("node", "running".into(), a))?;
                 // The proposal is submitted now; its outcome (commit) shows in later states.
                 drop(node.propose(command_of(value)));
+            }
+            Action::TransferLeadership => {
+                let to = step
+                    .from
+                    .ok_or_else(|| fail("from", "the transfer's target".into(), "none".into()))?;
+                let node =
+                    running(cluster, server).map_err(|a| fail("node", "running".into(), a))?;
+                node.transfer(node_id(to))
+                    .await
+                    .map_err(|why| fail("transfer", format!("a transfer to {to}"), why))?;
             }
             Action::Crash => {
                 let node = cluster.nodes[server]

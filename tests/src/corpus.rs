@@ -92,12 +92,14 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
                 None
             }
             Action::DropMessage => None,
+            Action::TransferLeadership => Some(peers[i].transfer_leadership(step.from?).ok()?),
             Action::HandleRequestVoteRequest
             | Action::HandleRequestVoteResponse
             | Action::HandlePreVoteRequest
             | Action::HandlePreVoteResponse
             | Action::HandleAppendEntriesRequest
-            | Action::HandleAppendEntriesResponse => {
+            | Action::HandleAppendEntriesResponse
+            | Action::HandleTimeoutNow => {
                 let (from, message) = message()?;
                 Some(peers[i].handle_message(from, message).ok()?)
             }

@@ -320,6 +320,9 @@ fn replay_node(
                             .map_err(|e| at(format!("the model refuses the proposal: {e}")))?
                             .1
                     }
+                    RecordedInput::Transfer(to) => peer
+                        .transfer_leadership(*to)
+                        .map_err(|e| at(format!("the model refuses the transfer: {e}")))?,
                 };
                 compare(
                     &at(format!("{input:?}")),
@@ -649,6 +652,7 @@ mod tests {
                 }
                 RecordedInput::Timeout(timer) => peer.handle_timeout(timer),
                 RecordedInput::Propose(commands) => peer.propose(commands).expect("leader").1,
+                RecordedInput::Transfer(to) => peer.transfer_leadership(to).expect("leader"),
             };
             let event = RecordedEvent::Step {
                 input,

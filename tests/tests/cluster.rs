@@ -2,8 +2,10 @@
 //!
 //! Three nodes run as separate processes (release build of package `rdb-server`). Clients put
 //! unique values and get them on a few register keys, and put write-once "ledger" keys, while
-//! a nemesis kills nodes with SIGKILL and restarts them from their files and, when the test
-//! runs as root, cuts nodes off with network namespaces (see `tests::cluster`). Every
+//! a nemesis kills nodes with SIGKILL and restarts them from their files, moves leadership
+//! to a follower with `TransferLeader` (§3.10) and, when the test runs as root, cuts nodes
+//! off with network namespaces (see `tests::cluster`). At least one transfer must move
+//! leadership, under the clients' load. Every
 //! operation is recorded with its call and return times on one clock and its outcome: ok,
 //! failed (it certainly did not take effect) or unknown (it may have). After the faults, one
 //! last get of every key is added to the history; then each key's history must be
@@ -296,6 +298,8 @@ async fn find_leader(addrs: &[String]) -> Option<usize> {
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
+    /// Hand leadership to a follower (`rdb transfer-leader`); nothing to heal.
+    TransferLeader,
     KillLeader,
     IsolateLeader,
     KillFollower,
@@ -321,14 +325,22 @@ fn run_nemesis(
     };
     let schedule: Vec<Fault> = if partitions {
         vec![
+            Fault::TransferLeader,
             Fault::KillLeader,
             Fault::IsolateLeader,
+            Fault::TransferLeader,
             Fault::KillFollower,
             Fault::IsolateFollower,
             Fault::KillMajority,
         ]
     } else {
-        vec![Fault::KillLeader, Fault::KillFollower, Fault::KillMajority]
+        vec![
+            Fault::TransferLeader,
+            Fault::KillLeader,
+            Fault::TransferLeader,
+            Fault::KillFollower,
+            Fault::KillMajority,
+        ]
     };
     let started = Instant::now();
     let mut faults = Vec::new();
@@ -341,7 +353,19 @@ fn run_nemesis(
             let others: Vec<usize> = (1..=size).filter(|&node| node != leader).collect();
             others[fastrand::usize(..others.len())]
         };
+        if let Fault::TransferLeader = fault {
+            let outcome = runtime.block_on(transfer_leader(&addrs, leader, follower));
+            let description = format!(
+                "t={:.1}s {fault:?} {leader} -> {follower}: {outcome}",
+                clock.now_ns() as f64 / 1e9
+            );
+            eprintln!("nemesis: {description}");
+            faults.push(description);
+            std::thread::sleep(Duration::from_millis(fastrand::u64(1000..2000)));
+            continue;
+        }
         let targets = match fault {
+            Fault::TransferLeader => unreachable!("handled above"),
             Fault::KillLeader | Fault::IsolateLeader => vec![leader],
             Fault::KillFollower | Fault::IsolateFollower => vec![follower],
             Fault::KillMajority => vec![leader, follower],
@@ -376,6 +400,28 @@ fn run_nemesis(
     }
     check_alive(&mut cluster.lock().expect("cluster lock"))?;
     Ok(faults)
+}
+
+/// What [`transfer_leader`] says when leadership moved as asked.
+const MOVED: &str = "moved";
+
+/// Asks node `leader` to hand leadership to `target`, and says whether it moved: the
+/// call's answer, and the leader every node then names.
+async fn transfer_leader(addrs: &[String], leader: usize, target: usize) -> String {
+    let mut client = match Client::with_tls(vec![addrs[leader - 1].clone()], client_tls().cloned())
+    {
+        Ok(client) => client,
+        Err(error) => return format!("no client: {error}"),
+    };
+    client.max_attempts = 1;
+    match client.transfer_leader(target as u64).await {
+        Ok(answer) if answer.leader_id == target as u64 => match find_leader(addrs).await {
+            Some(now) if now == target => format!("{MOVED} (term {})", answer.term),
+            other => format!("answered term {} but the leader is {other:?}", answer.term),
+        },
+        Ok(answer) => format!("answered leader {}", answer.leader_id),
+        Err(error) => format!("failed: {error}"),
+    }
 }
 
 /// Fails if a node the nemesis did not kill has exited.
@@ -558,6 +604,14 @@ fn linearizable_under_kills_and_partitions() {
         all
     });
     let faults = faults.expect("the nemesis");
+    let transfers = faults
+        .iter()
+        .filter(|fault| fault.contains("TransferLeader"))
+        .count();
+    let moved = faults
+        .iter()
+        .filter(|fault| fault.contains("TransferLeader") && fault.contains(MOVED))
+        .count();
     if let Err(statuses) = recovered {
         panic!("no leader after the faults: {statuses}");
     }
@@ -666,7 +720,8 @@ fn linearizable_under_kills_and_partitions() {
     // Written to stdout itself rather than with println!, which the test harness captures:
     // `cargo test` shows this line even when the test passes.
     let summary = format!(
-        "cluster: ops={operations} faults={} linearizable={} lost={} {validated}\n",
+        "cluster: ops={operations} faults={} transfers={moved}/{transfers} linearizable={} lost={} \
+         {validated}\n",
         faults.len(),
         bad.is_empty(),
         lost.len()
@@ -678,6 +733,14 @@ fn linearizable_under_kills_and_partitions() {
         bad.is_empty(),
         "not linearizable: {bad:#?}\n(history in {})",
         report_path.display()
+    );
+    assert!(
+        moved >= 1,
+        "no leadership transfer moved leadership under load: {:#?}",
+        faults
+            .iter()
+            .filter(|fault| fault.contains("TransferLeader"))
+            .collect::<Vec<_>>()
     );
     assert!(
         lost.is_empty(),

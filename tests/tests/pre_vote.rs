@@ -89,6 +89,7 @@ fn an_isolated_node_does_not_depose_the_leader_when_it_comes_back() {
 }
 
 fn with_pre_vote() {
+    // Pre-vote is the default; the flag says so explicitly.
     let Some(run) = isolate_a_follower(&["--pre-vote"]) else {
         return;
     };
@@ -130,7 +131,7 @@ fn with_pre_vote() {
 
 /// The control: without pre-vote the same isolation deposes the leader.
 fn without_pre_vote() {
-    let Some(run) = isolate_a_follower(&[]) else {
+    let Some(run) = isolate_a_follower(&["--no-pre-vote"]) else {
         return;
     };
     assert!(

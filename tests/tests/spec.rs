@@ -95,6 +95,8 @@ impl Loaded {
             (name("MaxBatch"), cap(flow.max_entries)),
             (name("Window"), cap(flow.max_inflight as u64)),
             (name("PreVote"), Value::Bool(pre_vote)),
+            // Whether a step is a transfer is the trace's to say: the action is always there.
+            (name("Transfers"), Value::Bool(true)),
         ];
         let prepared = prepare_from_path(&source_dir.join("Raft.tla"), None, &constants)
             .unwrap_or_else(|e| panic!("Raft.tla does not load: {e}"));
@@ -268,9 +270,15 @@ fn message_value(from: NodeId, to: NodeId, message: &Message<u8>) -> Value {
         Message::RequestVoteRequest {
             last_log_index,
             last_log_term,
+            transfer,
             ..
+        } => {
+            fields.push(("last_log_index", int(*last_log_index)));
+            fields.push(("last_log_term", int(*last_log_term)));
+            fields.push(("transfer", Value::Bool(*transfer)));
         }
-        | Message::PreVoteRequest {
+        Message::TimeoutNow { .. } => {}
+        Message::PreVoteRequest {
             last_log_index,
             last_log_term,
             ..
@@ -368,6 +376,11 @@ impl Loaded {
                 None
             } else {
                 optional_server(at("leader"))
+            },
+            transferee: if crashed {
+                None
+            } else {
+                optional_server(at("transferee"))
             },
             log: log_of(at("log")),
             commit: if crashed {
@@ -470,8 +483,14 @@ fn instance(step: &Step) -> Result<Instance, String> {
         | Action::HandlePreVoteRequest
         | Action::HandlePreVoteResponse
         | Action::HandleAppendEntriesRequest
-        | Action::HandleAppendEntriesResponse => {
-            handler(step.action.handled_kind().expect("a Handle action"))
+        | Action::HandleAppendEntriesResponse
+        | Action::HandleTimeoutNow => handler(step.action.handled_kind().expect("a Handle action")),
+        Action::TransferLeadership => {
+            let to = step.from.ok_or("TransferLeadership without `from`")?;
+            Ok((
+                "TransferLeadership(node, target)".into(),
+                vec![node, ("target", server(to))],
+            ))
         }
         Action::DropMessage => Ok((
             "msg \\in BagToSet(messages) /\\ DropMessage(msg)".into(),
@@ -1156,7 +1175,7 @@ impl Mutant {
         std::fs::copy(tla_dir().join("MCRaft.tla"), dir.path().join("MCRaft.tla")).expect("copy");
         let cfg = format!(
             "CONSTANTS\n    Server = {{s1, s2, s3}}\n    Nil = Nil\n    Duplicating = FALSE\n    \
-             Lossy = FALSE\n    MaxBatch = 1\n    Window = 1\n    PreVote = FALSE\n    Value = {}\n    MaxTerm = {}\n    MaxCommands = {}\n    \
+             Lossy = FALSE\n    MaxBatch = 1\n    Window = 1\n    PreVote = FALSE\n    Transfers = FALSE\n    Value = {}\n    MaxTerm = {}\n    MaxCommands = {}\n    \
              MaxInFlight = {}\n    MaxCrashed = {}\nSPECIFICATION Spec\nINVARIANT {}\n\
              CONSTRAINT MCBounds\nSYMMETRY MCSymmetry\nCHECK_DEADLOCK FALSE\n",
             self.values,

@@ -105,7 +105,18 @@ async fn run_cluster() -> Recorded3 {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Leadership moves once under load (§3.10), so that transfers and TimeoutNow are in the
+    // recordings too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if let Some(leader) = leader_of(&nodes).await {
+        let target = leader % 3 + 1;
+        let mut admin = Client::new(vec![peers[&leader].clone()]).expect("client");
+        admin.max_attempts = 1;
+        let outcome = admin.transfer_leader(target).await;
+        let line = format!("validation: transfer {leader} -> {target}: {outcome:?}\n");
+        std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes()).expect("stdout");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let victim = leader_of(&nodes).await.unwrap_or(1);
     nodes.remove(&victim).expect("running").stop().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -147,8 +158,8 @@ async fn a_real_cluster_run_is_a_run_of_the_model() {
     let validated = validate(&recordings).unwrap_or_else(|why| panic!("{why}"));
     // Written to stdout itself: the harness captures println!, and this line should show
     // even when the test passes.
-    // The Peer steps by what they handled: every message kind (pre-vote's included),
-    // timers, proposals.
+    // The Peer steps by what they handled: every message kind (pre-vote's and leadership
+    // transfer's included), timers, proposals, the transfer itself.
     let mut steps: BTreeMap<String, usize> = BTreeMap::new();
     for recording in recordings.values() {
         for recorded in recording {
@@ -157,6 +168,7 @@ async fn a_real_cluster_run_is_a_run_of_the_model() {
                     RecordedInput::Message { message, .. } => message.kind().to_string(),
                     RecordedInput::Timeout(timer) => format!("{timer:?}Timeout"),
                     RecordedInput::Propose(_) => "Propose".to_string(),
+                    RecordedInput::Transfer(_) => "Transfer".to_string(),
                 };
                 *steps.entry(kind).or_default() += 1;
             }
@@ -171,6 +183,8 @@ async fn a_real_cluster_run_is_a_run_of_the_model() {
         "AppendEntriesResponse",
         "ElectionTimeout",
         "Propose",
+        "Transfer",
+        "TimeoutNow",
     ] {
         assert!(
             steps.contains_key(kind),

@@ -118,7 +118,8 @@ async fn main() -> anyhow::Result<()> {
                 None => None,
             },
             flow: model::FlowControl::default(),
-            pre_vote: false,
+            // As a node runs by default.
+            pre_vote: true,
         };
         let options = StartOptions {
             listener: Some(listener),

@@ -56,6 +56,12 @@ enum Command {
     },
     /// Print every server's role, term, leader, commit and applied index.
     Status,
+    /// Hand leadership to the member ID, and wait until it leads. The leader holds writes
+    /// back meanwhile, and gives up after an election timeout if ID cannot take over.
+    TransferLeader {
+        /// The node id of the member to hand leadership to.
+        id: u64,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -95,6 +101,10 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 return Ok(ExitCode::from(1));
             }
         },
+        Command::TransferLeader { id } => {
+            let response = client.transfer_leader(id).await?;
+            println!("OK leader={} term={}", response.leader_id, response.term);
+        }
         Command::Status => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
@@ -111,8 +121,13 @@ async fn status(servers: &[String], tls: Option<&TlsCredentials>) -> ExitCode {
                 } else {
                     format!("{} ({})", status.leader_id, status.leader_addr)
                 };
+                let transfer = if status.transferring_to == 0 {
+                    String::new()
+                } else {
+                    format!(" transferring_to={}", status.transferring_to)
+                };
                 println!(
-                    "{server}: id={} role={} term={} leader={leader} last_index={} commit={} applied={}",
+                    "{server}: id={} role={} term={} leader={leader} last_index={} commit={} applied={}{transfer}",
                     status.id, status.role, status.term, status.last_log_index, status.commit_index, status.applied_index
                 );
             }

@@ -23,6 +23,13 @@ pub enum ModelMsg {
     /// A client asks a server to propose a value. A server that is not the leader leaves it
     /// undelivered (the client keeps waiting for that server).
     Propose(Value),
+    /// An operator asks a server to take over leadership (`rdb transfer-leader`). A follower
+    /// that knows its leader passes it on as [`ModelMsg::Transfer`]; any other server leaves it
+    /// undelivered.
+    TakeOver,
+    /// A follower asks its leader to hand leadership over to it, the envelope's sender. A
+    /// server that no longer leads drops it.
+    Transfer,
 }
 
 /// Facts recorded beside a server's Peer so that properties can speak of the past. They are
@@ -53,6 +60,9 @@ pub struct Ghost {
     /// A pre-vote step (asking, answering, or counting an answer that did not end the round)
     /// changed the server's term or vote (see [`contract::pre_vote_moved_term`]).
     pub pre_vote_moved_term: bool,
+    /// The term of the election this server started on a leader's TimeoutNow, the latest one
+    /// (leadership transfer, §3.10).
+    pub took_over: Option<crate::peer::Term>,
 }
 
 /// A server's state in the model. Its `Debug` form is one line (role, term, vote, log, commit
@@ -84,6 +94,9 @@ impl std::hash::Hash for Ghost {
         if self.pre_vote_moved_term {
             1u8.hash(state);
         }
+        if let Some(term) = self.took_over {
+            (2u8, term).hash(state);
+        }
     }
 }
 
@@ -111,6 +124,7 @@ impl std::fmt::Debug for ServerState {
             Role::Leader {
                 progress,
                 heard_from,
+                transferee,
             } => {
                 let progress: Vec<String> = progress
                     .iter()
@@ -127,6 +141,9 @@ impl std::fmt::Debug for ServerState {
                     })
                     .collect();
                 write!(f, " [{}] heard {heard_from:?}", progress.join(", "))?;
+                if let Some(to) = transferee {
+                    write!(f, " transferring to S{to}")?;
+                }
             }
         }
         if let Some(entries) = self.ghost.recovered_with {
@@ -175,6 +192,13 @@ pub struct ClientState {
     pub sent: bool,
 }
 
+/// An operator's state: whether it has asked a server to take over leadership.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AdminState {
+    /// Whether the request is on its way.
+    pub sent: bool,
+}
+
 /// An actor's state. Servers sort before clients, so symmetry reduction never mixes them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 // Each state lives behind an `Arc` in the model, so the size of the larger variant costs
@@ -185,6 +209,8 @@ pub enum NodeState {
     Server(ServerState),
     /// A client.
     Client(ClientState),
+    /// An operator who moves leadership.
+    Admin(AdminState),
 }
 
 impl NodeState {
@@ -192,7 +218,7 @@ impl NodeState {
     pub fn server(&self) -> Option<&ServerState> {
         match self {
             NodeState::Server(server) => Some(server),
-            NodeState::Client(_) => None,
+            NodeState::Client(_) | NodeState::Admin(_) => None,
         }
     }
 }
@@ -220,6 +246,11 @@ pub enum ModelActor {
         /// The value to propose.
         value: Value,
     },
+    /// An operator who asks one server of its choice to take over leadership, once.
+    Admin {
+        /// Cluster size.
+        servers: usize,
+    },
 }
 
 impl ModelActor {
@@ -228,7 +259,7 @@ impl ModelActor {
             ModelActor::Server {
                 heartbeats, bug, ..
             } => (heartbeats, bug),
-            ModelActor::Client { .. } => (false, None),
+            ModelActor::Client { .. } | ModelActor::Admin { .. } => (false, None),
         }
     }
 }
@@ -301,6 +332,10 @@ impl Actor for ModelActor {
                 o.choose_random("server", (0..servers).map(Id::from).collect());
                 NodeState::Client(ClientState { value, sent: false })
             }
+            ModelActor::Admin { servers } => {
+                o.choose_random("server", (0..servers).map(Id::from).collect());
+                NodeState::Admin(AdminState { sent: false })
+            }
         }
     }
 
@@ -315,6 +350,44 @@ impl Actor for ModelActor {
         let NodeState::Server(server) = &**state else {
             return;
         };
+        match msg {
+            // The request to take over goes on to the leader this server follows.
+            ModelMsg::TakeOver => {
+                match server.peer.role() {
+                    crate::peer::Role::Follower {
+                        leader: Some(leader),
+                    } => o.send(actor_id(*leader), ModelMsg::Transfer),
+                    // The leader itself is asked to take over: a transfer to itself, which
+                    // the Peer must refuse. The request is answered and gone.
+                    crate::peer::Role::Leader { .. } => {
+                        let own = server.peer.id();
+                        let expected = Err(PeerError::InvalidTransfer(own));
+                        if let Some(fault) = refused_transfer(server, own, expected) {
+                            *state.to_mut() = NodeState::Server(fault);
+                        } else {
+                            o.set_timer(Timer::Election, model_timeout());
+                        }
+                    }
+                    // No leader known: the request waits.
+                    _ => {}
+                }
+                return;
+            }
+            // A request to transfer leadership that reached a server that no longer leads is
+            // refused (its sender hears the error) and gone; the Peer must say who leads.
+            ModelMsg::Transfer if server.peer.role_kind() != crate::peer::RoleKind::Leader => {
+                let expected = Err(PeerError::NotLeader {
+                    leader: known_leader(&server.peer),
+                });
+                if let Some(fault) = refused_transfer(server, node_id(src), expected) {
+                    *state.to_mut() = NodeState::Server(fault);
+                } else {
+                    o.set_timer(Timer::Election, model_timeout());
+                }
+                return;
+            }
+            _ => {}
+        }
         let mut next = server.clone();
         let expected_first = server.peer.last_index() + 1;
         let mut first = None;
@@ -324,6 +397,8 @@ impl Actor for ModelActor {
                 first = Some(index);
                 output
             }),
+            ModelMsg::Transfer => next.peer.transfer_leadership(node_id(src)),
+            ModelMsg::TakeOver => unreachable!("passed on above"),
         });
         let result = match result {
             Ok(result) => result,
@@ -338,6 +413,7 @@ impl Actor for ModelActor {
                 let kind = match &msg {
                     ModelMsg::Peer(message) => message.kind(),
                     ModelMsg::Propose(_) => "proposal",
+                    ModelMsg::Transfer | ModelMsg::TakeOver => "transfer request",
                 };
                 let mut refused = server.clone();
                 refused.ghost.refused = Some(format!("{kind} from {}: {refusal}", node_id(src)));
@@ -350,6 +426,13 @@ impl Actor for ModelActor {
                 if matches!(msg, ModelMsg::Propose(_))
                     && server.peer.role_kind() != crate::peer::RoleKind::Leader
                     && leader == known_leader(&server.peer) =>
+            {
+                return
+            }
+            // A proposal to a leader that is handing leadership over waits, as one to a
+            // follower does.
+            Err(PeerError::Transferring { to })
+                if matches!(msg, ModelMsg::Propose(_)) && server.peer.transferee() == Some(to) =>
             {
                 return
             }
@@ -373,12 +456,23 @@ impl Actor for ModelActor {
                 value = [*proposed];
                 contract::Input::Propose(&value)
             }
+            ModelMsg::Transfer => contract::Input::Transfer(node_id(src)),
+            ModelMsg::TakeOver => unreachable!("passed on above"),
         };
         if let Some(broken) = contract::violation(&server.peer, &input, &next.peer, &output) {
             next.ghost.contract_broken.get_or_insert(broken);
         }
         next.ghost.pre_vote_moved_term |=
             contract::pre_vote_moved_term(&server.peer, &input, &next.peer);
+        if matches!(msg, ModelMsg::Peer(Message::TimeoutNow { .. }))
+            && next.peer.term() > server.peer.term()
+            && matches!(
+                next.peer.role_kind(),
+                crate::peer::RoleKind::Candidate | crate::peer::RoleKind::Leader
+            )
+        {
+            next.ghost.took_over = Some(next.peer.term());
+        }
         match commit_step(server, next, output, self.server_options(), o) {
             Some(changed) => *state.to_mut() = NodeState::Server(changed),
             // A stale message is read and ignored. stateright would treat the delivery as a
@@ -414,12 +508,19 @@ impl Actor for ModelActor {
     }
 
     fn on_random(&self, _id: Id, state: &mut Cow<NodeState>, random: &Id, o: &mut Out<Self>) {
-        if let NodeState::Client(client) = &**state {
-            o.send(*random, ModelMsg::Propose(client.value));
-            *state.to_mut() = NodeState::Client(ClientState {
-                value: client.value,
-                sent: true,
-            });
+        match &**state {
+            NodeState::Client(client) => {
+                o.send(*random, ModelMsg::Propose(client.value));
+                *state.to_mut() = NodeState::Client(ClientState {
+                    value: client.value,
+                    sent: true,
+                });
+            }
+            NodeState::Admin(_) => {
+                o.send(*random, ModelMsg::TakeOver);
+                *state.to_mut() = NodeState::Admin(AdminState { sent: true });
+            }
+            NodeState::Server(_) => {}
         }
     }
 
@@ -427,6 +528,7 @@ impl Actor for ModelActor {
         match self {
             ModelActor::Server { .. } => "Server".into(),
             ModelActor::Client { .. } => "Client".into(),
+            ModelActor::Admin { .. } => "Admin".into(),
         }
     }
 }
@@ -486,6 +588,34 @@ fn broken_start(config: Config, message: String) -> NodeState {
             ..Ghost::default()
         },
     })
+}
+
+/// Asks `server`'s Peer (a copy) to transfer leadership to `to`, which it must refuse with
+/// `expected` without changing; otherwise the server, marked with what went wrong.
+fn refused_transfer(
+    server: &ServerState,
+    to: NodeId,
+    expected: Result<(), PeerError>,
+) -> Option<ServerState> {
+    let mut peer = server.peer.clone();
+    let answer = match guarded(|| peer.transfer_leadership(to).map(|_| ())) {
+        Ok(answer) => answer,
+        Err(panic) => return Some(server.broken(panic)),
+    };
+    if answer == expected && peer == server.peer {
+        return None;
+    }
+    let mut fault = server.clone();
+    fault.ghost.contract_broken = Some(format!(
+        "a {} asked to transfer leadership to {to} answered {answer:?}, not {expected:?}{}",
+        server.peer.role_kind(),
+        if peer == server.peer {
+            ""
+        } else {
+            ", and changed"
+        }
+    ));
+    Some(fault)
 }
 
 /// The leader a server knows of, from the definition of its role: the one it follows, itself
@@ -576,6 +706,7 @@ impl Rewrite<Id> for NodeState {
                 ghost: server.ghost.clone(),
             }),
             NodeState::Client(client) => NodeState::Client(client.clone()),
+            NodeState::Admin(admin) => NodeState::Admin(admin.clone()),
         }
     }
 }

@@ -20,6 +20,8 @@ pub enum Input<'a, C> {
     Timeout(Timer),
     /// A client proposal that the Peer accepted.
     Propose(&'a [C]),
+    /// A request to hand leadership over to this server, which the leader accepted.
+    Transfer(NodeId),
 }
 
 fn term_at<C>(log: &[Entry<C>], index: Index) -> Option<u64> {
@@ -101,6 +103,24 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                 return Some(format!(
                     "AppendEntries carries commit {leader_commit} past the leader's {}",
                     after.commit_index()
+                ));
+            }
+        }
+    }
+    // A TimeoutNow goes only from a leader handing leadership to that server, once the
+    // server's log matches the leader's (§3.10).
+    for (to, message) in output.messages() {
+        if let Message::TimeoutNow { .. } = message {
+            let matched = match after.role() {
+                Role::Leader { progress, .. } => progress.get(to).map(|p| p.matched),
+                _ => None,
+            };
+            if after.transferee() != Some(*to) || matched != Some(after.last_index()) {
+                return Some(format!(
+                    "sent TimeoutNow to {to} (transferring to {:?}, its match {matched:?}, last \
+                     index {})",
+                    after.transferee(),
+                    after.last_index()
                 ));
             }
         }
@@ -214,11 +234,15 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
             let members = before.config().members.len();
             let stays = 2 * heard > members;
             let is_leader = after.role_kind() == crate::peer::RoleKind::Leader;
-            (stays != is_leader || after.term() != before.term()).then(|| {
-                format!(
+            if stays != is_leader || after.term() != before.term() {
+                return Some(format!(
                     "check-quorum heard from {heard} of {members} and the leader {}",
                     if is_leader { "stayed" } else { "stepped down" }
-                )
+                ));
+            }
+            // A transfer has one election timeout to complete (§3.10).
+            after.transferee().map(|to| {
+                format!("a leader still transfers leadership to {to} after its election timeout")
             })
         }
         Input::Timeout(Timer::Election) if before.config().pre_vote => {
@@ -264,7 +288,7 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                 .send_after_persist
                 .iter()
                 .filter(|(_, m)| {
-                    matches!(m, Message::RequestVoteRequest { last_log_index, last_log_term, .. }
+                    matches!(m, Message::RequestVoteRequest { last_log_index, last_log_term, transfer: false, .. }
                         if *last_log_index == after.last_index() && *last_log_term == after.last_term())
                 })
                 .count();
@@ -274,6 +298,40 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
         }
         Input::Timeout(_) => {
             (after.log() != before.log()).then(|| "a timer changed the log".to_string())
+        }
+        Input::Propose(_) if before.transferee().is_some() => Some(format!(
+            "a leader transferring leadership to {:?} accepted a proposal (§3.10)",
+            before.transferee()
+        )),
+        Input::Transfer(to) => {
+            let unchanged = after.durable() == before.durable()
+                && after.commit_index() == before.commit_index()
+                && after.role_kind() == crate::peer::RoleKind::Leader;
+            if !unchanged || after.transferee() != Some(*to) {
+                return Some(format!(
+                    "a transfer to {to} left a {} transferring to {:?}, or changed its state",
+                    after.role_kind(),
+                    after.transferee()
+                ));
+            }
+            if let Some((other, message)) = output.messages().find(|(other, _)| other != to) {
+                return Some(format!(
+                    "a transfer to {to} sent a {} to {other}",
+                    message.kind()
+                ));
+            }
+            // A target whose log already matches is told to take over at once.
+            let caught_up = match before.role() {
+                Role::Leader { progress, .. } => {
+                    progress.get(to).map(|p| p.matched) == Some(before.last_index())
+                }
+                _ => false,
+            };
+            let told = output
+                .messages()
+                .any(|(_, m)| matches!(m, Message::TimeoutNow { .. }));
+            (caught_up && !told)
+                .then(|| format!("a transfer to {to}, whose log matches, sent it no TimeoutNow"))
         }
         Input::Propose(commands) => {
             let grown = before.log().len() + commands.len() == after.log().len()
@@ -305,6 +363,7 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
             term,
             last_log_index,
             last_log_term,
+            ..
         } => {
             let [Message::RequestVoteResponse { granted, .. }] = replies[..] else {
                 return Some("a vote request must get exactly one answer".into());
@@ -506,6 +565,50 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
                 )),
             }
         }
+        Message::TimeoutNow { term } => {
+            // The leader of the term (or a newer one) hands leadership over: a follower starts
+            // the election of the next term at once, without pre-vote, and says why it runs.
+            let takes_over = *term > before.term()
+                || (*term == before.term()
+                    && before.role_kind() == crate::peer::RoleKind::Follower);
+            if !takes_over {
+                let unchanged = after.durable() == before.durable()
+                    && after.role() == before.role()
+                    && output.messages().next().is_none();
+                return (!unchanged).then(|| {
+                    format!(
+                        "a {} of term {} acted on a TimeoutNow of term {term}",
+                        before.role_kind(),
+                        before.term()
+                    )
+                });
+            }
+            let others = after.config().members.len() - 1;
+            let asked = output
+                .send_after_persist
+                .iter()
+                .filter(|(_, m)| {
+                    matches!(m, Message::RequestVoteRequest { transfer: true, last_log_index, last_log_term, .. }
+                        if *last_log_index == after.last_index() && *last_log_term == after.last_term())
+                })
+                .count();
+            let campaigns = matches!(
+                after.role_kind(),
+                crate::peer::RoleKind::Candidate | crate::peer::RoleKind::Leader
+            );
+            (!campaigns
+                || after.term() != term + 1
+                || after.voted_for() != Some(after.id())
+                || (after.role_kind() == crate::peer::RoleKind::Candidate && asked != others))
+                .then(|| {
+                    format!(
+                        "a TimeoutNow of term {term} left a {} in term {} that asked {asked} of \
+                         {others} servers for a transfer vote",
+                        after.role_kind(),
+                        after.term()
+                    )
+                })
+        }
         Message::PreVoteResponse { .. } => (after.log() != before.log()
             || output.messages().next().is_some())
         .then(|| "a pre-vote answer changed the log or sent a message".to_string()),
@@ -543,14 +646,19 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
 
 /// Whether a server ignores `message` by leader stickiness (§9.6): with pre-vote on, a request
 /// for a vote or a pre-vote of a newer term reaching a server that follows a leader of its
-/// term, or leads it. Written from the definition, not with the Peer's own test.
+/// term, or leads it, unless it asks on behalf of a leadership transfer. Written from the
+/// definition, not with the Peer's own test.
 fn sticky<C: Clone + std::fmt::Debug + crate::Payload, D: Deviation>(
     before: &Peer<C, D>,
     message: &Message<C>,
 ) -> bool {
+    // A vote request on behalf of a leadership transfer is answered (§3.10).
     let asks = matches!(
         message,
-        Message::RequestVoteRequest { .. } | Message::PreVoteRequest { .. }
+        Message::RequestVoteRequest {
+            transfer: false,
+            ..
+        } | Message::PreVoteRequest { .. }
     );
     let has_leader = matches!(
         before.role(),

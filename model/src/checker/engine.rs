@@ -415,7 +415,11 @@ fn shape<'a>(state: &'a RaftState, index: usize, server: &'a ServerState) -> Sha
     let role_detail = match peer.role() {
         Role::Follower { leader } => (leader.is_some(), 0, 0),
         Role::PreCandidate { votes } | Role::Candidate { votes } => (false, votes.len(), 0),
-        Role::Leader { heard_from, .. } => (true, 0, heard_from.len()),
+        Role::Leader {
+            heard_from,
+            transferee,
+            ..
+        } => (true, usize::from(transferee.is_some()), heard_from.len()),
     };
     Shape {
         crashed: state.crashed[index],
@@ -491,11 +495,15 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Vec<u64>
             Role::Leader {
                 progress,
                 heard_from,
+                transferee,
             } => {
                 for (other, p) in progress {
                     relate(hasher.hash_one((5u8, p)), *other);
                 }
                 heard_from.iter().for_each(|h| relate(6, *h));
+                if let Some(to) = transferee {
+                    relate(8, *to);
+                }
             }
         }
     }
@@ -572,7 +580,7 @@ pub fn canonical_fingerprint(state: &RaftState) -> (Fingerprint, Positions) {
         .enumerate()
         .filter_map(|(i, s)| match &**s {
             NodeState::Server(server) => Some((i, server)),
-            NodeState::Client(_) => None,
+            NodeState::Client(_) | NodeState::Admin(_) => None,
         })
         .collect();
     let mut order: Vec<usize> = (0..servers.len()).collect();
@@ -676,6 +684,7 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
         }
         match &*state.actor_states[old] {
             NodeState::Client(client) => client.hash(&mut h),
+            NodeState::Admin(admin) => (9u8, admin).hash(&mut h),
             NodeState::Server(server) => {
                 let peer = &server.peer;
                 (
@@ -702,6 +711,7 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
                     Role::Leader {
                         progress,
                         heard_from,
+                        transferee,
                     } => {
                         let mut progress: Vec<(u64, &Progress)> =
                             progress.iter().map(|(id, p)| (map(*id), p)).collect();
@@ -709,6 +719,11 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
                         let mut heard: Vec<u64> = heard_from.iter().map(|v| map(*v)).collect();
                         heard.sort_unstable();
                         (2u8, progress, heard).hash(&mut h);
+                        // Hashed only when set, so that states without a transfer keep their
+                        // fingerprints.
+                        if let Some(to) = transferee {
+                            map(*to).hash(&mut h);
+                        }
                     }
                 }
             }

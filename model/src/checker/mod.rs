@@ -101,6 +101,9 @@ pub struct ModelConfig {
     pub window: Option<usize>,
     /// Pre-vote and leader stickiness (§9.6) on every server.
     pub pre_vote: bool,
+    /// Operators, each asking one server of its choice, once, to take over leadership
+    /// (leadership transfer, §3.10).
+    pub transfers: usize,
     /// Explore one representative per permutation of server ids (DFS checker).
     pub symmetry: bool,
     /// A planted bug, if any.
@@ -125,6 +128,7 @@ impl Default for ModelConfig {
             batch: None,
             window: None,
             pre_vote: false,
+            transfers: 0,
             symmetry: true,
             bug: None,
             stop_at_first_violation: false,
@@ -137,7 +141,8 @@ impl fmt::Display for ModelConfig {
         write!(
             f,
             "{}: servers={} max_term={} client_requests={} max_crashes={} network={} lossy={} \
-             max_in_flight={} heartbeats={} batch={} window={} pre_vote={} symmetry={}",
+             max_in_flight={} heartbeats={} batch={} window={} pre_vote={} transfers={} \
+             symmetry={}",
             self.name,
             self.servers,
             self.max_term,
@@ -150,6 +155,7 @@ impl fmt::Display for ModelConfig {
             cap(self.batch),
             cap(self.window.map(|w| w as u64)),
             self.pre_vote,
+            self.transfers,
             self.symmetry
         )?;
         if let Some(bug) = self.bug {
@@ -226,6 +232,28 @@ impl ModelConfig {
                 max_in_flight: 3,
                 ..base.clone()
             },
+            // Leadership transfer (§3.10): an operator asks a server to take over; its leader
+            // catches it up and sends TimeoutNow, or gives up at its election timeout. A
+            // client's proposal may reach the leader during the transfer.
+            ModelConfig {
+                name: "transfer".into(),
+                transfers: 1,
+                max_in_flight: 3,
+                heartbeats: false,
+                ..base.clone()
+            },
+            // The same with pre-vote and stickiness: the transferee campaigns without a
+            // pre-vote round, and servers that follow the leader answer its vote requests.
+            // (No client: pre-vote rounds fill the slots in flight.)
+            ModelConfig {
+                name: "transfer-pre-vote".into(),
+                transfers: 1,
+                pre_vote: true,
+                client_requests: 0,
+                max_in_flight: 3,
+                heartbeats: false,
+                ..base.clone()
+            },
             // Three terms with loss: a lost message frees its slot, so two messages in flight
             // carry three elections. One entry per AppendEntries, one in flight: a follower
             // can store an earlier term's entry without the new leader's blank entry after it
@@ -280,6 +308,12 @@ impl ModelConfig {
         if self.max_in_flight == 0 {
             return Err("--max-in-flight must be at least 1".into());
         }
+        if self.transfers > 2 {
+            return Err(format!(
+                "--transfers must be at most 2, got {}",
+                self.transfers
+            ));
+        }
         if self.batch == Some(0) {
             return Err("--batch must be at least 1".into());
         }
@@ -311,6 +345,7 @@ impl ModelConfig {
             servers,
             value: i as Value + 1,
         });
+        let admins = (0..self.transfers).map(move |_| ModelActor::Admin { servers });
         let mut model = ActorModel::new(self, ())
             .actors((0..servers).map(|_| ModelActor::Server {
                 servers,
@@ -320,6 +355,7 @@ impl ModelConfig {
                 pre_vote,
             }))
             .actors(clients)
+            .actors(admins)
             .init_network(network)
             .lossy_network(lossy)
             .max_crashes(max_crashes)

@@ -32,7 +32,7 @@ pub struct NamedProperty {
 /// Every property, in report order. Where one state violates several, the first in this
 /// order is the one a planted bug is said to violate first: the more specific properties come
 /// before the broader ones that the same damage also breaks.
-pub const ALL: [NamedProperty; 22] = [
+pub const ALL: [NamedProperty; 23] = [
     NamedProperty {
         name: "ElectionSafety",
         expectation: Expect::Always,
@@ -160,6 +160,13 @@ pub const ALL: [NamedProperty; 22] = [
         condition: pre_vote_refused_in_same_term,
     },
     NamedProperty {
+        name: "TransferCompletes",
+        expectation: Expect::Sometimes,
+        description: "a server told by the leader to take over (TimeoutNow) leads the term it \
+                      campaigned in (§3.10)",
+        condition: transfer_completes,
+    },
+    NamedProperty {
         name: "WindowFills",
         expectation: Expect::Sometimes,
         description:
@@ -212,7 +219,7 @@ fn in_flight(
     };
     envelopes.into_iter().filter_map(|(dst, msg)| match msg {
         super::ModelMsg::Peer(message) => Some((usize::from(dst), message)),
-        super::ModelMsg::Propose(_) => None,
+        super::ModelMsg::Propose(_) | super::ModelMsg::TakeOver | super::ModelMsg::Transfer => None,
     })
 }
 
@@ -341,6 +348,11 @@ fn monotonic_term(_: &RaftModel, state: &RaftState) -> bool {
             .map_or(0, |d| d.term);
         !server.ghost.regressed_term && (crashed || saved >= server.peer.term())
     })
+}
+
+/// A live leader of the term it campaigned in on a leader's TimeoutNow.
+fn transfer_completes(_: &RaftModel, state: &RaftState) -> bool {
+    live_leaders(state).any(|leader| leader.ghost.took_over == Some(leader.peer.term()))
 }
 
 fn pre_vote_changes_nothing(_: &RaftModel, state: &RaftState) -> bool {

@@ -380,6 +380,9 @@ pub fn explore_flags(c: &ModelConfig) -> String {
     if c.pre_vote {
         flags.push_str(" --pre-vote");
     }
+    if c.transfers > 0 {
+        let _ = write!(flags, " --transfers {}", c.transfers);
+    }
     if let Some(bug) = c.bug {
         let _ = write!(flags, " --bug {bug}");
     }

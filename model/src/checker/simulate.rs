@@ -92,7 +92,7 @@ pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
         NetworkKind::Duplicating,
         NetworkKind::Ordered,
     ][rng.below(4) as usize];
-    ModelConfig {
+    let mut config = ModelConfig {
         name: format!("walk {seed}"),
         servers,
         max_term: 2 + rng.below(7),
@@ -105,10 +105,14 @@ pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
         batch: [None, Some(1), Some(2)][rng.below(3) as usize],
         window: [None, Some(1), Some(2)][rng.below(3) as usize],
         pre_vote: rng.below(2) == 0,
+        transfers: 0,
         symmetry: false,
         bug,
         stop_at_first_violation: true,
-    }
+    };
+    // Drawn last, so that the dimensions above stay what they were for every seed.
+    config.transfers = rng.below(3) as usize;
+    config
 }
 
 /// The Always property `state` violates first, if any.

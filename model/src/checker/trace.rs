@@ -49,6 +49,10 @@ pub enum Action {
     HandleAppendEntriesRequest,
     /// A server handles an AppendEntries response.
     HandleAppendEntriesResponse,
+    /// A leader is asked to hand leadership over to the step's `from` (§3.10).
+    TransferLeadership,
+    /// A server handles a leader's TimeoutNow.
+    HandleTimeoutNow,
     /// A server crashes, keeping only its durable state.
     Crash,
     /// A crashed server restarts from its durable state.
@@ -59,7 +63,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order of the format's specification.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 14] = [
         Action::ElectionTimeout,
         Action::HeartbeatTimeout,
         Action::ClientRequest,
@@ -69,6 +73,8 @@ impl Action {
         Action::HandlePreVoteResponse,
         Action::HandleAppendEntriesRequest,
         Action::HandleAppendEntriesResponse,
+        Action::TransferLeadership,
+        Action::HandleTimeoutNow,
         Action::Crash,
         Action::Recover,
         Action::DropMessage,
@@ -86,6 +92,8 @@ impl Action {
             Action::HandlePreVoteResponse => "HandlePreVoteResponse",
             Action::HandleAppendEntriesRequest => "HandleAppendEntriesRequest",
             Action::HandleAppendEntriesResponse => "HandleAppendEntriesResponse",
+            Action::TransferLeadership => "TransferLeadership",
+            Action::HandleTimeoutNow => "HandleTimeoutNow",
             Action::Crash => "Crash",
             Action::Recover => "Recover",
             Action::DropMessage => "DropMessage",
@@ -101,6 +109,7 @@ impl Action {
             Message::PreVoteResponse { .. } => Action::HandlePreVoteResponse,
             Message::AppendEntriesRequest { .. } => Action::HandleAppendEntriesRequest,
             Message::AppendEntriesResponse { .. } => Action::HandleAppendEntriesResponse,
+            Message::TimeoutNow { .. } => Action::HandleTimeoutNow,
         }
     }
 
@@ -130,6 +139,7 @@ impl Action {
             Action::HandlePreVoteResponse => Some("PreVoteResponse"),
             Action::HandleAppendEntriesRequest => Some("AppendEntriesRequest"),
             Action::HandleAppendEntriesResponse => Some("AppendEntriesResponse"),
+            Action::HandleTimeoutNow => Some("TimeoutNow"),
             _ => None,
         }
     }
@@ -196,6 +206,9 @@ pub struct TraceConfig {
     /// See [`ModelConfig::pre_vote`].
     #[serde(default)]
     pub pre_vote: bool,
+    /// See [`ModelConfig::transfers`].
+    #[serde(default)]
+    pub transfers: usize,
 }
 
 impl TraceConfig {
@@ -225,6 +238,7 @@ impl From<&ModelConfig> for TraceConfig {
             batch: config.batch,
             window: config.window,
             pre_vote: config.pre_vote,
+            transfers: config.transfers,
         }
     }
 }
@@ -244,6 +258,10 @@ pub struct NodeView {
     pub voted_for: Option<NodeId>,
     /// The leader it knows; `None` when crashed.
     pub leader: Option<NodeId>,
+    /// The server a leader is handing leadership to (§3.10); `None` otherwise. Left out of
+    /// the JSON when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transferee: Option<NodeId>,
     /// Its log (when crashed: the persisted log).
     pub log: Vec<Entry<Value>>,
     /// Its commit index; 0 when crashed.
@@ -260,6 +278,7 @@ impl NodeView {
             term: peer.term(),
             voted_for: peer.voted_for(),
             leader: peer.leader(),
+            transferee: peer.transferee(),
             log: peer.log().to_vec(),
             commit: peer.commit_index(),
         }
@@ -290,6 +309,11 @@ impl NodeView {
                 format!("{:?}", self.leader),
                 format!("{:?}", other.leader),
             ),
+            (
+                "transferee",
+                format!("{:?}", self.transferee),
+                format!("{:?}", other.transferee),
+            ),
             ("log", format!("{:?}", self.log), format!("{:?}", other.log)),
             ("commit", self.commit.to_string(), other.commit.to_string()),
         ];
@@ -305,6 +329,7 @@ impl NodeView {
             term: durable.term,
             voted_for: durable.voted_for,
             leader: None,
+            transferee: None,
             log: durable.log,
             commit: 0,
         }
@@ -522,6 +547,17 @@ pub fn step_of(
                     let (_, output) = peer.propose(vec![*value]).ok()?;
                     step.sent = sent_of(step.node, &output);
                 }
+                ModelMsg::Transfer => {
+                    // A request that reached a server that no longer leads is dropped: a move
+                    // with nothing to replay.
+                    let to = usize::from(*src) as NodeId;
+                    step.action = Action::TransferLeadership;
+                    step.from = Some(to);
+                    let output = peer.transfer_leadership(to).ok()?;
+                    step.sent = sent_of(step.node, &output);
+                }
+                // A follower passes the request on to its leader: nothing to replay.
+                ModelMsg::TakeOver => return None,
             }
             check(&peer, *dst);
         }
@@ -638,7 +674,8 @@ fn weight(action: &RaftAction) -> u64 {
 
 /// The configurations walks use, in turn: three servers, up to three terms, two requests, one
 /// crash at a time, and each network kind, lossy or not; two of them send one entry per
-/// AppendEntries with a window of one or two.
+/// AppendEntries with a window of one or two; two run pre-vote, one of them with two
+/// leadership transfers.
 pub fn walk_configs() -> Vec<ModelConfig> {
     let base = ModelConfig {
         name: "walk".into(),
@@ -675,6 +712,12 @@ pub fn walk_configs() -> Vec<ModelConfig> {
             name: "walk-ordered-lossy".into(),
             network: NetworkKind::Ordered,
             lossy: true,
+            ..base.clone()
+        },
+        ModelConfig {
+            name: "walk-unordered-transfer-pre-vote".into(),
+            pre_vote: true,
+            transfers: 2,
             ..base
         },
     ]
@@ -763,6 +806,12 @@ pub fn example_configs() -> Vec<ModelConfig> {
         ModelConfig {
             name: "examples-pre-vote".into(),
             pre_vote: true,
+            max_in_flight: 3,
+            ..base.clone()
+        },
+        ModelConfig {
+            name: "examples-transfer".into(),
+            transfers: 1,
             max_in_flight: 3,
             ..base.clone()
         },
@@ -899,12 +948,14 @@ mod tests {
 
     #[test]
     fn a_handle_action_names_the_message_it_handles() {
-        let messages: [Message<Value>; 6] = [
+        let messages: [Message<Value>; 7] = [
             Message::RequestVoteRequest {
                 term: 1,
                 last_log_index: 0,
                 last_log_term: 0,
+                transfer: false,
             },
+            Message::TimeoutNow { term: 1 },
             Message::PreVoteRequest {
                 term: 1,
                 last_log_index: 0,

@@ -14,7 +14,8 @@
 //! stickiness: a server that follows a leader of its term (or leads) ignores requests for
 //! votes of a newer term, so a server coming back from a partition cannot depose a leader
 //! that a majority still hears from. A follower stays sticky until its own election timer
-//! fires, which the driver arms for at least the minimum election timeout.
+//! fires, which the driver arms for at least the minimum election timeout. Leadership transfer
+//! (`transfer.rs`) starts an election here too, one whose requests stickiness does not ignore.
 
 use super::progress::ProgressTracker;
 use super::Payload;
@@ -68,7 +69,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             return;
         };
         if votes.len() >= quorum::majority(self.config.members.len()) {
-            self.start_election(output);
+            self.start_election(false, output);
         }
     }
 
@@ -90,10 +91,13 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             && asks
             && message.term() > self.durable.term
             && has_leader
+            && !self.is_transfer_request(message)
             && !planted!(self, NoLeaderStickiness)
     }
 
-    pub(super) fn start_election(&mut self, output: &mut Output<C>) {
+    /// Becomes a candidate of the next term and asks every other server for its vote;
+    /// `transfer` says the leader handed leadership over (§3.10).
+    pub(super) fn start_election(&mut self, transfer: bool, output: &mut Output<C>) {
         self.durable.term += 1;
         self.durable.voted_for = Some(self.config.id);
         self.planted_forget_own_vote();
@@ -106,6 +110,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             term: self.durable.term,
             last_log_index: self.last_index(),
             last_log_term: self.last_term(),
+            transfer,
         };
         for to in self.others() {
             output.send_after_persist.push((to, request.clone()));
@@ -124,6 +129,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         self.role = Role::Leader {
             progress,
             heard_from: BTreeSet::new(),
+            transferee: None,
         };
         output.timers.push(TimerCommand::Set(Timer::Heartbeat));
         output.timers.push(TimerCommand::Set(Timer::Election));
@@ -156,6 +162,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
     /// AppendEntries responses of the current term count, so a node's election timeout must be
     /// several heartbeat round trips long.
     pub(super) fn check_quorum(&mut self, output: &mut Output<C>) {
+        self.give_up_transfer();
         let Role::Leader { heard_from, .. } = &mut self.role else {
             return;
         };

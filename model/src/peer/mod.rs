@@ -12,6 +12,7 @@
 //! - `election.rs`: terms, roles, vote requests and votes (§5.1, §5.2, §5.4.1), pre-vote and
 //!   leader stickiness (§9.6), check-quorum;
 //! - `replication.rs`: AppendEntries and commitment (§5.3, §5.4.2);
+//! - `transfer.rs`: leadership transfer (§3.10): TimeoutNow and the transfer's end;
 //! - `log.rs`: the log's index arithmetic, the only place that turns an index into a position;
 //! - `progress.rs`: the leader's [`Progress`] of each follower, its flow control (probe or
 //!   replicate, the window in flight) and the index on a quorum;
@@ -37,6 +38,7 @@ mod progress;
 pub mod quorum;
 mod refusal;
 mod replication;
+mod transfer;
 mod types;
 
 pub use output::{Output, Persist, TimerCommand};
@@ -98,6 +100,14 @@ pub enum PeerError {
     },
     /// A proposal carried no commands.
     EmptyProposal,
+    /// The leader is handing leadership over to `to` (§3.10) and takes no proposals until the
+    /// transfer completes or is given up (after an election timeout).
+    Transferring {
+        /// The server leadership is being handed to.
+        to: NodeId,
+    },
+    /// Leadership can be handed only to another member of the cluster.
+    InvalidTransfer(NodeId),
     /// A message that no correct server can send in this Peer's state was refused whole: the
     /// Peer did not change (see [`Refusal`]).
     Refused(Refusal),
@@ -112,6 +122,12 @@ impl fmt::Display for PeerError {
             PeerError::NotLeader { leader: Some(id) } => write!(f, "not the leader; {id} is"),
             PeerError::NotLeader { leader: None } => write!(f, "not the leader; leader unknown"),
             PeerError::EmptyProposal => write!(f, "proposal has no commands"),
+            PeerError::Transferring { to } => {
+                write!(f, "leadership is being transferred to {to}; retry there")
+            }
+            PeerError::InvalidTransfer(id) => {
+                write!(f, "cannot transfer leadership to {id}: not another member")
+            }
             PeerError::Refused(refusal) => write!(f, "impossible message refused: {refusal}"),
         }
     }
@@ -144,6 +160,9 @@ pub enum Role {
         progress: ProgressTracker,
         /// Servers heard from in this term since the last check-quorum.
         heard_from: BTreeSet<NodeId>,
+        /// The server leadership is being handed to (§3.10), until it takes over, the leader
+        /// steps down, or the leader's next election timeout gives the transfer up.
+        transferee: Option<NodeId>,
     },
 }
 
@@ -220,9 +239,11 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             Role::Leader {
                 progress,
                 heard_from,
+                transferee,
             } => Role::Leader {
                 progress: progress.iter().map(|(id, p)| (f(*id), p.clone())).collect(),
                 heard_from: heard_from.iter().map(|id| f(*id)).collect(),
+                transferee: transferee.map(&f),
             },
         };
         Peer {
@@ -294,6 +315,13 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             Role::Leader { .. } => Some(self.config.id),
         }
     }
+    /// The server a leader is handing leadership to, while it does (§3.10).
+    pub fn transferee(&self) -> Option<NodeId> {
+        match self.role {
+            Role::Leader { transferee, .. } => transferee,
+            _ => None,
+        }
+    }
     /// The index of the last log entry (0 when empty).
     pub fn last_index(&self) -> Index {
         self.raft_log().last_index()
@@ -351,6 +379,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
                 term,
                 last_log_index,
                 last_log_term,
+                transfer: _,
             } => self.handle_request_vote_request(
                 from,
                 term,
@@ -391,6 +420,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
                 success,
                 index,
             } => self.handle_append_entries_response(from, term, success, index, &mut output),
+            Message::TimeoutNow { term } => self.handle_timeout_now(term, &mut output),
         }
         self.check_invariants();
         Ok(output)
@@ -402,7 +432,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         match (timer, &self.role) {
             (Timer::Election, Role::Leader { .. }) => self.check_quorum(&mut output),
             (Timer::Election, _) if self.config.pre_vote => self.start_pre_vote(&mut output),
-            (Timer::Election, _) => self.start_election(&mut output),
+            (Timer::Election, _) => self.start_election(false, &mut output),
             (Timer::Heartbeat, Role::Leader { .. }) => {
                 self.broadcast_heartbeat(&mut output);
                 output.timers.push(TimerCommand::Set(Timer::Heartbeat));
@@ -422,6 +452,11 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
                 leader: self.leader(),
             });
         }
+        if let Some(to) = self.transferee() {
+            if !planted!(self, ProposeWhileTransferring) {
+                return Err(PeerError::Transferring { to });
+            }
+        }
         if commands.is_empty() {
             return Err(PeerError::EmptyProposal);
         }
@@ -439,6 +474,26 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         self.maybe_commit(&mut output);
         self.check_invariants();
         Ok((first, output))
+    }
+
+    /// Hands leadership over to `to` (dissertation §3.10): the leader stops taking proposals,
+    /// brings `to`'s log up to its own, then tells it to start an election at once
+    /// ([`Message::TimeoutNow`]). The transfer completes when `to` wins (this leader then
+    /// follows the newer term), and is given up at the leader's next election timeout, which
+    /// this call re-arms. A second call replaces the target.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<Output<C>, PeerError> {
+        if !matches!(self.role, Role::Leader { .. }) {
+            return Err(PeerError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        if to == self.config.id || !self.config.members.contains(&to) {
+            return Err(PeerError::InvalidTransfer(to));
+        }
+        let mut output = Output::default();
+        self.start_transfer(to, &mut output);
+        self.check_invariants();
+        Ok(output)
     }
 
     fn bug_planted(&self) -> bool {
@@ -500,7 +555,13 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             Role::Leader {
                 progress,
                 heard_from,
+                transferee,
             } => {
+                if transferee.is_some_and(|to| progress.get(&to).is_none()) {
+                    return Err(format!(
+                        "transfers leadership to {transferee:?}, a stranger"
+                    ));
+                }
                 if self.durable.voted_for != Some(self.config.id) {
                     return Err("leader has not voted for itself".into());
                 }
@@ -849,6 +910,74 @@ mod tests {
         // Reordered behind the acknowledgement of 4: the leader never backs off below it.
         peer.handle_message(2, stale).unwrap();
         assert_eq!(progress_of(&peer, 2), before);
+    }
+
+    #[test]
+    fn a_transfer_is_only_to_another_member_and_only_by_the_leader() {
+        let mut leader = leader_with_progress();
+        assert_eq!(
+            leader.transfer_leadership(1),
+            Err(PeerError::InvalidTransfer(1))
+        );
+        assert_eq!(
+            leader.transfer_leadership(9),
+            Err(PeerError::InvalidTransfer(9))
+        );
+        let mut follower = follower_with_commit();
+        assert_eq!(
+            follower.transfer_leadership(3),
+            Err(PeerError::NotLeader { leader: Some(2) })
+        );
+    }
+
+    #[test]
+    fn a_caught_up_target_is_told_at_once_and_proposals_wait() {
+        let mut leader = leader_with_progress();
+        // 2 acknowledged the whole log (index 4): TimeoutNow goes at once.
+        let output = leader.transfer_leadership(2).unwrap();
+        assert_eq!(
+            output.send_after_persist,
+            vec![(2, Message::TimeoutNow { term: 3 })]
+        );
+        assert!(output.send_now.is_empty());
+        assert_eq!(leader.transferee(), Some(2));
+        assert_eq!(
+            leader.propose(vec![5]),
+            Err(PeerError::Transferring { to: 2 })
+        );
+        // The election timeout gives the transfer up; proposals flow again.
+        leader.handle_timeout(Timer::Election);
+        assert_eq!(leader.transferee(), None);
+        assert!(leader.propose(vec![5]).is_ok());
+    }
+
+    #[test]
+    fn timeout_now_from_another_than_the_leader_is_refused_and_a_stale_one_ignored() {
+        let mut follower = follower_with_commit();
+        let refusal = Refusal::SecondLeader { term: 2, leader: 2 };
+        assert_refused(&mut follower, 3, Message::TimeoutNow { term: 2 }, refusal);
+        let before = follower.clone();
+        let output = follower
+            .handle_message(2, Message::TimeoutNow { term: 1 })
+            .unwrap();
+        assert!(output.is_empty());
+        assert_eq!(follower, before);
+        // From its leader, in its term: an election at once, its requests marked as a
+        // transfer's.
+        let output = follower
+            .handle_message(2, Message::TimeoutNow { term: 2 })
+            .unwrap();
+        assert_eq!(follower.role_kind(), RoleKind::Candidate);
+        assert_eq!(follower.term(), 3);
+        assert!(output.send_after_persist.iter().all(|(_, m)| matches!(
+            m,
+            Message::RequestVoteRequest {
+                transfer: true,
+                term: 3,
+                ..
+            }
+        )));
+        assert_eq!(output.send_after_persist.len(), 2);
     }
 
     #[test]

@@ -26,8 +26,9 @@ pub enum Refusal {
         /// The term of the request's entry for that index.
         entry_term: Term,
     },
-    /// An AppendEntries request of the current term from a server other than the term's
-    /// leader, which is known: a term has at most one leader (Election Safety, §5.2).
+    /// An AppendEntries request or a TimeoutNow of the current term from a server other than
+    /// the term's leader, which is known: a term has at most one leader (Election Safety,
+    /// §5.2), and only a leader sends either.
     SecondLeader {
         /// The term.
         term: Term,
@@ -78,7 +79,7 @@ impl fmt::Display for Refusal {
             ),
             Refusal::SecondLeader { term, leader } => write!(
                 f,
-                "AppendEntries of term {term} from a second leader; {leader} leads that term"
+                "a leader's message of term {term} from a second leader; {leader} leads that term"
             ),
             Refusal::AcknowledgesBeyondLog { index, last_index } => write!(
                 f,
@@ -110,6 +111,8 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             } if *term >= self.durable.term => self
                 .second_leader(from, *term)
                 .or_else(|| self.overwritten_commit(*prev_log_index, *prev_log_term, entries)),
+            // Only the leader of a term hands it over.
+            Message::TimeoutNow { term } => self.second_leader(from, *term),
             Message::AppendEntriesResponse {
                 term,
                 success,
@@ -135,8 +138,8 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         }
     }
 
-    /// An AppendEntries of the current term from `from` while another server is known to lead
-    /// it (a candidate knows no leader yet and gives up to `from`).
+    /// An AppendEntries or TimeoutNow of the current term from `from` while another server is
+    /// known to lead it (a candidate knows no leader yet and gives up to `from`).
     fn second_leader(&self, from: NodeId, term: Term) -> Option<Refusal> {
         if term != self.durable.term {
             return None;

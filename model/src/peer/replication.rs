@@ -149,6 +149,7 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         let Role::Leader {
             progress,
             heard_from,
+            ..
         } = &mut self.role
         else {
             return;
@@ -171,6 +172,8 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             self.maybe_commit(output);
             // The window may have room again, or a probe was just answered.
             self.send_append(from, false, output);
+            // A transferee whose log now matches is told to take over.
+            self.maybe_send_timeout_now(from, output);
         } else if index < follower.next - 1 {
             assert!(
                 !planted!(self, PanicOnStaleRejection) || index >= follower.matched,
@@ -210,6 +213,11 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             self.commit_index = candidate;
             output.commit = Some(candidate);
         }
+    }
+
+    /// Sends `to` what its progress allows (see [`Self::send_append`]).
+    pub(super) fn send_append_to(&mut self, to: NodeId, output: &mut Output<C>) {
+        self.send_append(to, false, output);
     }
 
     /// Sends every follower what its progress allows (after a proposal or an election).

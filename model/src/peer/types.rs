@@ -94,6 +94,11 @@ pub enum Message<C> {
         last_log_index: Index,
         /// Term of the candidate's last log entry (§5.4.1).
         last_log_term: Term,
+        /// The candidate campaigns because the leader handed leadership over to it
+        /// ([`Message::TimeoutNow`], §3.10): a server that follows a leader answers anyway,
+        /// instead of ignoring the request by leader stickiness.
+        #[serde(default, skip_serializing_if = "is_false")]
+        transfer: bool,
     },
     /// The answer to a vote request.
     RequestVoteResponse {
@@ -133,6 +138,13 @@ pub enum Message<C> {
         term: Term,
         /// Whether the voter would grant its vote in that term.
         granted: bool,
+    },
+    /// A leader handing leadership over (dissertation §3.10) tells the target, whose log
+    /// matches its own, to start an election now, without waiting for its election timer and
+    /// without a pre-vote round.
+    TimeoutNow {
+        /// The leader's term.
+        term: Term,
     },
     /// The answer to an append.
     AppendEntriesResponse {
@@ -176,11 +188,14 @@ impl<C> Message<C> {
                 term,
                 last_log_index,
                 last_log_term,
+                transfer,
             } => Message::RequestVoteRequest {
                 term: *term,
                 last_log_index: *last_log_index,
                 last_log_term: *last_log_term,
+                transfer: *transfer,
             },
+            Message::TimeoutNow { term } => Message::TimeoutNow { term: *term },
             Message::RequestVoteResponse { term, granted } => Message::RequestVoteResponse {
                 term: *term,
                 granted: *granted,
@@ -236,6 +251,7 @@ impl<C> Message<C> {
             | Message::PreVoteRequest { term, .. }
             | Message::PreVoteResponse { term, .. }
             | Message::AppendEntriesRequest { term, .. }
+            | Message::TimeoutNow { term }
             | Message::AppendEntriesResponse { term, .. } => *term,
         }
     }
@@ -258,9 +274,14 @@ impl<C> Message<C> {
             Message::PreVoteRequest { .. } => "PreVoteRequest",
             Message::PreVoteResponse { .. } => "PreVoteResponse",
             Message::AppendEntriesRequest { .. } => "AppendEntriesRequest",
+            Message::TimeoutNow { .. } => "TimeoutNow",
             Message::AppendEntriesResponse { .. } => "AppendEntriesResponse",
         }
     }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// The Peer's timers. The Peer asks for them to be set or cancelled; the driver decides when
@@ -269,7 +290,7 @@ impl<C> Message<C> {
 pub enum Timer {
     /// Followers and candidates: start an election (with pre-vote, a pre-vote round first).
     /// Leaders: check that a majority was heard from since the last check (check-quorum), or
-    /// step down.
+    /// step down; and give up a leadership transfer that has not completed.
     Election,
     /// Leaders: send AppendEntries to every follower.
     Heartbeat,
