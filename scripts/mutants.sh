@@ -19,7 +19,7 @@ if ! cargo mutants --version >/dev/null 2>&1; then
 fi
 
 OUT="${OUT:-mutants.out}"
-args=(--package model --file 'model/src/peer/*.rs' --test-package model --profile release
+args=(--package model --file 'model/src/peer/*.rs' --test-package model --profile mutants
       --no-shuffle --output "$(dirname "$OUT")" --timeout "${TIMEOUT:-600}" --build-timeout 900)
 if [[ -n "${SHARD:-}" ]]; then
   args+=(--shard "$SHARD")

@@ -10,18 +10,39 @@ use std::time::Duration;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The default suite's configurations by the time a complete run takes (README, "The model
+/// checker"); any other runs last.
+const QUICKEST_FIRST: [&str; 8] = [
+    "transfer",
+    "two-requests",
+    "transfer-pre-vote",
+    "flow-control",
+    "three-terms-lossy",
+    "pre-vote",
+    "crash",
+    "base",
+];
+
 #[test]
 #[ignore = "the mutation-testing judge; run by scripts/mutants.sh"]
 fn default_check_finds_no_violation() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Each configuration stops at its first violation: a mutant needs one counterexample.
-    let configs: Vec<ModelConfig> = ModelConfig::default_suite()
+    // The suite's configurations run from the quickest to the slowest, so that a mutant that
+    // several of them catch is caught in seconds; the bounds are the default suite's.
+    let mut configs: Vec<ModelConfig> = ModelConfig::default_suite()
         .into_iter()
         .map(|config| ModelConfig {
             stop_at_first_violation: true,
             ..config
         })
         .collect();
+    configs.sort_by_key(|config| {
+        QUICKEST_FIRST
+            .iter()
+            .position(|name| *name == config.name)
+            .unwrap_or(QUICKEST_FIRST.len())
+    });
     let plan = SimulationPlan::default_budget(None, threads);
     let report = check(
         &configs,
@@ -46,4 +67,21 @@ fn default_check_finds_no_violation() {
         println!("{}", report.summary());
     }
     assert!(violated.is_empty(), "JUDGE violated {violated:?}");
+}
+
+/// The judge's order names every configuration of the default suite, so that none of them
+/// is left to run last by mistake.
+#[test]
+fn the_quickest_first_order_names_every_default_configuration() {
+    let names: Vec<String> = ModelConfig::default_suite()
+        .into_iter()
+        .map(|config| config.name)
+        .collect();
+    for name in &names {
+        assert!(
+            QUICKEST_FIRST.contains(&name.as_str()),
+            "{name} is missing from QUICKEST_FIRST"
+        );
+    }
+    assert_eq!(names.len(), QUICKEST_FIRST.len());
 }

@@ -8,9 +8,12 @@
 //! - **Shortest counterexamples with symmetry.** Breadth-first order finds every violation at
 //!   the least depth at which it exists, and servers are interchangeable, so one
 //!   representative of each permutation of server ids is explored.
-//! - **Reproducible counts.** The representative of a state is canonical (see [`canonical`]):
-//!   every permutation of one state has the same representative, so a complete run visits the
-//!   same set of representatives whatever the thread interleaving, and reports the same count.
+//! - **Reproducible counts.** The fingerprint of a state is that of its canonical
+//!   representative (see [`canonical`]): every permutation of one state has the same
+//!   fingerprint, so a complete run visits the same set of classes whatever the thread
+//!   interleaving, and reports the same count. The state explored is the first member of its
+//!   class reached, not the representative: the model is symmetric, so every member has
+//!   successors in the same classes, and no copy of the state is made to relabel it.
 //! - **Cheap properties.** Once a Sometimes property has an example it is not evaluated again.
 //!
 //! The visited set maps each representative's fingerprint to its parent's. A discovery is
@@ -118,89 +121,89 @@ impl Search<'_> {
             model: self.model,
             symmetry: self.symmetry,
         };
-        let mut frontier: Vec<(RaftState, Fingerprint)> = Vec::new();
+        // A level is a list of chunks. Each worker takes a chunk, expands its states and frees
+        // it at once, so a level's memory is returned while the next level is being built
+        // (the peak is about one level, not two), and it is the workers' own allocator heaps
+        // that get it back.
+        let mut frontier: Vec<Chunk> = Vec::new();
+        let mut first: Chunk = Vec::new();
         for state in self.model.init_states() {
             if !self.model.within_boundary(&state) {
                 continue;
             }
-            let (fp, positions) = shared.fingerprint_of(&state);
+            let fp = shared.fingerprint_of(&state);
             if shared.visited.insert(fp, 0).is_none() {
-                frontier.push((shared.representative(state, positions), fp));
+                first.push((state, fp));
             }
+        }
+        if !first.is_empty() {
+            frontier.push(first);
         }
         let mut depth = 0;
         let mut complete = true;
         let mut last_report = Instant::now();
-        // The workers live for the whole search: each keeps its allocator's heap, so the
-        // memory of a freed level is reused by the next instead of fresh pages being faulted in.
         let threads = self.threads.max(1);
-        // The level to work on, or `None` once the search is over.
-        let level: Mutex<Option<Level>> = Mutex::new(Some(Level {
-            depth: 0,
-            frontier: std::sync::Arc::default(),
-        }));
+        // The depth of the level being worked on (0 before the first), or `None` at the end.
+        let level: Mutex<Option<usize>> = Mutex::new(Some(0));
         let started = std::sync::Condvar::new();
-        let cursor = AtomicUsize::new(0);
-        let (results, finished) = std::sync::mpsc::channel::<Vec<(RaftState, Fingerprint)>>();
+        let current: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
+        let produced: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
+        let (finished, done) = std::sync::mpsc::channel::<()>();
         std::thread::scope(|scope| {
             let mut workers = Vec::new();
             for _ in 0..threads {
-                let results = results.clone();
-                let (shared, level, started, cursor) = (&shared, &level, &started, &cursor);
+                let finished = finished.clone();
+                let (shared, level, started, current, produced) =
+                    (&shared, &level, &started, &current, &produced);
                 workers.push(scope.spawn(move || {
                     let mut seen = 0;
                     let mut actions = Vec::new();
                     loop {
                         // Wait for a level this worker has not worked on yet (or the end).
-                        let job = {
+                        let depth = {
                             let mut slot = level.lock().expect("no worker panicked");
                             loop {
-                                match &*slot {
+                                match *slot {
                                     None => return,
-                                    Some(job) if job.depth > seen => break job.clone(),
+                                    Some(depth) if depth > seen => break depth,
                                     Some(_) => {
                                         slot = started.wait(slot).expect("no worker panicked")
                                     }
                                 }
                             }
                         };
-                        seen = job.depth;
-                        let mut next = Vec::new();
+                        seen = depth;
+                        let mut next: Chunk = Vec::with_capacity(CHUNK);
                         loop {
-                            let start = cursor.fetch_add(CHUNK, Ordering::Relaxed);
-                            if start >= job.frontier.len() {
-                                break;
-                            }
-                            let end = (start + CHUNK).min(job.frontier.len());
-                            for (state, fp) in &job.frontier[start..end] {
-                                shared.visit(state, *fp, job.depth, &mut actions, &mut next);
+                            let chunk = current.lock().expect("no worker panicked").pop();
+                            let Some(chunk) = chunk else { break };
+                            for (state, fp) in &chunk {
+                                shared.visit(state, *fp, depth, &mut actions, &mut next);
+                                if next.len() >= CHUNK {
+                                    let full =
+                                        std::mem::replace(&mut next, Vec::with_capacity(CHUNK));
+                                    produced.lock().expect("no worker panicked").push(full);
+                                }
                             }
                         }
-                        drop(job);
-                        if results.send(next).is_err() {
+                        if !next.is_empty() {
+                            produced.lock().expect("no worker panicked").push(next);
+                        }
+                        if finished.send(()).is_err() {
                             return;
                         }
                     }
                 }));
             }
-            let mut dropping: Option<std::thread::JoinHandle<()>> = None;
             while !frontier.is_empty() {
                 depth += 1;
-                let job = Level {
-                    depth,
-                    frontier: std::sync::Arc::new(std::mem::take(&mut frontier)),
-                };
-                cursor.store(0, Ordering::Relaxed);
-                *level.lock().expect("no worker panicked") = Some(job.clone());
+                *current.lock().expect("no worker panicked") = std::mem::take(&mut frontier);
+                *level.lock().expect("no worker panicked") = Some(depth);
                 started.notify_all();
-                let mut next = Vec::new();
                 let mut pending = threads;
                 while pending > 0 {
-                    match finished.recv_timeout(Duration::from_millis(10)) {
-                        Ok(part) => {
-                            next.extend(part);
-                            pending -= 1;
-                        }
+                    match done.recv_timeout(Duration::from_millis(10)) {
+                        Ok(()) => pending -= 1,
                         Err(_) => {
                             // A worker that ended while the level runs has panicked.
                             if let Some(k) = workers.iter().position(|w| w.is_finished()) {
@@ -220,19 +223,7 @@ impl Search<'_> {
                         );
                     }
                 }
-                frontier = next;
-                // Freeing a level's states takes a while; let it overlap the next level. (The
-                // workers have dropped their handles on it: the last one is the slot's.)
-                let done = level
-                    .lock()
-                    .expect("no worker panicked")
-                    .as_mut()
-                    .map(|job| std::mem::take(&mut job.frontier));
-                drop(job);
-                if let Some(previous) = dropping.take() {
-                    let _ = std::thread::JoinHandle::join(previous);
-                }
-                dropping = Some(std::thread::spawn(move || drop(done)));
+                frontier = std::mem::take(&mut *produced.lock().expect("no worker panicked"));
                 if self.stop_on_violation && shared.violated.load(Ordering::Relaxed) {
                     complete = frontier.is_empty();
                     break;
@@ -247,9 +238,6 @@ impl Search<'_> {
             }
             *level.lock().expect("no worker panicked") = None;
             started.notify_all();
-            if let Some(previous) = dropping.take() {
-                let _ = std::thread::JoinHandle::join(previous);
-            }
         });
         let discoveries = shared
             .discoveries
@@ -268,33 +256,22 @@ impl Search<'_> {
     }
 }
 
-/// One level handed to the workers.
-#[derive(Clone)]
-struct Level {
-    depth: usize,
-    frontier: std::sync::Arc<Vec<(RaftState, Fingerprint)>>,
-}
+/// States of one level, expanded and freed together by one worker.
+type Chunk = Vec<(RaftState, Fingerprint)>;
 
 /// States a worker takes from the frontier at a time.
-const CHUNK: usize = 256;
+const CHUNK: usize = 1024;
 
 impl Shared<'_> {
-    /// The fingerprint of `state`'s representative, and how to relabel `state` into it (no
-    /// relabelling without symmetry reduction).
-    fn fingerprint_of(&self, state: &RaftState) -> (Fingerprint, Option<Vec<usize>>) {
+    /// The fingerprint of `state`'s representative (of `state` itself without symmetry
+    /// reduction). The state itself is what gets explored: the model is symmetric, so any
+    /// member of a class of states has successors of the same classes, and building the
+    /// representative would only cost a copy of every server.
+    fn fingerprint_of(&self, state: &RaftState) -> Fingerprint {
         if self.symmetry {
-            let (fp, positions) = canonical_fingerprint(state);
-            (fp, Some(positions))
+            canonical_fingerprint(state).0
         } else {
-            (fingerprint(state), None)
-        }
-    }
-
-    /// `state`'s representative.
-    fn representative(&self, state: RaftState, positions: Option<Vec<usize>>) -> RaftState {
-        match positions {
-            Some(positions) => relabel(&state, &positions),
-            None => state,
+            fingerprint(state)
         }
     }
 
@@ -340,10 +317,10 @@ impl Shared<'_> {
                 continue;
             }
             self.generated.fetch_add(1, Ordering::Relaxed);
-            let (successor_fp, positions) = self.fingerprint_of(&successor);
+            let successor_fp = self.fingerprint_of(&successor);
             if let dashmap::Entry::Vacant(entry) = self.visited.entry(successor_fp) {
                 entry.insert(fp);
-                next.push((self.representative(successor, positions), successor_fp));
+                next.push((successor, successor_fp));
             }
         }
     }
@@ -364,7 +341,7 @@ impl Shared<'_> {
         let init = model
             .init_states()
             .into_iter()
-            .find(|s| self.fingerprint_of(s).0 == chain[0])
+            .find(|s| self.fingerprint_of(s) == chain[0])
             .expect("the chain starts at an initial state");
         let mut state = init.clone();
         let mut actions = Vec::new();
@@ -372,9 +349,7 @@ impl Shared<'_> {
             let (action, next) = model
                 .next_steps(&state)
                 .into_iter()
-                .find(|(_, next)| {
-                    model.within_boundary(next) && self.fingerprint_of(next).0 == *want
-                })
+                .find(|(_, next)| model.within_boundary(next) && self.fingerprint_of(next) == *want)
                 .expect("every link of the chain is a step of the model");
             actions.push(action);
             state = next;
@@ -450,9 +425,9 @@ fn key_hasher() -> ahash::RandomState {
 /// tracks progress of, has heard from, and the messages in flight between them), each other
 /// server named by its own shape rather than its id. Servers that still share a key are
 /// almost always interchangeable.
-fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Vec<u64> {
+fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Small<u64> {
     let hasher = key_hasher();
-    let base: Vec<u64> = servers
+    let base: Small<u64> = servers
         .iter()
         .map(|(i, server)| {
             let timers: u8 = state.timers_set[*i]
@@ -558,7 +533,11 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Vec<u64>
 }
 
 /// Where each actor goes: `positions[actor]` is its new index. Clients keep theirs.
-type Positions = Vec<usize>;
+type Positions = Small<usize>;
+
+/// A short list kept inline: states have a handful of actors, so the fingerprint of a
+/// successor (computed for every generated state) allocates nothing.
+type Small<T> = smallvec::SmallVec<[T; 8]>;
 
 /// The canonical representative of `state` under permutations of server ids. Servers are
 /// sorted by their [`server_keys`]; servers with equal keys are tied, and among the orders
@@ -574,7 +553,7 @@ pub fn canonical(state: &RaftState) -> RaftState {
 /// computed without building the representative: most successors turn out to be known, and
 /// for them no copy is made.
 pub fn canonical_fingerprint(state: &RaftState) -> (Fingerprint, Positions) {
-    let servers: Vec<(usize, &ServerState)> = state
+    let servers: Small<(usize, &ServerState)> = state
         .actor_states
         .iter()
         .enumerate()
@@ -583,11 +562,11 @@ pub fn canonical_fingerprint(state: &RaftState) -> (Fingerprint, Positions) {
             NodeState::Client(_) | NodeState::Admin(_) => None,
         })
         .collect();
-    let mut order: Vec<usize> = (0..servers.len()).collect();
+    let mut order: Small<usize> = (0..servers.len()).collect();
     let keys = server_keys(state, &servers);
     order.sort_by_key(|&i| keys[i]);
     // Runs of equal keys in sorted order.
-    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut groups: Small<(usize, usize)> = Small::new();
     let mut start = 0;
     for k in 1..=order.len() {
         if k == order.len() || keys[order[k]] != keys[order[start]] {
@@ -649,7 +628,7 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
         0x082E_FA98_EC4E_6C89,
     );
     let map = |id: u64| positions.get(id as usize).map_or(id, |&p| p as u64);
-    let mut inverse = vec![0; positions.len()];
+    let mut inverse: Small<usize> = smallvec::smallvec![0; positions.len()];
     for (old, &new) in positions.iter().enumerate() {
         inverse[new] = old;
     }
@@ -664,11 +643,12 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
             })
             .sum();
         timers.hash(&mut h);
-        let mut choices: Vec<(&String, Vec<u64>)> = state.random_choices[old]
+        let mut choices: Small<(&String, Small<u64>)> = state.random_choices[old]
             .map
             .iter()
             .map(|(key, ids)| {
-                let mut ids: Vec<u64> = ids.iter().map(|id| map(usize::from(*id) as u64)).collect();
+                let mut ids: Small<u64> =
+                    ids.iter().map(|id| map(usize::from(*id) as u64)).collect();
                 ids.sort_unstable();
                 (key, ids)
             })
@@ -699,12 +679,12 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
                 match peer.role() {
                     Role::Follower { leader } => (0u8, leader.map(map)).hash(&mut h),
                     Role::PreCandidate { votes } => {
-                        let mut votes: Vec<u64> = votes.iter().map(|v| map(*v)).collect();
+                        let mut votes: Small<u64> = votes.iter().map(|v| map(*v)).collect();
                         votes.sort_unstable();
                         (3u8, votes).hash(&mut h);
                     }
                     Role::Candidate { votes } => {
-                        let mut votes: Vec<u64> = votes.iter().map(|v| map(*v)).collect();
+                        let mut votes: Small<u64> = votes.iter().map(|v| map(*v)).collect();
                         votes.sort_unstable();
                         (1u8, votes).hash(&mut h);
                     }
@@ -713,10 +693,10 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
                         heard_from,
                         transferee,
                     } => {
-                        let mut progress: Vec<(u64, &Progress)> =
+                        let mut progress: Small<(u64, &Progress)> =
                             progress.iter().map(|(id, p)| (map(*id), p)).collect();
                         progress.sort_unstable();
-                        let mut heard: Vec<u64> = heard_from.iter().map(|v| map(*v)).collect();
+                        let mut heard: Small<u64> = heard_from.iter().map(|v| map(*v)).collect();
                         heard.sort_unstable();
                         (2u8, progress, heard).hash(&mut h);
                         // Hashed only when set, so that states without a transfer keep their
@@ -762,7 +742,7 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
 
 /// Calls `f` with every order obtained from `order` by permuting the members of each group.
 fn for_each_tie_order(
-    order: &mut Vec<usize>,
+    order: &mut [usize],
     groups: &[(usize, usize)],
     group: usize,
     f: &mut dyn FnMut(&[usize]),
@@ -777,7 +757,7 @@ fn for_each_tie_order(
 }
 
 /// Calls `f` with every permutation of `order[k..end]`, the rest of `order` fixed.
-fn permute(order: &mut Vec<usize>, k: usize, end: usize, f: &mut dyn FnMut(&mut Vec<usize>)) {
+fn permute(order: &mut [usize], k: usize, end: usize, f: &mut dyn FnMut(&mut [usize])) {
     if k + 1 >= end {
         f(order);
         return;
