@@ -350,7 +350,13 @@ fn run_explore(args: ExploreArgs) -> ExitCode {
     }
     println!("Exploring [{config}]");
     println!("Open http://{}/ (Ctrl-C to stop)", args.addr);
-    config.into_model().checker().serve(args.addr);
+    if config.symmetry {
+        model::checker::symmetric::Symmetric(config.into_model())
+            .checker()
+            .serve(args.addr);
+    } else {
+        config.into_model().checker().serve(args.addr);
+    }
     ExitCode::SUCCESS
 }
 

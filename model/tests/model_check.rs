@@ -182,3 +182,64 @@ fn a_panic_in_the_peer_is_a_counterexample() {
 const PINNED_ONE_TERM: usize = 7058;
 const PINNED_ONE_TERM_NO_SYMMETRY: usize = 42118;
 const PINNED_CRASH: usize = 88511;
+
+/// The explorer's own search (stateright's, over the model whose states are canonical
+/// representatives) counts exactly what `model check` counts.
+#[test]
+fn the_explorer_reduces_symmetry_as_the_check_does() {
+    use stateright::{Checker, Model};
+    let config = small("explorer");
+    let checked = run(config.clone()).unique_states();
+    let explorer = model::checker::symmetric::Symmetric(config.into_model())
+        .checker()
+        .threads(2)
+        .spawn_bfs()
+        .join();
+    assert!(explorer.is_done());
+    assert_eq!(explorer.unique_state_count(), checked);
+    assert_eq!(checked, PINNED_ONE_TERM);
+}
+
+/// A counterexample's explorer link, followed step by step through the symmetric explorer's
+/// states and actions, ends in a state that violates the property.
+#[test]
+fn a_counterexample_link_leads_to_the_violation_in_the_explorer() {
+    use stateright::Model;
+    let config = ModelConfig {
+        bug: Some(Bug::PanicOnStaleRejection),
+        stop_at_first_violation: true,
+        lossy: true,
+        ..small("link")
+    };
+    let report = run(config.clone());
+    let counterexample = report.configs[0]
+        .counterexamples
+        .first()
+        .expect("panic-on-stale-rejection is caught");
+    let symmetric = model::checker::symmetric::Symmetric(config.into_model());
+    let mut indices = counterexample
+        .encoded
+        .split('/')
+        .map(|i| i.parse::<usize>().expect("an index"));
+    let mut state = symmetric.init_states()[indices.next().expect("the initial state")].clone();
+    let mut steps = 0;
+    for index in indices {
+        let mut actions = Vec::new();
+        symmetric.actions(&state, &mut actions);
+        state = symmetric
+            .next_state(&state, actions[index].clone())
+            .expect("the link's action is enabled");
+        steps += 1;
+    }
+    assert_eq!(steps, counterexample.steps.len());
+    let property = symmetric
+        .properties()
+        .into_iter()
+        .find(|p| p.name == counterexample.property)
+        .expect("the property");
+    assert!(
+        !(property.condition)(&symmetric, &state),
+        "the link ends in a state that satisfies {}",
+        counterexample.property
+    );
+}

@@ -599,17 +599,24 @@ pub fn canonical_fingerprint(state: &RaftState) -> (Fingerprint, Positions) {
     best.expect("at least one order")
 }
 
-/// `state` with every actor moved to its new index and every server id inside mapped alike.
+/// `state` with every actor moved to its new index and every server id inside mapped alike,
+/// the clients' choices of server sorted (their order means nothing), so that two members of
+/// one class relabel to the same state.
 pub fn relabel(state: &RaftState, positions: &[usize]) -> RaftState {
-    if positions.iter().enumerate().all(|(old, &new)| old == new) {
-        return state.clone();
-    }
+    // `reindex` moves each actor's part and rewrites the ids inside it (see the `Rewrite`
+    // impls in `actor.rs`).
     let plan = RewritePlan::<Id, _>::from_values_to_sort(positions);
+    let mut random_choices = plan.reindex(&state.random_choices);
+    for choices in &mut random_choices {
+        for ids in choices.map.values_mut() {
+            ids.sort_unstable();
+        }
+    }
     ActorModelState {
         actor_states: plan.reindex(&state.actor_states),
         network: stateright::Rewrite::rewrite(&state.network, &plan),
         timers_set: plan.reindex(&state.timers_set),
-        random_choices: plan.reindex(&state.random_choices),
+        random_choices,
         crashed: plan.reindex(&state.crashed),
         actor_storages: plan.reindex(&state.actor_storages),
         history: (),
@@ -827,6 +834,13 @@ mod tests {
                         canonical_fingerprint(&moved).0,
                         fp,
                         "{network} {permutation:?}"
+                    );
+                    // The representative itself, not only its fingerprint, is one state.
+                    assert!(
+                        canonical(&moved) == canonical(&state),
+                        "{network} {permutation:?}: {:?} vs {:?}",
+                        canonical(&moved),
+                        canonical(&state)
                     );
                 }
             }

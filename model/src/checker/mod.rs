@@ -12,6 +12,7 @@ pub mod engine;
 pub mod properties;
 mod run;
 pub mod simulate;
+pub mod symmetric;
 pub mod trace;
 
 pub use actor::{ClientState, Ghost, ModelActor, ModelMsg, NodeState, ServerState, Value};

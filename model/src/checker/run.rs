@@ -521,7 +521,12 @@ fn describe(
     property: &'static str,
     path: Path<RaftState, RaftAction>,
 ) -> Discovery {
-    let encoded = path.encode(model);
+    // The explorer reduces symmetry as the check does (see `symmetric`), unless it is off.
+    let encoded = if model.cfg.symmetry {
+        super::symmetric::encode(model, &path)
+    } else {
+        path.encode(model)
+    };
     let last = path.last_state();
     let faults = last
         .actor_states
