@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Summarises a cargo-mutants output directory (outcomes.json) as a markdown table."""
+"""Summarises cargo-mutants output directories (outcomes.json, one per shard) as one markdown table."""
 import json
 import sys
 from pathlib import Path
 
-out = Path(sys.argv[1] if len(sys.argv) > 1 else "mutants.out")
-outcomes = json.loads((out / "outcomes.json").read_text())
+# One or more cargo-mutants output directories (one per shard); their outcomes are merged.
+outs = [Path(arg) for arg in sys.argv[1:]] or [Path("mutants.out")]
+merged = []
+for out in outs:
+    merged.extend(json.loads((out / "outcomes.json").read_text())["outcomes"])
 rows = []
 counts = {}
-for outcome in outcomes["outcomes"]:
+for outcome in merged:
     scenario = outcome["scenario"]
     if scenario == "Baseline" or not isinstance(scenario, dict):
         continue
