@@ -243,3 +243,33 @@ fn a_counterexample_link_leads_to_the_violation_in_the_explorer() {
         counterexample.property
     );
 }
+
+/// A step that breaks a safety property on its way out of the bounds is reported, though the
+/// state it leads to is not explored. With one message in flight, a pre-candidate's broadcast
+/// is beyond the bounds, so the bug's only violating step is one that leaves them.
+#[test]
+fn a_violation_on_a_step_beyond_the_bounds_is_reported() {
+    let config = ModelConfig {
+        bug: Some(Bug::PreVoteBumpsTerm),
+        pre_vote: true,
+        max_in_flight: 1,
+        stop_at_first_violation: true,
+        ..small("beyond")
+    };
+    let report = run(config);
+    assert_eq!(
+        report.status("PreVoteChangesNothing"),
+        Some(PropertyStatus::Violated)
+    );
+    let counterexample = report.configs[0]
+        .counterexamples
+        .iter()
+        .find(|c| c.property == "PreVoteChangesNothing")
+        .expect("a PreVoteChangesNothing counterexample");
+    assert_eq!(counterexample.steps.len(), 1, "{:?}", counterexample.steps);
+    assert!(
+        counterexample.steps[0].contains("precandidate t1"),
+        "{:?}",
+        counterexample.steps
+    );
+}

@@ -314,6 +314,7 @@ impl Shared<'_> {
                 continue;
             };
             if !self.model.within_boundary(&successor) {
+                self.beyond_boundary(&successor, fp, depth + 1);
                 continue;
             }
             self.generated.fetch_add(1, Ordering::Relaxed);
@@ -322,6 +323,30 @@ impl Shared<'_> {
                 entry.insert(fp);
                 next.push((successor, successor_fp));
             }
+        }
+    }
+
+    /// A successor beyond the bounds is not explored, but a step that breaks a safety
+    /// property on the way out of the bounds (a term that wraps past `--max-term`, say) is
+    /// still a violation: it is recorded with its parent, and reported like any other.
+    fn beyond_boundary(&self, successor: &RaftState, parent: Fingerprint, depth: usize) {
+        let mut violated = properties::ALL
+            .iter()
+            .filter(|p| p.expectation == Expect::Always)
+            .filter(|p| !(p.condition)(self.model, successor))
+            .peekable();
+        if violated.peek().is_none() {
+            return;
+        }
+        let fp = self.fingerprint_of(successor);
+        self.visited.entry(fp).or_insert(parent);
+        self.violated.store(true, Ordering::Relaxed);
+        let mut discoveries = self.discoveries.lock().expect("no worker panicked");
+        for property in violated {
+            discoveries
+                .entry(property.name)
+                .and_modify(|known| *known = (*known).min((depth, fp)))
+                .or_insert((depth, fp));
         }
     }
 
@@ -349,7 +374,7 @@ impl Shared<'_> {
             let (action, next) = model
                 .next_steps(&state)
                 .into_iter()
-                .find(|(_, next)| model.within_boundary(next) && self.fingerprint_of(next) == *want)
+                .find(|(_, next)| self.fingerprint_of(next) == *want)
                 .expect("every link of the chain is a step of the model");
             actions.push(action);
             state = next;
