@@ -1,28 +1,56 @@
 #!/usr/bin/env python3
-"""Summarises cargo-mutants output directories (outcomes.json, one per shard) as one markdown table."""
-import json
+"""Summarises cargo-mutants output directories as one markdown table.
+
+    mutants-summary.py [--list NAMES] DIR...
+
+Each DIR is a cargo-mutants output directory (one per shard, or one per resumed run); a mutant
+judged in several takes the outcome of the last DIR that names it. With --list (the output of
+`cargo mutants --list` for the current tree), only the mutants in that list count, and the ones
+not judged yet are counted as such.
+"""
 import sys
 from pathlib import Path
 
-# One or more cargo-mutants output directories (one per shard); their outcomes are merged.
-outs = [Path(arg) for arg in sys.argv[1:]] or [Path("mutants.out")]
-merged = []
-for out in outs:
-    merged.extend(json.loads((out / "outcomes.json").read_text())["outcomes"])
-rows = []
-counts = {}
-for outcome in merged:
-    scenario = outcome["scenario"]
-    if scenario == "Baseline" or not isinstance(scenario, dict):
-        continue
-    mutant = scenario["Mutant"]
-    summary = outcome["summary"]
-    counts[summary] = counts.get(summary, 0) + 1
-    span = mutant.get("span", {}).get("start", {})
-    where = f'{mutant["file"]}:{span.get("line", "?")}'
-    function = (mutant.get("function") or {}).get("function_name", "")
-    rows.append((summary, where, function, mutant.get("replacement", ""), mutant.get("genre", "")))
+OUTCOMES = [("caught.txt", "CaughtMutant"), ("missed.txt", "MissedMutant"),
+            ("timeout.txt", "Timeout"), ("unviable.txt", "Unviable")]
 
+args = sys.argv[1:]
+universe = None
+if args[:1] == ["--list"]:
+    if len(args) < 2:
+        sys.exit("mutants-summary.py: --list needs a file of mutant names")
+    universe = [line for line in Path(args[1]).read_text().splitlines() if line.strip()]
+    args = args[2:]
+outs = [Path(arg) for arg in args] or [Path("mutants.out")]
+outcome_of = {}
+for out in outs:
+    if not out.is_dir():
+        sys.exit(f"mutants-summary.py: {out} is not a cargo-mutants output directory")
+    for file, summary in OUTCOMES:
+        path = out / file
+        if path.exists():
+            for name in path.read_text().splitlines():
+                if name.strip():
+                    outcome_of[name] = summary
+if universe is not None:
+    outcome_of = {name: outcome_of[name] for name in universe if name in outcome_of}
+
+
+def parts(name):
+    """(where, function, mutation) of a name like `f.rs:1:2: replace a with b in F`."""
+    where, _, rest = name.partition(": ")
+    where = where.rsplit(":", 1)[0]
+    mutation, found, function = rest.rpartition(" in ")
+    if not found:
+        # `replace F -> T with V`: the function is the thing replaced.
+        mutation = rest
+        function = rest.removeprefix("replace ").split(" -> ")[0].split(" with ")[0]
+    return where, function, mutation
+
+
+counts = {}
+for summary in outcome_of.values():
+    counts[summary] = counts.get(summary, 0) + 1
 caught = counts.get("CaughtMutant", 0)
 missed = counts.get("MissedMutant", 0)
 timeout = counts.get("Timeout", 0)
@@ -34,17 +62,20 @@ print(f"| caught (a violated Always property) | {caught} |")
 print(f"| missed | {missed} |")
 print(f"| timeout | {timeout} |")
 print(f"| unviable (does not build) | {unviable} |")
+if universe is not None:
+    print(f"| not judged yet | {len(universe) - len(outcome_of)} of {len(universe)} |")
 if judged:
     print(f"\nScore: {caught}/{judged} = {100.0 * caught / judged:.1f}% of viable mutants caught "
           f"(timeouts not counted).")
+rows = sorted(parts(name) + (summary,) for name, summary in outcome_of.items())
 print("\n## Missed mutants\n")
 print("| where | function | mutation |")
 print("|---|---|---|")
-for summary, where, function, replacement, genre in sorted(rows):
+for where, function, mutation, summary in rows:
     if summary == "MissedMutant":
-        print(f"| {where} | {function} | {genre}: `{replacement}` |")
+        print(f"| {where} | {function} | `{mutation}` |")
 if timeout:
     print("\n## Timeouts\n")
-    for summary, where, function, replacement, genre in sorted(rows):
+    for where, function, mutation, summary in rows:
         if summary == "Timeout":
-            print(f"- {where} {function}: `{replacement}`")
+            print(f"- {where} {function}: `{mutation}`")

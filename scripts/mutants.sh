@@ -10,6 +10,9 @@
 #   OUT=/tmp/m scripts/mutants.sh      # where cargo-mutants writes (default: mutants.out/)
 #   SKIP_BASELINE=1 SHARD=1/8 ...      # skip the unmutated run (about 3 minutes) when an
 #                                      # earlier shard of the same commit already passed it
+#   JUDGED=file scripts/mutants.sh     # skip the mutants named in file (one `--list` name a
+#                                      # line, e.g. an earlier run's caught.txt + missed.txt +
+#                                      # unviable.txt + timeout.txt), to finish an interrupted run
 #
 # Writes the summary table to $OUT/summary.md and prints it.
 set -euo pipefail
@@ -28,6 +31,11 @@ if [[ -n "${SHARD:-}" ]]; then
 fi
 if [[ "${SKIP_BASELINE:-}" == 1 ]]; then
   args+=(--baseline skip)
+fi
+if [[ -n "${JUDGED:-}" ]]; then
+  while IFS= read -r name; do
+    [[ -n "$name" ]] && args+=(--exclude-re "^$(python3 -c 'import re,sys; print(re.escape(sys.argv[1]))' "$name")\$")
+  done < "$JUDGED"
 fi
 # The judge is one ignored test; nothing else runs.
 status=0
