@@ -139,6 +139,16 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
     {
         return Some("term or vote changed without asking to persist it".into());
     }
+    // Storage writes the log from an index it can reach: one past what was there at most
+    // (indexes start at 1).
+    if let Some(from) = output.persist.log_from {
+        if from == 0 || from > before.last_index() + 1 {
+            return Some(format!(
+                "the persist asks for the log from index {from}, outside 1..={}",
+                before.last_index() + 1
+            ));
+        }
+    }
     if let Some(first) = first_difference(before.log(), after.log()) {
         if first <= after.last_index() && output.persist.log_from.is_none_or(|from| from > first) {
             return Some(format!(
