@@ -87,6 +87,10 @@ struct Dimensions {
     /// (leadership transfer, §3.10), at most 2 [default: 0].
     #[arg(long, value_name = "T", value_parser = clap::value_parser!(u64).range(0..=2))]
     transfers: Option<u64>,
+    /// Persistence as a step of its own: a step's writes reach storage later, entry by entry,
+    /// and a crash in between loses what was not written (needs an unordered network).
+    #[arg(long)]
+    persist_steps: bool,
     /// Turn symmetry reduction off (explore with BFS, every permutation of server ids).
     #[arg(long)]
     no_symmetry: bool,
@@ -107,6 +111,7 @@ impl Dimensions {
             || self.window.is_some()
             || self.pre_vote
             || self.transfers.is_some()
+            || self.persist_steps
     }
 
     fn apply(&self, mut config: ModelConfig) -> ModelConfig {
@@ -145,6 +150,7 @@ impl Dimensions {
         if self.no_symmetry {
             config.symmetry = false;
         }
+        config.persist_steps |= self.persist_steps;
         config
     }
 }

@@ -12,10 +12,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The default suite's configurations by the time a complete run takes (README, "The model
 /// checker"); any other runs last.
-const QUICKEST_FIRST: [&str; 8] = [
+const QUICKEST_FIRST: [&str; 9] = [
     "transfer",
     "two-requests",
     "transfer-pre-vote",
+    "persist",
     "flow-control",
     "three-terms-lossy",
     "pre-vote",

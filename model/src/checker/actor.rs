@@ -73,6 +73,25 @@ pub struct ServerState {
     pub peer: Peer<Value, Planted>,
     /// History for properties.
     pub ghost: Ghost,
+    /// With persistence as a step of its own: what the last step asked to persist and has not
+    /// reached storage yet, and the messages that wait for it. The server takes no other step
+    /// until it is written (the driver flushes before the Peer sees more input).
+    pub pending: Option<Arc<Pending>>,
+    /// What this server's storage holds: the same value as the model's storage slot for it,
+    /// kept here because a step may write only part of it. (A function of the storage, so
+    /// fingerprints leave it out.)
+    pub stored: Stored,
+}
+
+/// A persist asked for and not done yet, with the messages that leave once it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pending {
+    /// Term and vote are to be written.
+    pub hard_state: bool,
+    /// The log is to be written from this index on.
+    pub log_from: Option<Index>,
+    /// `send_after_persist` of the step, in order.
+    pub held: Vec<(NodeId, Message<Value>)>,
 }
 
 impl std::hash::Hash for Ghost {
@@ -155,6 +174,17 @@ impl std::fmt::Debug for ServerState {
         if let Some(refusal) = &self.ghost.refused {
             write!(f, " REFUSED: {refusal}")?;
         }
+        if let Some(pending) = &self.pending {
+            write!(
+                f,
+                " persisting{}{} ({} held)",
+                if pending.hard_state { " term+vote" } else { "" },
+                pending
+                    .log_from
+                    .map_or(String::new(), |from| format!(" log from {from}")),
+                pending.held.len()
+            )?;
+        }
         Ok(())
     }
 }
@@ -167,6 +197,7 @@ impl ServerState {
             self.peer.commit_index(),
             self.peer.role(),
             &self.ghost,
+            &self.pending,
         )
     }
 }
@@ -238,6 +269,8 @@ pub enum ModelActor {
         flow: FlowControl,
         /// Pre-vote and leader stickiness.
         pre_vote: bool,
+        /// Persistence is a step of its own (see [`Pending`]).
+        persist_steps: bool,
     },
     /// A client that proposes `value` to one server of its choice.
     Client {
@@ -254,14 +287,33 @@ pub enum ModelActor {
 }
 
 impl ModelActor {
-    fn server_options(&self) -> (bool, Option<Bug>) {
+    fn server_options(&self) -> Options {
         match *self {
             ModelActor::Server {
-                heartbeats, bug, ..
-            } => (heartbeats, bug),
-            ModelActor::Client { .. } | ModelActor::Admin { .. } => (false, None),
+                heartbeats,
+                bug,
+                persist_steps,
+                ..
+            } => Options {
+                heartbeats,
+                bug,
+                persist_steps,
+            },
+            ModelActor::Client { .. } | ModelActor::Admin { .. } => Options {
+                heartbeats: false,
+                bug: None,
+                persist_steps: false,
+            },
         }
     }
+}
+
+/// How a server's steps reach the environment.
+#[derive(Clone, Copy)]
+struct Options {
+    heartbeats: bool,
+    bug: Option<Bug>,
+    persist_steps: bool,
 }
 
 /// What storage keeps of `durable`: all of it, unless the planted storage bug drops the vote.
@@ -276,6 +328,10 @@ fn saved(durable: &Durable<Value>, bug: Option<Bug>) -> Stored {
 
 /// What a server's storage holds in the model.
 pub type Stored = Arc<Durable<Value>>;
+
+fn stored_or_empty(storage: &Option<Stored>) -> Stored {
+    storage.clone().unwrap_or_default()
+}
 
 fn node_id(id: Id) -> NodeId {
     usize::from(id) as NodeId
@@ -300,6 +356,7 @@ impl Actor for ModelActor {
                 heartbeats,
                 flow,
                 pre_vote,
+                persist_steps: _,
             } => {
                 let config = Config {
                     id: node_id(id),
@@ -313,20 +370,33 @@ impl Actor for ModelActor {
                     Ok(Ok(restored)) => restored,
                     // Storage that a Peer cannot restore from: the server comes up empty and
                     // the refusal is reported as a broken Peer invariant.
-                    Ok(Err(refused)) => return broken_start(config, refused.to_string()),
-                    Err(panic) => return broken_start(config, panic),
+                    Ok(Err(refused)) => {
+                        return broken_start(config, refused.to_string(), &stored_or_empty(storage))
+                    }
+                    Err(panic) => return broken_start(config, panic, &stored_or_empty(storage)),
                 };
                 peer.plant_bug(bug);
                 let ghost = Ghost {
                     recovered_with: storage.as_ref().map(|d| d.log.len() as Index),
                     ..Ghost::default()
                 };
-                if storage.is_none() {
-                    // First boot: storage now holds an empty Durable, so a later start is a recovery.
-                    o.save(saved(peer.durable(), bug));
-                }
+                let stored = match storage {
+                    Some(stored) => stored.clone(),
+                    None => {
+                        // First boot: storage now holds an empty Durable, so a later start is
+                        // a recovery.
+                        let stored = saved(peer.durable(), bug);
+                        o.save(stored.clone());
+                        stored
+                    }
+                };
                 apply_output(output, heartbeats, o);
-                NodeState::Server(ServerState { peer, ghost })
+                NodeState::Server(ServerState {
+                    peer,
+                    ghost,
+                    pending: None,
+                    stored,
+                })
             }
             ModelActor::Client { servers, value } => {
                 o.choose_random("server", (0..servers).map(Id::from).collect());
@@ -350,6 +420,10 @@ impl Actor for ModelActor {
         let NodeState::Server(server) = &**state else {
             return;
         };
+        if server.pending.is_some() {
+            // Busy writing: the message waits.
+            return;
+        }
         match msg {
             // The request to take over goes on to the leader this server follows.
             ModelMsg::TakeOver => {
@@ -488,6 +562,10 @@ impl Actor for ModelActor {
         let NodeState::Server(server) = &**state else {
             return;
         };
+        if server.pending.is_some() {
+            // Busy writing: the timer fires later.
+            return;
+        }
         let mut next = server.clone();
         let output = match guarded(|| next.peer.handle_timeout(*timer)) {
             Ok(output) => output,
@@ -507,8 +585,14 @@ impl Actor for ModelActor {
         }
     }
 
-    fn on_random(&self, _id: Id, state: &mut Cow<NodeState>, random: &Id, o: &mut Out<Self>) {
+    fn on_random(&self, id: Id, state: &mut Cow<NodeState>, random: &Id, o: &mut Out<Self>) {
         match &**state {
+            // The only choice a server makes: its storage completes (part of) a write.
+            NodeState::Server(server) => {
+                if let Some(next) = persist_step(server, id, self.server_options(), o) {
+                    *state.to_mut() = NodeState::Server(next);
+                }
+            }
             NodeState::Client(client) => {
                 o.send(*random, ModelMsg::Propose(client.value));
                 *state.to_mut() = NodeState::Client(ClientState {
@@ -520,7 +604,6 @@ impl Actor for ModelActor {
                 o.send(*random, ModelMsg::TakeOver);
                 *state.to_mut() = NodeState::Admin(AdminState { sent: true });
             }
-            NodeState::Server(_) => {}
         }
     }
 
@@ -579,7 +662,7 @@ impl ServerState {
 }
 
 /// A server whose Peer could not be restored: an empty follower marked as broken.
-fn broken_start(config: Config, message: String) -> NodeState {
+fn broken_start(config: Config, message: String, stored: &Stored) -> NodeState {
     let (peer, _) = Peer::restore(config, Durable::default()).expect("an empty Durable is valid");
     NodeState::Server(ServerState {
         peer,
@@ -587,6 +670,8 @@ fn broken_start(config: Config, message: String) -> NodeState {
             panicked: Some(message),
             ..Ghost::default()
         },
+        pending: None,
+        stored: stored.clone(),
     })
 }
 
@@ -633,10 +718,15 @@ fn known_leader(peer: &Peer<Value, Planted>) -> Option<NodeId> {
 fn commit_step(
     before: &ServerState,
     mut after: ServerState,
-    output: Output<Value>,
-    (heartbeats, bug): (bool, Option<Bug>),
+    mut output: Output<Value>,
+    options: Options,
     o: &mut Out<ModelActor>,
 ) -> Option<ServerState> {
+    let Options {
+        heartbeats,
+        bug,
+        persist_steps,
+    } = options;
     let (old, new) = (&before.peer, &after.peer);
     after.ghost.regressed_term |= new.term() < old.term();
     after.ghost.regressed_commit |= new.commit_index() < old.commit_index();
@@ -653,11 +743,88 @@ fn commit_step(
     let skipped = bug == Some(Bug::LeaderLogNotPersisted)
         && new.role_kind() == crate::peer::RoleKind::Leader
         && !output.persist.hard_state;
-    if output.persist.is_needed() && !skipped {
-        o.save(saved(after.peer.durable(), bug));
+    if persist_steps && output.persist.is_needed() {
+        // The write is a step of its own: the leader's AppendEntries leave now, the rest waits.
+        let pending = Pending {
+            hard_state: output.persist.hard_state,
+            log_from: output.persist.log_from.filter(|_| !skipped),
+            held: std::mem::take(&mut output.send_after_persist),
+        };
+        if pending.hard_state || pending.log_from.is_some() {
+            after.pending = Some(Arc::new(pending));
+            o.choose_random("persist", vec![actor_id(after.peer.id())]);
+        } else {
+            output.send_after_persist = pending.held;
+        }
+    } else if output.persist.is_needed() && !skipped {
+        let stored = saved(after.peer.durable(), bug);
+        o.save(stored.clone());
+        after.stored = stored;
     }
     apply_output(output, heartbeats, o);
     (after != *before).then_some(after)
+}
+
+/// The server's storage writes what is pending, as the node's storage does: term and vote
+/// first, then the log from the asked index, one entry at a time, so that a crash in between
+/// keeps a prefix of the entries. The held messages leave once the last entry is written.
+/// `None` if nothing was pending.
+fn persist_step(
+    server: &ServerState,
+    id: Id,
+    options: Options,
+    o: &mut Out<ModelActor>,
+) -> Option<ServerState> {
+    let pending = server.pending.as_ref()?;
+    let mut next = server.clone();
+    let durable = server.peer.durable();
+    let mut stored = (*server.stored).clone();
+    if pending.hard_state {
+        stored.term = durable.term;
+        stored.voted_for = durable.voted_for;
+        if options.bug == Some(Bug::VoteNotPersisted) {
+            stored.voted_for = None;
+        }
+    }
+    let mut rest = None;
+    if let Some(from) = pending.log_from {
+        let keep = from.saturating_sub(1) as usize;
+        if from == 0 || keep > stored.log.len() || keep > durable.log.len() {
+            // Storage refuses (the node's panics): the Peer asked for a write it cannot do.
+            next.ghost.contract_broken.get_or_insert(format!(
+                "asked to persist the log from index {from}, with {} entries stored and {} in \
+                 memory",
+                stored.log.len(),
+                durable.log.len()
+            ));
+            next.pending = None;
+            return Some(next);
+        }
+        stored.log.truncate(keep);
+        if let Some(entry) = durable.log.get(keep) {
+            stored.log.push(entry.clone());
+            if keep + 1 < durable.log.len() {
+                rest = Some(from + 1);
+            }
+        }
+    }
+    let stored = Arc::new(stored);
+    o.save(stored.clone());
+    next.stored = stored;
+    if rest.is_some() {
+        next.pending = Some(Arc::new(Pending {
+            hard_state: false,
+            log_from: rest,
+            held: pending.held.clone(),
+        }));
+        o.choose_random("persist", vec![id]);
+    } else {
+        for (to, message) in &pending.held {
+            o.send(actor_id(*to), ModelMsg::Peer(message.clone()));
+        }
+        next.pending = None;
+    }
+    Some(next)
 }
 
 fn apply_output(output: Output<Value>, heartbeats: bool, o: &mut Out<ModelActor>) {
@@ -704,6 +871,17 @@ impl Rewrite<Id> for NodeState {
             NodeState::Server(server) => NodeState::Server(ServerState {
                 peer: server.peer.map_ids(|id| rewrite_id(id, plan)),
                 ghost: server.ghost.clone(),
+                pending: server.pending.as_ref().map(|pending| {
+                    Arc::new(Pending {
+                        held: pending
+                            .held
+                            .iter()
+                            .map(|(to, message)| (rewrite_id(*to, plan), message.clone()))
+                            .collect(),
+                        ..(**pending).clone()
+                    })
+                }),
+                stored: server.stored.rewrite(plan),
             }),
             NodeState::Client(client) => NodeState::Client(client.clone()),
             NodeState::Admin(admin) => NodeState::Admin(admin.clone()),
@@ -756,6 +934,7 @@ mod tests {
             heartbeats: true,
             flow: FlowControl::UNLIMITED,
             pre_vote: false,
+            persist_steps: false,
         };
         let state = actor.on_start(Id::from(0), &None, &mut Out::new());
         let entry = |term| Entry {
@@ -774,6 +953,87 @@ mod tests {
         assert!(
             fault.starts_with("refused AppendEntriesRequest from 2: AppendEntries would replace committed index 1"),
             "{fault}"
+        );
+    }
+
+    /// With persistence as a step, a follower's acknowledgement waits for its write; the
+    /// write goes entry by entry, so a crash in the middle recovers a prefix of the entries.
+    #[test]
+    fn a_write_is_a_step_of_its_own_and_a_crash_keeps_a_prefix() {
+        let actor = ModelActor::Server {
+            servers: 3,
+            bug: None,
+            heartbeats: true,
+            flow: FlowControl::UNLIMITED,
+            pre_vote: false,
+            persist_steps: true,
+        };
+        let state = actor.on_start(Id::from(0), &None, &mut Out::new());
+        let entry = |command| Entry {
+            term: 1,
+            command: Some(command),
+        };
+        let mut out = Out::new();
+        let mut cow = Cow::Owned(state);
+        actor.on_msg(
+            Id::from(0),
+            &mut cow,
+            Id::from(1),
+            ModelMsg::Peer(append(1, vec![entry(7), entry(8)], 0)),
+            &mut out,
+        );
+        let server = cow.server().expect("a server").clone();
+        assert_eq!(server.peer.log().len(), 2, "the Peer took the entries");
+        assert!(server.stored.log.is_empty(), "nothing is written yet");
+        let pending = server.pending.clone().expect("a write is pending");
+        assert_eq!((pending.hard_state, pending.log_from), (true, Some(1)));
+        assert_eq!(
+            pending.held.len(),
+            1,
+            "the acknowledgement waits for the write"
+        );
+        let sends = |out: &Out<ModelActor>| format!("{out:?}").matches("Send").count();
+        assert_eq!(sends(&out), 0, "nothing left the server: {out:?}");
+
+        // Busy writing, the server takes no other step: a message stays in flight.
+        let mut busy = Cow::Owned(NodeState::Server(server.clone()));
+        let mut ignored = Out::new();
+        actor.on_msg(
+            Id::from(0),
+            &mut busy,
+            Id::from(2),
+            ModelMsg::Peer(append(1, vec![], 0)),
+            &mut ignored,
+        );
+        assert!(matches!(busy, Cow::Owned(_)) && ignored.is_empty());
+        assert_eq!(busy.server(), Some(&server));
+
+        // The first write: term, vote and the first entry; the rest and the ack still wait.
+        let mut out = Out::new();
+        let first = persist_step(&server, Id::from(0), actor.server_options(), &mut out)
+            .expect("a write was pending");
+        assert_eq!(first.stored.term, 1);
+        assert_eq!(first.stored.log, vec![entry(7)]);
+        assert_eq!(first.pending.as_ref().map(|p| p.log_from), Some(Some(2)));
+        assert_eq!(sends(&out), 0, "{out:?}");
+
+        // A crash now recovers the prefix that was written.
+        let recovered = actor.on_start(Id::from(0), &Some(first.stored.clone()), &mut Out::new());
+        assert_eq!(
+            recovered.server().expect("a server").peer.log(),
+            &[entry(7)]
+        );
+
+        // The second write finishes it, and the acknowledgement leaves.
+        let mut out = Out::new();
+        let done = persist_step(&first, Id::from(0), actor.server_options(), &mut out)
+            .expect("a write was pending");
+        assert_eq!(done.stored.log, vec![entry(7), entry(8)]);
+        assert!(done.pending.is_none());
+        assert_eq!(sends(&out), 1, "{out:?}");
+        assert!(
+            format!("{out:?}").contains("AppendEntriesResponse"),
+            "{out:?}"
         );
     }
 }

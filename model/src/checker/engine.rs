@@ -462,7 +462,13 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Small<u6
                     crate::peer::Timer::Heartbeat => 2,
                 })
                 .sum();
-            hasher.hash_one((shape(state, *i, server), timers))
+            // A write in progress, with how many messages wait for it (persistence as a
+            // step); zero without one, so that other keys stay what they were.
+            let busy = server
+                .pending
+                .as_ref()
+                .map_or(0, |p| 4 + 8 * p.held.len().min(15) as u8);
+            hasher.hash_one((shape(state, *i, server), timers + busy))
         })
         .collect();
     let n = servers.len();
@@ -737,6 +743,17 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
                             map(*to).hash(&mut h);
                         }
                     }
+                }
+                // Hashed only when set, so that states without a pending write keep their
+                // fingerprints. The held messages go to an unordered network: a set.
+                if let Some(pending) = &server.pending {
+                    let mut held: Small<(u64, &crate::peer::Message<super::Value>)> = pending
+                        .held
+                        .iter()
+                        .map(|(to, message)| (map(*to), message))
+                        .collect();
+                    held.sort_unstable();
+                    (4u8, pending.hard_state, pending.log_from, held).hash(&mut h);
                 }
             }
         }

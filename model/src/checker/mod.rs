@@ -105,6 +105,11 @@ pub struct ModelConfig {
     /// Operators, each asking one server of its choice, once, to take over leadership
     /// (leadership transfer, §3.10).
     pub transfers: usize,
+    /// Persistence is a step of its own: a step's `Persist` is written later, entry by entry,
+    /// and its `send_after_persist` messages leave after it; a crash in between loses what
+    /// was not written. Off, a step's persist is written with the step. Needs an unordered
+    /// network (a server busy writing leaves messages in flight).
+    pub persist_steps: bool,
     /// Explore one representative per permutation of server ids (DFS checker).
     pub symmetry: bool,
     /// A planted bug, if any.
@@ -130,6 +135,7 @@ impl Default for ModelConfig {
             window: None,
             pre_vote: false,
             transfers: 0,
+            persist_steps: false,
             symmetry: true,
             bug: None,
             stop_at_first_violation: false,
@@ -159,6 +165,9 @@ impl fmt::Display for ModelConfig {
             self.transfers,
             self.symmetry
         )?;
+        if self.persist_steps {
+            write!(f, " persist_steps=true")?;
+        }
         if let Some(bug) = self.bug {
             write!(f, " bug={bug}")?;
         }
@@ -267,6 +276,19 @@ impl ModelConfig {
                 heartbeats: false,
                 batch: Some(1),
                 window: Some(1),
+                ..base.clone()
+            },
+            // Persistence as a step of its own: a step's writes reach storage after it, entry
+            // by entry, and the messages that wait for them leave after that; a server
+            // crashes between its leader's AppendEntries and its own write, or in the middle
+            // of a write. (One term: every step is two or more, so the space grows fast.)
+            ModelConfig {
+                name: "persist".into(),
+                persist_steps: true,
+                max_crashes: 1,
+                max_term: 1,
+                max_in_flight: 2,
+                heartbeats: false,
                 ..base
             },
         ]
@@ -318,6 +340,13 @@ impl ModelConfig {
         if self.batch == Some(0) {
             return Err("--batch must be at least 1".into());
         }
+        if self.persist_steps && self.network == NetworkKind::Ordered {
+            return Err(
+                "--persist-steps needs an unordered network: on an ordered one, a message to a \
+                 server busy writing would be consumed unread"
+                    .into(),
+            );
+        }
         if self.window == Some(0) {
             return Err("--window must be at least 1".into());
         }
@@ -342,6 +371,7 @@ impl ModelConfig {
         let heartbeats = self.heartbeats;
         let flow = self.flow();
         let pre_vote = self.pre_vote;
+        let persist_steps = self.persist_steps;
         let clients = (0..self.client_requests).map(move |i| ModelActor::Client {
             servers,
             value: i as Value + 1,
@@ -354,6 +384,7 @@ impl ModelConfig {
                 heartbeats,
                 flow,
                 pre_vote,
+                persist_steps,
             }))
             .actors(clients)
             .actors(admins)

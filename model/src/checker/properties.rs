@@ -328,9 +328,12 @@ fn no_commit_on_minority(model: &RaftModel, state: &RaftState) -> bool {
     })
 }
 
+/// A server busy writing (persistence as a step) is judged once the write is done: its node
+/// applies and answers only after it.
 fn committed_survives_crash(_: &RaftModel, state: &RaftState) -> bool {
     servers(state).all(|(i, server, crashed)| {
         crashed
+            || server.pending.is_some()
             || state
                 .actor_storages
                 .get(i)
@@ -346,7 +349,8 @@ fn monotonic_term(_: &RaftModel, state: &RaftState) -> bool {
             .get(i)
             .and_then(Option::as_ref)
             .map_or(0, |d| d.term);
-        !server.ghost.regressed_term && (crashed || saved >= server.peer.term())
+        !server.ghost.regressed_term
+            && (crashed || server.pending.is_some() || saved >= server.peer.term())
     })
 }
 

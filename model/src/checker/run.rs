@@ -383,6 +383,9 @@ pub fn explore_flags(c: &ModelConfig) -> String {
     if c.transfers > 0 {
         let _ = write!(flags, " --transfers {}", c.transfers);
     }
+    if c.persist_steps {
+        flags.push_str(" --persist-steps");
+    }
     if let Some(bug) = c.bug {
         let _ = write!(flags, " --bug {bug}");
     }

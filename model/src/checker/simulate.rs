@@ -106,12 +106,14 @@ pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
         window: [None, Some(1), Some(2)][rng.below(3) as usize],
         pre_vote: rng.below(2) == 0,
         transfers: 0,
+        persist_steps: false,
         symmetry: false,
         bug,
         stop_at_first_violation: true,
     };
     // Drawn last, so that the dimensions above stay what they were for every seed.
     config.transfers = rng.below(3) as usize;
+    config.persist_steps = rng.below(2) == 0 && config.network != NetworkKind::Ordered;
     config
 }
 
