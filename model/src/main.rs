@@ -313,6 +313,7 @@ fn run_simulate(args: SimulateArgs) -> ExitCode {
         max_steps: args.max_steps as usize,
         bug: args.bug,
         threads: threads(args.threads),
+        persist_steps: true,
     };
     println!(
         "simulating from seed {} ({} steps per walk at most{})",

@@ -35,9 +35,19 @@ pub struct SimulationPlan {
     pub bug: Option<Bug>,
     /// Worker threads.
     pub threads: usize,
+    /// Whether walks may make writes steps of their own (each walk draws it). Off, every walk
+    /// writes with the step, as the conformance traces do.
+    pub persist_steps: bool,
 }
 
 impl SimulationPlan {
+    /// The configuration of the walk with this seed under this plan.
+    pub fn walk_config(&self, seed: u64) -> ModelConfig {
+        let mut config = walk_config(seed, self.bug);
+        config.persist_steps &= self.persist_steps;
+        config
+    }
+
     /// The fixed budget the default check runs after its exhaustive suite: the same walks on
     /// every run and machine.
     pub fn default_budget(bug: Option<Bug>, threads: usize) -> SimulationPlan {
@@ -48,6 +58,7 @@ impl SimulationPlan {
             max_steps: 250,
             bug,
             threads,
+            persist_steps: true,
         }
     }
 }
@@ -286,7 +297,7 @@ pub fn simulate(
                         break;
                     }
                     let seed = plan.seed.wrapping_add(i as u64);
-                    let model = walk_config(seed, plan.bug).into_model();
+                    let model = plan.walk_config(seed).into_model();
                     let (actions, property) = walk(&model, seed, plan.max_steps);
                     steps.fetch_add(actions.len(), Ordering::Relaxed);
                     walks_done.fetch_add(1, Ordering::Relaxed);
@@ -321,7 +332,7 @@ pub fn simulate(
         .expect("no worker panicked")
         .map(|(i, property, actions)| {
             let seed = plan.seed.wrapping_add(i as u64);
-            let config = walk_config(seed, plan.bug);
+            let config = plan.walk_config(seed);
             let model = config.clone().into_model();
             let original_steps = actions.len();
             progress(&format!(

@@ -867,7 +867,12 @@ pub fn examples(progress: &mut dyn FnMut(&str)) -> Vec<Trace> {
 /// --bug` does). The search reduces symmetry, but the path it returns is replayed from the
 /// initial state, so every server keeps its own id.
 pub fn counterexample(bug: Bug) -> Option<Trace> {
-    for config in ModelConfig::bug_suite(bug) {
+    // Conformance replays a trace against a node that writes with every step, so a trace
+    // comes from configurations and walks that do too.
+    for config in ModelConfig::bug_suite(bug)
+        .into_iter()
+        .filter(|c| !c.persist_steps)
+    {
         let model = config.clone().into_model();
         let outcome = Search {
             model: &model,
@@ -895,7 +900,10 @@ pub fn counterexample(bug: Bug) -> Option<Trace> {
     }
     // Beyond the exhaustive bounds: the default simulation budget's shrunk walk.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let plan = super::simulate::SimulationPlan::default_budget(Some(bug), threads);
+    let plan = super::simulate::SimulationPlan {
+        persist_steps: false,
+        ..super::simulate::SimulationPlan::default_budget(Some(bug), threads)
+    };
     let finding =
         super::simulate::simulate(&plan, std::time::Duration::from_secs(3600), &mut |_| {})
             .finding?;
