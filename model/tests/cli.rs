@@ -36,6 +36,10 @@ fn bad_flags_exit_2_with_a_clear_error() {
             vec!["check", "--servers", "3", "--max-crashes", "4"],
             "--max-crashes",
         ),
+        (
+            vec!["check", "--persist-steps", "--network", "ordered"],
+            "--persist-steps needs an unordered network",
+        ),
     ] {
         let output = model(&args);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -120,6 +124,33 @@ fn a_planted_bug_exits_1_with_its_counterexample() {
         .iter()
         .any(|p| p["name"] == "ElectionSafety" && p["status"] == "violated");
     assert!(violated, "{json}");
+}
+
+/// A counterexample found without symmetry reduction links to the explorer started without
+/// it, whose action indices the link follows.
+#[test]
+fn a_counterexample_without_symmetry_links_to_the_explorer_without_it() {
+    let output = model(&["check", "--bug", "vote-without-log-check", "--no-symmetry"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let hint = stdout
+        .lines()
+        .find(|l| l.contains("browse it: model explore"))
+        .unwrap_or_else(|| panic!("no explorer hint: {stdout}"));
+    assert!(hint.contains(" --no-symmetry "), "{hint}");
+    let with = model(&[
+        "check",
+        "--bug",
+        "vote-without-log-check",
+        "--max-in-flight",
+        "3",
+    ]);
+    let stdout = String::from_utf8_lossy(&with.stdout);
+    let hint = stdout
+        .lines()
+        .find(|l| l.contains("browse it: model explore"))
+        .unwrap_or_else(|| panic!("no explorer hint: {stdout}"));
+    assert!(!hint.contains("--no-symmetry"), "{hint}");
 }
 
 fn http_get(addr: &str, path: &str) -> Option<String> {

@@ -913,6 +913,18 @@ mod tests {
         state.into_owned()
     }
 
+    /// A server of three, with or without writes as steps of their own.
+    fn server_actor(persist_steps: bool) -> ModelActor {
+        ModelActor::Server {
+            servers: 3,
+            bug: None,
+            heartbeats: true,
+            flow: FlowControl::UNLIMITED,
+            pre_vote: false,
+            persist_steps,
+        }
+    }
+
     fn append(term: u64, entries: Vec<Entry<Value>>, leader_commit: Index) -> Message<Value> {
         Message::AppendEntriesRequest {
             term,
@@ -928,14 +940,7 @@ mod tests {
     /// planted bug that made a leader send one would be caught.
     #[test]
     fn a_refusal_by_a_correct_peer_is_a_peer_invariant_fault() {
-        let actor = ModelActor::Server {
-            servers: 3,
-            bug: None,
-            heartbeats: true,
-            flow: FlowControl::UNLIMITED,
-            pre_vote: false,
-            persist_steps: false,
-        };
+        let actor = server_actor(false);
         let state = actor.on_start(Id::from(0), &None, &mut Out::new());
         let entry = |term| Entry {
             term,
@@ -960,14 +965,7 @@ mod tests {
     /// write goes entry by entry, so a crash in the middle recovers a prefix of the entries.
     #[test]
     fn a_write_is_a_step_of_its_own_and_a_crash_keeps_a_prefix() {
-        let actor = ModelActor::Server {
-            servers: 3,
-            bug: None,
-            heartbeats: true,
-            flow: FlowControl::UNLIMITED,
-            pre_vote: false,
-            persist_steps: true,
-        };
+        let actor = server_actor(true);
         let state = actor.on_start(Id::from(0), &None, &mut Out::new());
         let entry = |command| Entry {
             term: 1,

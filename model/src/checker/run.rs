@@ -58,6 +58,9 @@ pub struct Discovery {
     pub steps: Vec<String>,
     /// The path as the explorer encodes it (open `/#/steps/<encoded>`).
     pub encoded: String,
+    /// Whether `encoded` is a path of the explorer that reduces symmetry (the default) or of
+    /// the one started with `--no-symmetry`.
+    pub symmetric_link: bool,
     /// For a PeerInvariant or OutputContract violation: which server broke and how (empty
     /// for the other properties).
     pub faults: Vec<String>,
@@ -346,10 +349,14 @@ fn write_path(out: &mut String, d: &Discovery, config: &ModelConfig) {
     for fault in &d.faults {
         let _ = writeln!(out, "  {fault}");
     }
+    let explorer = ModelConfig {
+        symmetry: d.symmetric_link,
+        ..config.clone()
+    };
     let _ = writeln!(
         out,
         "  browse it: model explore {} then open http://127.0.0.1:3000/#/steps/{}",
-        explore_flags(config),
+        explore_flags(&explorer),
         d.encoded
     );
 }
@@ -385,6 +392,9 @@ pub fn explore_flags(c: &ModelConfig) -> String {
     }
     if c.persist_steps {
         flags.push_str(" --persist-steps");
+    }
+    if !c.symmetry {
+        flags.push_str(" --no-symmetry");
     }
     if let Some(bug) = c.bug {
         let _ = write!(flags, " --bug {bug}");
@@ -525,11 +535,15 @@ fn describe(
     path: Path<RaftState, RaftAction>,
 ) -> Discovery {
     // The explorer reduces symmetry as the check does (see `symmetric`), unless it is off.
-    let encoded = if model.cfg.symmetry {
-        super::symmetric::encode(model, &path)
-    } else {
-        path.encode(model)
-    };
+    // Should the symmetric explorer not follow the path, the link is one for the explorer
+    // without symmetry reduction, which follows any path of the model.
+    let symmetric = model
+        .cfg
+        .symmetry
+        .then(|| super::symmetric::encode(model, &path))
+        .flatten();
+    let symmetric_link = symmetric.is_some();
+    let encoded = symmetric.unwrap_or_else(|| path.encode(model));
     let last = path.last_state();
     let faults = last
         .actor_states
@@ -564,6 +578,7 @@ fn describe(
         property,
         steps,
         encoded,
+        symmetric_link,
         faults,
     }
 }

@@ -101,17 +101,14 @@ const CONDITIONS: [Condition; properties::ALL.len()] = [
 
 /// The explorer's encoding (`/#/steps/...`) of `path`, a path of the plain model, as the
 /// symmetric explorer walks it: at each step, the index of the action whose representative
-/// successor is the class of the path's next state.
-pub fn encode(model: &RaftModel, path: &Path<RaftState, RaftAction>) -> String {
+/// successor is the class of the path's next state. `None` if some step has no such action
+/// (the model would not be symmetric).
+pub fn encode(model: &RaftModel, path: &Path<RaftState, RaftAction>) -> Option<String> {
     let class = |state: &RaftState| engine::canonical_fingerprint(state).0;
     let states = path.clone().into_states();
     let inits: Vec<RaftState> = model.init_states().iter().map(canonical).collect();
-    let Some(first) = states.first() else {
-        return String::new();
-    };
-    let Some(init) = inits.iter().position(|s| class(s) == class(first)) else {
-        return String::new();
-    };
+    let first = states.first()?;
+    let init = inits.iter().position(|s| class(s) == class(first))?;
     let mut at = inits[init].clone();
     let mut encoded = vec![init.to_string()];
     for next in &states[1..] {
@@ -122,11 +119,9 @@ pub fn encode(model: &RaftModel, path: &Path<RaftState, RaftAction>) -> String {
             let successor = canonical(&model.next_state(&at, action)?);
             (class(&successor) == want).then_some((i, successor))
         });
-        let Some((i, successor)) = step else {
-            break;
-        };
+        let (i, successor) = step?;
         encoded.push(i.to_string());
         at = successor;
     }
-    encoded.join("/")
+    Some(encoded.join("/"))
 }
