@@ -252,7 +252,7 @@ impl Bug {
     pub fn expected_violation(self) -> &'static str {
         match self {
             Bug::VoteWithoutLogCheck => "LeaderCompleteness",
-            Bug::UpToDateByIndexOnly => "OutputContract",
+            Bug::UpToDateByIndexOnly => "LeaderCompleteness",
             Bug::UpToDateAgainstCurrentTerm => "LeaderCompleteness",
             Bug::VoteNotPersisted => "ElectionSafety",
             Bug::DoubleVote => "ElectionSafety",
