@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Summarises cargo-mutants output directories as one markdown table.
 
-    mutants-summary.py [--list NAMES] DIR...
+    mutants-summary.py [--list NAMES] [--write OUT] DIR...
 
 Each DIR is a cargo-mutants output directory (one per shard, or one per resumed run); a mutant
 judged in several takes the outcome of the last DIR that names it. With --list (the output of
 `cargo mutants --list` for the current tree), only the mutants in that list count, and the ones
-not judged yet are counted as such.
+not judged yet are counted as such. With --write, the merged judgments are written to OUT as
+caught.txt, missed.txt, timeout.txt and unviable.txt, a directory this script reads back and
+whose lists together make a `JUDGED` file for scripts/mutants.sh.
 """
 import sys
 from pathlib import Path
@@ -16,10 +18,14 @@ OUTCOMES = [("caught.txt", "CaughtMutant"), ("missed.txt", "MissedMutant"),
 
 args = sys.argv[1:]
 universe = None
-if args[:1] == ["--list"]:
+write = None
+while args[:1] in (["--list"], ["--write"]):
     if len(args) < 2:
-        sys.exit("mutants-summary.py: --list needs a file of mutant names")
-    universe = [line for line in Path(args[1]).read_text().splitlines() if line.strip()]
+        sys.exit(f"mutants-summary.py: {args[0]} needs a path")
+    if args[0] == "--list":
+        universe = [line for line in Path(args[1]).read_text().splitlines() if line.strip()]
+    else:
+        write = Path(args[1])
     args = args[2:]
 outs = [Path(arg) for arg in args] or [Path("mutants.out")]
 outcome_of = {}
@@ -34,6 +40,11 @@ for out in outs:
                     outcome_of[name] = summary
 if universe is not None:
     outcome_of = {name: outcome_of[name] for name in universe if name in outcome_of}
+if write is not None:
+    write.mkdir(parents=True, exist_ok=True)
+    for file, summary in OUTCOMES:
+        names = sorted(name for name, judged in outcome_of.items() if judged == summary)
+        (write / file).write_text("".join(name + "\n" for name in names))
 
 
 def parts(name):

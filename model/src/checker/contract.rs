@@ -99,6 +99,16 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                     entries.len()
                 ));
             }
+            // A message carries at least one entry when the leader's log goes on past its
+            // prev index (`RaftLog::batch_from`): an empty AppendEntries is a heartbeat at the
+            // end of the log, never a way to send nothing.
+            if entries.is_empty() && *prev_log_index < after.last_index() {
+                return Some(format!(
+                    "AppendEntries to {to} after index {prev_log_index} carries no entry, though \
+                     the leader's log goes on to {}",
+                    after.last_index()
+                ));
+            }
             if *leader_commit > after.commit_index() {
                 return Some(format!(
                     "AppendEntries carries commit {leader_commit} past the leader's {}",
