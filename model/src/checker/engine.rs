@@ -22,6 +22,7 @@
 
 use super::actor::{NodeState, ServerState};
 use super::properties::{self, Expect};
+use super::step;
 use super::{RaftModel, RaftState};
 use crate::peer::{Progress, Role, RoleKind};
 use dashmap::DashMap;
@@ -158,6 +159,7 @@ impl Search<'_> {
                 workers.push(scope.spawn(move || {
                     let mut seen = 0;
                     let mut actions = Vec::new();
+                    let mut memo = step::Memo::default();
                     loop {
                         // Wait for a level this worker has not worked on yet (or the end).
                         let depth = {
@@ -177,8 +179,15 @@ impl Search<'_> {
                         loop {
                             let chunk = current.lock().expect("no worker panicked").pop();
                             let Some(chunk) = chunk else { break };
-                            for (state, fp) in &chunk {
-                                shared.visit(state, *fp, depth, &mut actions, &mut next);
+                            for (mut state, fp) in chunk {
+                                shared.visit(
+                                    &mut state,
+                                    fp,
+                                    depth,
+                                    &mut actions,
+                                    &mut memo,
+                                    &mut next,
+                                );
                                 if next.len() >= CHUNK {
                                     let full =
                                         std::mem::replace(&mut next, Vec::with_capacity(CHUNK));
@@ -275,13 +284,15 @@ impl Shared<'_> {
         }
     }
 
-    /// Evaluates the properties on `state` and queues its new successors.
+    /// Evaluates the properties on `state` and queues its new successors. Each successor is
+    /// made in `state` itself and undone again (see [`step`]); only a new one is copied.
     fn visit(
         &self,
-        state: &RaftState,
+        state: &mut RaftState,
         fp: Fingerprint,
         depth: usize,
         actions: &mut Vec<RaftAction>,
+        memo: &mut step::Memo,
         next: &mut Vec<(RaftState, Fingerprint)>,
     ) {
         for (i, property) in properties::ALL.iter().enumerate() {
@@ -310,19 +321,45 @@ impl Shared<'_> {
         actions.clear();
         self.model.actions(state, actions);
         for action in actions.drain(..) {
-            let Some(successor) = self.model.next_state(state, action) else {
-                continue;
-            };
-            if !self.model.within_boundary(&successor) {
-                self.beyond_boundary(&successor, fp, depth + 1);
-                continue;
+            match step::apply(self.model, memo, state, action) {
+                step::Applied::Disabled => {}
+                step::Applied::Done(undo) => {
+                    if let Some(successor_fp) = self.admit(state, fp, depth) {
+                        next.push((state.clone(), successor_fp));
+                    }
+                    step::undo(state, undo);
+                }
+                step::Applied::Elsewhere(action) => {
+                    if let Some(successor) = self.model.next_state(state, action) {
+                        if let Some(successor_fp) = self.admit(&successor, fp, depth) {
+                            next.push((successor, successor_fp));
+                        }
+                    }
+                }
             }
-            self.generated.fetch_add(1, Ordering::Relaxed);
-            let successor_fp = self.fingerprint_of(&successor);
-            if let dashmap::Entry::Vacant(entry) = self.visited.entry(successor_fp) {
-                entry.insert(fp);
-                next.push((successor, successor_fp));
+        }
+    }
+
+    /// Judges a successor beyond the bounds; records a successor within them, and returns its
+    /// fingerprint, if it is new.
+    fn admit(
+        &self,
+        successor: &RaftState,
+        parent: Fingerprint,
+        depth: usize,
+    ) -> Option<Fingerprint> {
+        if !self.model.within_boundary(successor) {
+            self.beyond_boundary(successor, parent, depth + 1);
+            return None;
+        }
+        self.generated.fetch_add(1, Ordering::Relaxed);
+        let successor_fp = self.fingerprint_of(successor);
+        match self.visited.entry(successor_fp) {
+            dashmap::Entry::Vacant(entry) => {
+                entry.insert(parent);
+                Some(successor_fp)
             }
+            dashmap::Entry::Occupied(_) => None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod properties;
 mod run;
 pub mod simulate;
+mod step;
 pub mod symmetric;
 pub mod trace;
 
