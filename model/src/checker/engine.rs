@@ -2,7 +2,7 @@
 //! threads, with canonical symmetry reduction.
 //!
 //! stateright supplies the model (actors, network, crashes, timers) and the explorer; this
-//! module supplies the search, because the checker needs three things stateright's searches do
+//! module supplies the search, because the checker needs four things stateright's searches do
 //! not combine:
 //!
 //! - **Shortest counterexamples with symmetry.** Breadth-first order finds every violation at
@@ -15,6 +15,9 @@
 //!   class reached, not the representative: the model is symmetric, so every member has
 //!   successors in the same classes, and no copy of the state is made to relabel it.
 //! - **Cheap properties.** Once a Sometimes property has an example it is not evaluated again.
+//! - **Few copies.** A successor is made in its parent, in place, and undone after its
+//!   fingerprint is known (see [`step`]); only a new one is copied, and what a server does on
+//!   a delivery or a timer is computed once per worker for each of its states.
 //!
 //! The visited set maps each representative's fingerprint to its parent's. A discovery is
 //! turned back into a path by replaying the model from its initial state, choosing at each step
