@@ -638,7 +638,7 @@ fn install_quiet_hook() {
 
 /// Runs one Peer step; a panic inside it (a failed assertion or invariant check) becomes an
 /// error with the panic's message, so that the checker reports it as a counterexample.
-fn guarded<T>(step: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn guarded<T>(step: impl FnOnce() -> T) -> Result<T, String> {
     install_quiet_hook();
     IN_PEER_STEP.with(|flag| flag.set(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(step));

@@ -219,6 +219,10 @@ impl Search<'_> {
                         Err(_) => {
                             // A worker that ended while the level runs has panicked.
                             if let Some(k) = workers.iter().position(|w| w.is_finished()) {
+                                // The others end too (after their current chunk), rather than
+                                // wait for a level that never comes.
+                                *level.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                                started.notify_all();
                                 if let Err(panic) = workers.swap_remove(k).join() {
                                     std::panic::resume_unwind(panic);
                                 }
@@ -302,23 +306,17 @@ impl Shared<'_> {
             if property.expectation == Expect::Sometimes && self.found[i].load(Ordering::Relaxed) {
                 continue;
             }
-            let holds = (property.condition)(self.model, state);
-            let discovered = match property.expectation {
-                Expect::Always => !holds,
-                Expect::Sometimes => holds,
+            let discovered = match (property.holds(self.model, state), property.expectation) {
+                (Ok(holds), Expect::Always) => !holds,
+                (Ok(holds), Expect::Sometimes) => holds,
+                // A Peer accessor panicked on a state the Peer broke: PeerInvariant.
+                (Err(_), _) => {
+                    self.discover(properties::PEER_INVARIANT, depth, fp);
+                    false
+                }
             };
             if discovered {
-                self.found[i].store(true, Ordering::Relaxed);
-                if property.expectation == Expect::Always {
-                    self.violated.store(true, Ordering::Relaxed);
-                }
-                // The shallowest discovery wins; within one level, the least fingerprint, so
-                // that the reported path does not depend on thread timing.
-                let mut discoveries = self.discoveries.lock().expect("no worker panicked");
-                discoveries
-                    .entry(property.name)
-                    .and_modify(|known| *known = (*known).min((depth, fp)))
-                    .or_insert((depth, fp));
+                self.discover(i, depth, fp);
             }
         }
         actions.clear();
@@ -366,27 +364,43 @@ impl Shared<'_> {
         }
     }
 
+    /// Records a discovery of `properties::ALL[i]` in the state `fp` at `depth`.
+    fn discover(&self, i: usize, depth: usize, fp: Fingerprint) {
+        let property = &properties::ALL[i];
+        self.found[i].store(true, Ordering::Relaxed);
+        if property.expectation == Expect::Always {
+            self.violated.store(true, Ordering::Relaxed);
+        }
+        // The shallowest discovery wins; within one level, the least fingerprint, so that the
+        // reported path does not depend on thread timing.
+        let mut discoveries = self.discoveries.lock().expect("no worker panicked");
+        discoveries
+            .entry(property.name)
+            .and_modify(|known| *known = (*known).min((depth, fp)))
+            .or_insert((depth, fp));
+    }
+
     /// A successor beyond the bounds is not explored, but a step that breaks a safety
     /// property on the way out of the bounds (a term that wraps past `--max-term`, say) is
     /// still a violation: it is recorded with its parent, and reported like any other.
     fn beyond_boundary(&self, successor: &RaftState, parent: Fingerprint, depth: usize) {
-        let mut violated = properties::ALL
+        let violated: Vec<usize> = properties::ALL
             .iter()
-            .filter(|p| p.expectation == Expect::Always)
-            .filter(|p| !(p.condition)(self.model, successor))
-            .peekable();
-        if violated.peek().is_none() {
+            .enumerate()
+            .filter(|(_, p)| p.expectation == Expect::Always)
+            .filter_map(|(i, p)| match p.holds(self.model, successor) {
+                Ok(true) => None,
+                Ok(false) => Some(i),
+                Err(_) => Some(properties::PEER_INVARIANT),
+            })
+            .collect();
+        if violated.is_empty() {
             return;
         }
         let fp = self.fingerprint_of(successor);
         self.visited.entry(fp).or_insert(parent);
-        self.violated.store(true, Ordering::Relaxed);
-        let mut discoveries = self.discoveries.lock().expect("no worker panicked");
-        for property in violated {
-            discoveries
-                .entry(property.name)
-                .and_modify(|known| *known = (*known).min((depth, fp)))
-                .or_insert((depth, fp));
+        for i in violated {
+            self.discover(i, depth, fp);
         }
     }
 

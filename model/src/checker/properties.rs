@@ -181,10 +181,30 @@ pub const ALL: [NamedProperty; 23] = [
     },
 ];
 
+impl NamedProperty {
+    /// Whether the property holds in `state`, or `Err` with a panic's message. The properties
+    /// are total over any state, but they read each server through its Peer's accessors, and a
+    /// Peer that broke its own state (a log position past its entries, say) may panic in one:
+    /// that is a broken Peer invariant, reported as a violation of [`PEER_INVARIANT`], never a
+    /// crashed or stalled checker.
+    pub fn holds(&self, model: &RaftModel, state: &RaftState) -> Result<bool, String> {
+        super::actor::guarded(|| (self.condition)(model, state))
+    }
+}
+
+/// The index in [`ALL`] of PeerInvariant, which a panic while evaluating any property violates.
+pub const PEER_INVARIANT: usize = 12;
+
 /// Always properties about what each step of the Peer's code does rather than about the
 /// protocol's states: the TLA+ spec has no invariant for them, its actions state them by
 /// construction (HandlePreVoteRequest, for one, leaves every term and vote UNCHANGED).
 pub const CODE_ONLY: [&str; 3] = ["OutputContract", "PeerInvariant", "PreVoteChangesNothing"];
+
+#[cfg(test)]
+#[test]
+fn peer_invariant_is_where_its_index_says() {
+    assert_eq!(ALL[PEER_INVARIANT].name, "PeerInvariant");
+}
 
 /// Looks a property up by name.
 pub fn by_name(name: &str) -> Option<&'static NamedProperty> {

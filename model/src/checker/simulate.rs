@@ -128,13 +128,17 @@ pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
     config
 }
 
-/// The Always property `state` violates first, if any.
+/// The Always property `state` violates first, if any (PeerInvariant if evaluating one
+/// panics).
 fn violated(model: &RaftModel, state: &RaftState) -> Option<&'static str> {
     properties::ALL
         .iter()
         .filter(|p| p.expectation == Expect::Always)
-        .find(|p| !(p.condition)(model, state))
-        .map(|p| p.name)
+        .find_map(|p| match p.holds(model, state) {
+            Ok(true) => None,
+            Ok(false) => Some(p.name),
+            Err(_) => Some(properties::ALL[properties::PEER_INVARIANT].name),
+        })
 }
 
 /// One walk: at each step an action is drawn among the enabled ones. Returns the actions and
