@@ -200,12 +200,6 @@ pub const PEER_INVARIANT: usize = 12;
 /// construction (HandlePreVoteRequest, for one, leaves every term and vote UNCHANGED).
 pub const CODE_ONLY: [&str; 3] = ["OutputContract", "PeerInvariant", "PreVoteChangesNothing"];
 
-#[cfg(test)]
-#[test]
-fn peer_invariant_is_where_its_index_says() {
-    assert_eq!(ALL[PEER_INVARIANT].name, "PeerInvariant");
-}
-
 /// Looks a property up by name.
 pub fn by_name(name: &str) -> Option<&'static NamedProperty> {
     ALL.iter().find(|p| p.name == name)
@@ -508,4 +502,39 @@ fn follower_catches_up_in_batches(model: &RaftModel, state: &RaftState) -> bool 
         Role::Leader { progress, .. } => progress.iter().any(|(_, p)| p.matched > batch),
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stateright::Model;
+
+    #[test]
+    fn peer_invariant_is_where_its_index_says() {
+        assert_eq!(ALL[PEER_INVARIANT].name, "PeerInvariant");
+    }
+
+    /// A property whose evaluation panics (as a broken Peer's accessor does) gives the
+    /// panic's message, not a crashed checker; one that does not gives its verdict.
+    #[test]
+    fn a_panic_while_evaluating_a_property_is_an_error_with_its_message() {
+        fn broken(_: &RaftModel, state: &RaftState) -> bool {
+            let servers = state.actor_states.len();
+            let log: &[u64] = &[];
+            log[servers] == 0
+        }
+        let property = NamedProperty {
+            name: "Broken",
+            expectation: Expect::Always,
+            description: "panics",
+            condition: broken,
+        };
+        let model = super::super::ModelConfig::default().into_model();
+        let state = model.init_states().remove(0);
+        let err = property
+            .holds(&model, &state)
+            .expect_err("the evaluation panics");
+        assert!(err.contains("index out of bounds"), "{err}");
+        assert_eq!(ALL[0].holds(&model, &state), Ok(true));
+    }
 }

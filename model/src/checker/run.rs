@@ -545,7 +545,7 @@ fn describe(
     let symmetric_link = symmetric.is_some();
     let encoded = symmetric.unwrap_or_else(|| path.encode(model));
     let last = path.last_state();
-    let faults = last
+    let mut faults: Vec<String> = last
         .actor_states
         .iter()
         .enumerate()
@@ -553,12 +553,25 @@ fn describe(
             let server = s.server()?;
             let fault = match property {
                 "OutputContract" => server.ghost.contract_broken.clone()?,
-                "PeerInvariant" => properties::peer_fault(server)?,
+                "PeerInvariant" => match super::actor::guarded(|| properties::peer_fault(server)) {
+                    Ok(fault) => fault?,
+                    Err(panic) => format!("its invariant check panicked: {panic}"),
+                },
                 _ => return None,
             };
             Some(format!("S{i}: {fault}"))
         })
         .collect();
+    if property == "PeerInvariant" && faults.is_empty() {
+        // No server's own check failed: evaluating a property panicked in a Peer accessor.
+        faults = properties::ALL
+            .iter()
+            .filter_map(|p| {
+                let panic = p.holds(model, last).err()?;
+                Some(format!("evaluating {} panicked: {panic}", p.name))
+            })
+            .collect();
+    }
     // Each state is paired with the action taken from it; the next pair holds the result.
     let pairs = path.into_vec();
     let steps = pairs
