@@ -49,9 +49,9 @@ pub fn fingerprint(state: &RaftState) -> Fingerprint {
     relabelled_fingerprint(state, &identity)
 }
 
-/// A hasher for keys that are fingerprints already.
+/// A hasher for keys that are fingerprints (or other hashes) already.
 #[derive(Default)]
-struct IdentityHasher(u64);
+pub(super) struct IdentityHasher(u64);
 
 impl Hasher for IdentityHasher {
     fn finish(&self) -> u64 {
@@ -306,17 +306,8 @@ impl Shared<'_> {
             if property.expectation == Expect::Sometimes && self.found[i].load(Ordering::Relaxed) {
                 continue;
             }
-            let discovered = match (property.holds(self.model, state), property.expectation) {
-                (Ok(holds), Expect::Always) => !holds,
-                (Ok(holds), Expect::Sometimes) => holds,
-                // A Peer accessor panicked on a state the Peer broke: PeerInvariant.
-                (Err(_), _) => {
-                    self.discover(properties::PEER_INVARIANT, depth, fp);
-                    false
-                }
-            };
-            if discovered {
-                self.discover(i, depth, fp);
+            if let Some(discovered) = properties::discovery(i, self.model, state) {
+                self.discover(discovered, depth, fp);
             }
         }
         actions.clear();
@@ -388,11 +379,7 @@ impl Shared<'_> {
             .iter()
             .enumerate()
             .filter(|(_, p)| p.expectation == Expect::Always)
-            .filter_map(|(i, p)| match p.holds(self.model, successor) {
-                Ok(true) => None,
-                Ok(false) => Some(i),
-                Err(_) => Some(properties::PEER_INVARIANT),
-            })
+            .filter_map(|(i, _)| properties::discovery(i, self.model, successor))
             .collect();
         if violated.is_empty() {
             return;

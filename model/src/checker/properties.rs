@@ -195,6 +195,18 @@ impl NamedProperty {
 /// The index in [`ALL`] of PeerInvariant, which a panic while evaluating any property violates.
 pub const PEER_INVARIANT: usize = 12;
 
+/// What evaluating `ALL[i]` on `state` discovers, as an index into [`ALL`]: `i` itself when an
+/// Always property is violated or a Sometimes property has its example, [`PEER_INVARIANT`]
+/// when the evaluation panicked, nothing otherwise.
+pub fn discovery(i: usize, model: &RaftModel, state: &RaftState) -> Option<usize> {
+    let property = &ALL[i];
+    match (property.holds(model, state), property.expectation) {
+        (Ok(holds), Expect::Always) => (!holds).then_some(i),
+        (Ok(holds), Expect::Sometimes) => holds.then_some(i),
+        (Err(_), _) => Some(PEER_INVARIANT),
+    }
+}
+
 /// Always properties about what each step of the Peer's code does rather than about the
 /// protocol's states: the TLA+ spec has no invariant for them, its actions state them by
 /// construction (HandlePreVoteRequest, for one, leaves every term and vote UNCHANGED).

@@ -133,12 +133,10 @@ pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
 fn violated(model: &RaftModel, state: &RaftState) -> Option<&'static str> {
     properties::ALL
         .iter()
-        .filter(|p| p.expectation == Expect::Always)
-        .find_map(|p| match p.holds(model, state) {
-            Ok(true) => None,
-            Ok(false) => Some(p.name),
-            Err(_) => Some(properties::ALL[properties::PEER_INVARIANT].name),
-        })
+        .enumerate()
+        .filter(|(_, p)| p.expectation == Expect::Always)
+        .find_map(|(i, _)| properties::discovery(i, model, state))
+        .map(|i| properties::ALL[i].name)
 }
 
 /// One walk: at each step an action is drawn among the enabled ones. Returns the actions and

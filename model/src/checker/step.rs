@@ -13,14 +13,14 @@
 //! check the same over whole searches.
 
 use super::actor::{ModelActor, NodeState, Stored};
-use super::engine::RaftAction;
+use super::engine::{IdentityHasher, RaftAction};
 use super::{ModelMsg, RaftModel, RaftState};
 use crate::peer::Timer;
 use stateright::actor::{
     Actor, ActorModelAction, Command, Envelope, Id, Network, Out, RandomChoices,
 };
 use std::borrow::Cow;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 /// What [`apply`] did to the state.
@@ -307,26 +307,8 @@ struct Remembered {
 /// that reached it this way. One per search worker; emptied when it holds [`Memo::LIMIT`].
 #[derive(Default)]
 pub struct Memo {
-    buckets: std::collections::HashMap<u64, Vec<Remembered>, BuildHasherDefault<KeyHasher>>,
+    buckets: std::collections::HashMap<u64, Vec<Remembered>, BuildHasherDefault<IdentityHasher>>,
     len: usize,
-}
-
-/// A hasher for keys that are hashes already.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 = (self.0 << 8) | u64::from(*byte);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 impl Memo {
