@@ -109,6 +109,32 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                     after.last_index()
                 ));
             }
+            // ... and it carries as many as its caps allow (`FlowControl`): it stops before
+            // the end of the log only at `max_entries` entries, or where the next entry would
+            // take its commands past `max_bytes`. Fewer is not unsafe, but it is not what the
+            // Peer promises its operator: a follower far behind would catch up one entry at a
+            // time.
+            let flow = after.config().flow;
+            let follows = after.log().get(*prev_log_index as usize + entries.len());
+            if let (false, Some(next)) = (entries.is_empty(), follows) {
+                let bytes = entries
+                    .iter()
+                    .map(Entry::size)
+                    .fold(0u64, u64::saturating_add);
+                let capped = entries.len() as u64 >= flow.max_entries
+                    || bytes.saturating_add(next.size()) > flow.max_bytes;
+                if !capped {
+                    return Some(format!(
+                        "AppendEntries to {to} after index {prev_log_index} carries {} entries \
+                         ({bytes} bytes), though the leader's log goes on to {} and neither \
+                         cap ({} entries, {} bytes) stops it there",
+                        entries.len(),
+                        after.last_index(),
+                        flow.max_entries,
+                        flow.max_bytes
+                    ));
+                }
+            }
             if *leader_commit > after.commit_index() {
                 return Some(format!(
                     "AppendEntries carries commit {leader_commit} past the leader's {}",
@@ -729,5 +755,85 @@ fn before_matched<C: Clone + std::fmt::Debug + crate::Payload, D: Deviation>(
     match before.role() {
         Role::Leader { progress, .. } => progress.get(&follower).map(|p| p.matched),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::{Config, Durable, FlowControl, RoleKind};
+
+    /// A candidate of term 3 with log terms [1, 1, 2], and the leader it becomes on a vote,
+    /// with the output of that step.
+    fn election(flow: FlowControl) -> (Peer<u8>, Peer<u8>, Output<u8>, Message<u8>) {
+        let durable = Durable {
+            term: 2,
+            voted_for: None,
+            log: [1, 1, 2]
+                .into_iter()
+                .map(|term| Entry {
+                    term,
+                    command: Some(0),
+                })
+                .collect(),
+        };
+        let mut config = Config::new(1, vec![1, 2, 3]);
+        config.flow = flow;
+        let mut peer = Peer::<u8>::restore(config, durable)
+            .expect("a valid durable state")
+            .0;
+        peer.handle_timeout(Timer::Election);
+        let before = peer.clone();
+        let vote = Message::RequestVoteResponse {
+            term: 3,
+            granted: true,
+        };
+        let output = peer
+            .handle_message(2, vote.clone())
+            .expect("a vote is accepted");
+        assert_eq!(peer.role_kind(), RoleKind::Leader);
+        (before, peer, output, vote)
+    }
+
+    #[test]
+    fn a_new_leaders_step_keeps_the_contract() {
+        let (before, after, output, vote) = election(FlowControl::UNLIMITED);
+        assert_eq!(
+            violation(&before, &Input::Message(2, &vote), &after, &output),
+            None
+        );
+    }
+
+    /// An AppendEntries that stops before the end of the log with no cap reached breaks the
+    /// contract, and the report says how many entries it carried; one that stops at the
+    /// entry cap does not.
+    #[test]
+    fn an_append_that_stops_short_of_its_caps_breaks_the_contract() {
+        let short = |after: &Peer<u8>| Message::AppendEntriesRequest {
+            term: 3,
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: after.log()[1..3].to_vec(),
+            leader_commit: after.commit_index(),
+        };
+        let (before, after, mut output, vote) = election(FlowControl::UNLIMITED);
+        output.send_now.push((3, short(&after)));
+        let broken = violation(&before, &Input::Message(2, &vote), &after, &output)
+            .expect("a short AppendEntries breaks the contract");
+        assert!(
+            broken.starts_with("AppendEntries to 3 after index 1 carries 2 entries (2 bytes)"),
+            "{broken}"
+        );
+
+        let two = FlowControl {
+            max_entries: 2,
+            ..FlowControl::UNLIMITED
+        };
+        let (before, after, mut output, vote) = election(two);
+        output.send_now.push((3, short(&after)));
+        assert_eq!(
+            violation(&before, &Input::Message(2, &vote), &after, &output),
+            None
+        );
     }
 }
