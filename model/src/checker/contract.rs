@@ -806,18 +806,23 @@ mod tests {
 
     /// An AppendEntries that stops before the end of the log with no cap reached breaks the
     /// contract, and the report says how many entries it carried; one that stops at the
-    /// entry cap does not.
+    /// entry cap, or where the next entry would pass the byte cap, does not.
     #[test]
     fn an_append_that_stops_short_of_its_caps_breaks_the_contract() {
-        let short = |after: &Peer<u8>| Message::AppendEntriesRequest {
+        // Two entries after `prev`, of the leader's log [1, 1, 2, 3 (its blank entry)].
+        let short = |after: &Peer<u8>, prev: usize| Message::AppendEntriesRequest {
             term: 3,
-            prev_log_index: 1,
-            prev_log_term: 1,
-            entries: after.log()[1..3].to_vec(),
+            prev_log_index: prev as u64,
+            prev_log_term: if prev == 0 {
+                0
+            } else {
+                after.log()[prev - 1].term
+            },
+            entries: after.log()[prev..prev + 2].to_vec(),
             leader_commit: after.commit_index(),
         };
         let (before, after, mut output, vote) = election(FlowControl::UNLIMITED);
-        output.send_now.push((3, short(&after)));
+        output.send_now.push((3, short(&after, 1)));
         let broken = violation(&before, &Input::Message(2, &vote), &after, &output)
             .expect("a short AppendEntries breaks the contract");
         assert!(
@@ -829,11 +834,24 @@ mod tests {
             max_entries: 2,
             ..FlowControl::UNLIMITED
         };
-        let (before, after, mut output, vote) = election(two);
-        output.send_now.push((3, short(&after)));
-        assert_eq!(
-            violation(&before, &Input::Message(2, &vote), &after, &output),
-            None
-        );
+        // After index 0: two one-byte commands, and a third follows, which would make 3 bytes.
+        let two_bytes = FlowControl {
+            max_bytes: 2,
+            ..FlowControl::UNLIMITED
+        };
+        let three_bytes = FlowControl {
+            max_bytes: 3,
+            ..FlowControl::UNLIMITED
+        };
+        for (flow, breaks) in [(two, false), (two_bytes, false), (three_bytes, true)] {
+            let (before, after, mut output, vote) = election(flow);
+            output.send_now.push((3, short(&after, 0)));
+            let broken = violation(&before, &Input::Message(2, &vote), &after, &output);
+            assert_eq!(
+                broken.is_some_and(|b| b.contains("neither cap (18446744073709551615 entries")),
+                breaks,
+                "{flow:?}"
+            );
+        }
     }
 }
