@@ -10,7 +10,7 @@
 //!
 //! [`Persist`]: crate::peer::Persist
 
-use crate::peer::{Deviation, Entry, Index, Message, NodeId, Output, Peer, Role, Timer};
+use crate::peer::{Deviation, Entry, Flow, Index, Message, NodeId, Output, Peer, Role, Timer};
 
 /// What a step was given.
 pub enum Input<'a, C> {
@@ -140,6 +140,32 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                     "AppendEntries carries commit {leader_commit} past the leader's {}",
                     after.commit_index()
                 ));
+            }
+            // A pipelined AppendEntries is counted in the window it leaves through
+            // (`Flow::Replicate`): once sent, the leader's record of what is in flight to that
+            // follower holds its last index and its bytes, until an acknowledgement or a
+            // heartbeat (never the same step) frees it. A message the window does not count
+            // lets the leader send past `max_inflight`.
+            let inflight = match after.role() {
+                Role::Leader { progress, .. } => progress.get(to).and_then(|p| match &p.flow {
+                    Flow::Replicate { inflight } => Some(inflight),
+                    Flow::Probe { .. } => None,
+                }),
+                _ => None,
+            };
+            if let (false, Some(inflight)) = (entries.is_empty(), inflight) {
+                let last = prev_log_index + entries.len() as Index;
+                let bytes = entries
+                    .iter()
+                    .map(Entry::size)
+                    .fold(0u64, u64::saturating_add);
+                if !inflight.messages().any(|sent| sent == (last, bytes)) {
+                    return Some(format!(
+                        "AppendEntries to {to} up to index {last} ({bytes} bytes) left through \
+                         the window, which does not count it (in flight: {:?})",
+                        inflight.messages().collect::<Vec<_>>()
+                    ));
+                }
             }
         }
     }
@@ -853,5 +879,62 @@ mod tests {
                 "{flow:?}"
             );
         }
+    }
+
+    /// A pipelined AppendEntries that the leader's window does not count breaks the contract;
+    /// the leader's own pipelined message, which the window counts, does not.
+    #[test]
+    fn a_pipelined_append_the_window_does_not_count_breaks_the_contract() {
+        // One entry per message, so that a message ending before the end of the log is whole.
+        let one = FlowControl {
+            max_entries: 1,
+            ..FlowControl::UNLIMITED
+        };
+        let (_, mut leader, _, _) = election(one);
+        // Server 2 acknowledges the whole log, blank entry included: it is pipelined to now,
+        // with nothing in flight.
+        let ack = Message::AppendEntriesResponse {
+            term: 3,
+            success: true,
+            index: 4,
+        };
+        leader.handle_message(2, ack).expect("an ack is accepted");
+        let before = leader.clone();
+        let (_, output) = leader
+            .propose(vec![7])
+            .expect("the leader accepts a proposal");
+        let input = Input::Propose(&[7]);
+        let sent = output
+            .messages()
+            .find(|(to, m)| *to == 2 && matches!(m, Message::AppendEntriesRequest { .. }))
+            .expect("the new entry goes to server 2");
+        assert!(matches!(
+            sent.1,
+            Message::AppendEntriesRequest { prev_log_index: 4, ref entries, .. } if entries.len() == 1
+        ));
+        assert_eq!(violation(&before, &input, &leader, &output), None);
+
+        // The same step, with the blank entry (index 4, 0 bytes) sent to server 2 once more:
+        // its acknowledgement freed it, so the window does not count it.
+        let mut forged = output.clone();
+        forged.send_now.push((
+            2,
+            Message::AppendEntriesRequest {
+                term: 3,
+                prev_log_index: 3,
+                prev_log_term: 2,
+                entries: leader.log()[3..4].to_vec(),
+                leader_commit: leader.commit_index(),
+            },
+        ));
+        let broken = violation(&before, &input, &leader, &forged)
+            .expect("an uncounted pipelined AppendEntries breaks the contract");
+        assert!(
+            broken.starts_with(
+                "AppendEntries to 2 up to index 4 (0 bytes) left through the window, which \
+                 does not count it (in flight: [(5, 1)])"
+            ),
+            "{broken}"
+        );
     }
 }
