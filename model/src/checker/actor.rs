@@ -81,6 +81,50 @@ pub struct ServerState {
     /// kept here because a step may write only part of it. (A function of the storage, so
     /// fingerprints leave it out.)
     pub stored: Stored,
+    /// The hash the handler memo keys this state by, once computed (see [`StateHash`]).
+    pub hash: StateHash,
+}
+
+/// The hash of a server's whole state, computed at most once per copy: a state behind an `Arc`
+/// does not change, and the handler memo looks the same state up for every input it is given
+/// in every system state it is part of. Not part of the state: a clone starts without it (it
+/// is cloned to be changed), and it takes no part in comparing or hashing. A value that did go
+/// stale would only make the memo miss, which compares whole states on a hit.
+#[derive(Default)]
+pub struct StateHash(std::sync::atomic::AtomicU64);
+
+impl StateHash {
+    /// The hash, computed by `compute` the first time.
+    pub fn get_or(&self, compute: impl FnOnce() -> u64) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.0.load(Relaxed) {
+            0 => {
+                // 0 means "not computed": a hash of 0 is taken as 1.
+                let hash = compute().max(1);
+                self.0.store(hash, Relaxed);
+                hash
+            }
+            hash => hash,
+        }
+    }
+}
+
+impl Clone for StateHash {
+    fn clone(&self) -> Self {
+        StateHash::default()
+    }
+}
+
+impl PartialEq for StateHash {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for StateHash {}
+
+impl std::hash::Hash for StateHash {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// A persist asked for and not done yet, with the messages that leave once it is.
@@ -245,6 +289,15 @@ pub enum NodeState {
 }
 
 impl NodeState {
+    /// The hash of the whole state under `hasher`, remembered for a server's (see
+    /// [`StateHash`]): every call must pass the same hasher (the handler memo's).
+    pub fn hash_with(&self, hasher: &ahash::RandomState) -> u64 {
+        match self {
+            NodeState::Server(server) => server.hash.get_or(|| hasher.hash_one(server)),
+            NodeState::Client(_) | NodeState::Admin(_) => hasher.hash_one(self),
+        }
+    }
+
     /// The server's state, if this is a server.
     pub fn server(&self) -> Option<&ServerState> {
         match self {
@@ -396,6 +449,7 @@ impl Actor for ModelActor {
                     ghost,
                     pending: None,
                     stored,
+                    hash: StateHash::default(),
                 })
             }
             ModelActor::Client { servers, value } => {
@@ -672,6 +726,7 @@ fn broken_start(config: Config, message: String, stored: &Stored) -> NodeState {
         },
         pending: None,
         stored: stored.clone(),
+        hash: StateHash::default(),
     })
 }
 
@@ -882,6 +937,7 @@ impl Rewrite<Id> for NodeState {
                     })
                 }),
                 stored: server.stored.rewrite(plan),
+                hash: StateHash::default(),
             }),
             NodeState::Client(client) => NodeState::Client(client.clone()),
             NodeState::Admin(admin) => NodeState::Admin(admin.clone()),

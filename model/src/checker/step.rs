@@ -324,7 +324,8 @@ impl Memo {
         current: &Arc<NodeState>,
         input: InputRef<'_>,
     ) -> Option<Arc<Outcome>> {
-        let key = memo_hasher().hash_one((index, &**current, input));
+        let hasher = memo_hasher();
+        let key = hasher.hash_one((index, current.hash_with(&hasher), input));
         if let Some(bucket) = self.buckets.get(&key) {
             if let Some(known) = bucket.iter().find(|r| {
                 r.index == index
