@@ -83,6 +83,65 @@ pub struct ServerState {
     pub stored: Stored,
     /// The hash the handler memo keys this state by, once computed (see [`StateHash`]).
     pub hash: StateHash,
+    /// The fingerprint's part for this server under each permutation of server ids, once
+    /// computed (see [`RelabelledHashes`]).
+    pub relabelled: RelabelledHashes,
+}
+
+/// The part of a state's fingerprint that one server's state makes, under each permutation of
+/// up to three server ids (six), computed at most once per copy like [`StateHash`]: symmetry
+/// reduction fingerprints every successor under one or more permutations, and all but one
+/// server's state of a successor are its parent's. With more servers nothing is remembered.
+#[derive(Default)]
+pub struct RelabelledHashes([std::sync::atomic::AtomicU64; 6]);
+
+impl RelabelledHashes {
+    /// The part under `positions` (the new index of each actor; servers come first, `servers`
+    /// of them), computed by `compute` the first time.
+    pub fn get_or(
+        &self,
+        positions: &[usize],
+        servers: usize,
+        compute: impl FnOnce() -> u64,
+    ) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let slot = match (servers, positions) {
+            (1, _) => Some(0),
+            (2, [a, ..]) => Some(*a),
+            (3, [a, b, c, ..]) => Some(2 * *a + usize::from(b > c)),
+            _ => None,
+        };
+        let Some(slot) = slot.and_then(|slot| self.0.get(slot)) else {
+            return compute();
+        };
+        match slot.load(Relaxed) {
+            0 => {
+                // 0 means "not computed": a part of 0 is taken as 1.
+                let part = compute().max(1);
+                slot.store(part, Relaxed);
+                part
+            }
+            part => part,
+        }
+    }
+}
+
+impl Clone for RelabelledHashes {
+    fn clone(&self) -> Self {
+        RelabelledHashes::default()
+    }
+}
+
+impl PartialEq for RelabelledHashes {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RelabelledHashes {}
+
+impl std::hash::Hash for RelabelledHashes {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// The hash of a server's whole state, computed at most once per copy: a state behind an `Arc`
@@ -450,6 +509,7 @@ impl Actor for ModelActor {
                     pending: None,
                     stored,
                     hash: StateHash::default(),
+                    relabelled: RelabelledHashes::default(),
                 })
             }
             ModelActor::Client { servers, value } => {
@@ -727,6 +787,7 @@ fn broken_start(config: Config, message: String, stored: &Stored) -> NodeState {
         pending: None,
         stored: stored.clone(),
         hash: StateHash::default(),
+        relabelled: RelabelledHashes::default(),
     })
 }
 
@@ -938,6 +999,7 @@ impl Rewrite<Id> for NodeState {
                 }),
                 stored: server.stored.rewrite(plan),
                 hash: StateHash::default(),
+                relabelled: RelabelledHashes::default(),
             }),
             NodeState::Client(client) => NodeState::Client(client.clone()),
             NodeState::Admin(admin) => NodeState::Admin(admin.clone()),

@@ -711,6 +711,11 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
     for (old, &new) in positions.iter().enumerate() {
         inverse[new] = old;
     }
+    let servers = state
+        .actor_states
+        .iter()
+        .take_while(|s| s.server().is_some())
+        .count();
     let mut h = seeds.build_hasher();
     for &old in &inverse {
         state.crashed[old].hash(&mut h);
@@ -745,57 +750,66 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
             NodeState::Client(client) => client.hash(&mut h),
             NodeState::Admin(admin) => (9u8, admin).hash(&mut h),
             NodeState::Server(server) => {
-                let peer = &server.peer;
-                (
-                    map(peer.id()),
-                    peer.term(),
-                    peer.voted_for().map(map),
-                    peer.log(),
-                    peer.commit_index(),
-                    &server.ghost,
-                )
-                    .hash(&mut h);
-                match peer.role() {
-                    Role::Follower { leader } => (0u8, leader.map(map)).hash(&mut h),
-                    Role::PreCandidate { votes } => {
-                        let mut votes: Small<u64> = votes.iter().map(|v| map(*v)).collect();
-                        votes.sort_unstable();
-                        (3u8, votes).hash(&mut h);
-                    }
-                    Role::Candidate { votes } => {
-                        let mut votes: Small<u64> = votes.iter().map(|v| map(*v)).collect();
-                        votes.sort_unstable();
-                        (1u8, votes).hash(&mut h);
-                    }
-                    Role::Leader {
-                        progress,
-                        heard_from,
-                        transferee,
-                    } => {
-                        let mut progress: Small<(u64, &Progress)> =
-                            progress.iter().map(|(id, p)| (map(*id), p)).collect();
-                        progress.sort_unstable();
-                        let mut heard: Small<u64> = heard_from.iter().map(|v| map(*v)).collect();
-                        heard.sort_unstable();
-                        (2u8, progress, heard).hash(&mut h);
-                        // Hashed only when set, so that states without a transfer keep their
-                        // fingerprints.
-                        if let Some(to) = transferee {
-                            map(*to).hash(&mut h);
+                // The server's part, hashed on its own and remembered per permutation of ids
+                // by the server state (most successors share all but one server's state
+                // with their parent).
+                let part = server.relabelled.get_or(positions, servers, || {
+                    let mut h = seeds.build_hasher();
+                    let peer = &server.peer;
+                    (
+                        map(peer.id()),
+                        peer.term(),
+                        peer.voted_for().map(map),
+                        peer.log(),
+                        peer.commit_index(),
+                        &server.ghost,
+                    )
+                        .hash(&mut h);
+                    match peer.role() {
+                        Role::Follower { leader } => (0u8, leader.map(map)).hash(&mut h),
+                        Role::PreCandidate { votes } => {
+                            let mut votes: Small<u64> = votes.iter().map(|v| map(*v)).collect();
+                            votes.sort_unstable();
+                            (3u8, votes).hash(&mut h);
+                        }
+                        Role::Candidate { votes } => {
+                            let mut votes: Small<u64> = votes.iter().map(|v| map(*v)).collect();
+                            votes.sort_unstable();
+                            (1u8, votes).hash(&mut h);
+                        }
+                        Role::Leader {
+                            progress,
+                            heard_from,
+                            transferee,
+                        } => {
+                            let mut progress: Small<(u64, &Progress)> =
+                                progress.iter().map(|(id, p)| (map(*id), p)).collect();
+                            progress.sort_unstable();
+                            let mut heard: Small<u64> =
+                                heard_from.iter().map(|v| map(*v)).collect();
+                            heard.sort_unstable();
+                            (2u8, progress, heard).hash(&mut h);
+                            // Hashed only when set, so that states without a transfer keep their
+                            // fingerprints.
+                            if let Some(to) = transferee {
+                                map(*to).hash(&mut h);
+                            }
                         }
                     }
-                }
-                // Hashed only when set, so that states without a pending write keep their
-                // fingerprints. The held messages go to an unordered network: a set.
-                if let Some(pending) = &server.pending {
-                    let mut held: Small<(u64, &crate::peer::Message<super::Value>)> = pending
-                        .held
-                        .iter()
-                        .map(|(to, message)| (map(*to), message))
-                        .collect();
-                    held.sort_unstable();
-                    (4u8, pending.hard_state, pending.log_from, held).hash(&mut h);
-                }
+                    // Hashed only when set, so that states without a pending write keep their
+                    // fingerprints. The held messages go to an unordered network: a set.
+                    if let Some(pending) = &server.pending {
+                        let mut held: Small<(u64, &crate::peer::Message<super::Value>)> = pending
+                            .held
+                            .iter()
+                            .map(|(to, message)| (map(*to), message))
+                            .collect();
+                        held.sort_unstable();
+                        (4u8, pending.hard_state, pending.log_from, held).hash(&mut h);
+                    }
+                    std::hash::Hasher::finish(&h)
+                });
+                part.hash(&mut h);
             }
         }
     }
