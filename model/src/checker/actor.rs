@@ -96,8 +96,9 @@ pub struct ServerState {
 pub struct RelabelledHashes([std::sync::atomic::AtomicU64; 6]);
 
 impl RelabelledHashes {
-    /// The part under `positions` (the new index of each actor; servers come first, `servers`
-    /// of them), computed by `compute` the first time.
+    /// The part under `positions` (the new index of each actor), where the servers are the
+    /// first `servers` actors, computed by `compute` the first time (every time for more than
+    /// three servers).
     pub fn get_or(
         &self,
         positions: &[usize],

@@ -711,11 +711,21 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
     for (old, &new) in positions.iter().enumerate() {
         inverse[new] = old;
     }
-    let servers = state
+    // The servers' parts are remembered by the permutation of the first actors, which the
+    // model makes the servers; were any server elsewhere, nothing is remembered.
+    let leading = state
         .actor_states
         .iter()
         .take_while(|s| s.server().is_some())
         .count();
+    let servers = if state.actor_states[leading..]
+        .iter()
+        .all(|s| s.server().is_none())
+    {
+        leading
+    } else {
+        usize::MAX
+    };
     let mut h = seeds.build_hasher();
     for &old in &inverse {
         state.crashed[old].hash(&mut h);
@@ -902,6 +912,42 @@ mod tests {
             }
         }
         found
+    }
+
+    /// The servers' parts of a fingerprint, remembered by the server states, are what a fresh
+    /// copy of the state (which remembers nothing) computes, under every permutation and on
+    /// every later call.
+    #[test]
+    fn remembered_fingerprint_parts_are_computed_ones() {
+        let config = ModelConfig {
+            client_requests: 2,
+            max_crashes: 1,
+            max_in_flight: 4,
+            ..ModelConfig::default()
+        };
+        let permutations = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        let mut checked = 0;
+        for state in states(config, 20) {
+            let identity: Vec<usize> = (0..state.actor_states.len()).collect();
+            for permutation in permutations {
+                let mut positions = identity.clone();
+                positions[..3].copy_from_slice(&permutation);
+                let first = relabelled_fingerprint(&state, &positions);
+                let again = relabelled_fingerprint(&state, &positions);
+                // `relabel` builds every server state anew.
+                let fresh = relabelled_fingerprint(&relabel(&state, &identity), &positions);
+                assert_eq!((first, again), (fresh, fresh), "{permutation:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "only {checked} fingerprints checked");
     }
 
     /// Every permutation of server ids of a state has the same canonical fingerprint, and the
