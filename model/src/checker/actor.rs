@@ -81,87 +81,34 @@ pub struct ServerState {
     /// kept here because a step may write only part of it. (A function of the storage, so
     /// fingerprints leave it out.)
     pub stored: Stored,
-    /// The hash the handler memo keys this state by, once computed (see [`StateHash`]).
-    pub hash: StateHash,
-    /// The fingerprint's part for this server under each permutation of server ids, once
-    /// computed (see [`RelabelledHashes`]).
-    pub relabelled: RelabelledHashes,
+    /// The hash the handler memo keys this state by, once computed.
+    pub hash: Remembered<1>,
+    /// The fingerprint's part for this server under each permutation of up to three server
+    /// ids (six), once computed: symmetry reduction fingerprints every successor under one or
+    /// more permutations, and all but one server's state of a successor are its parent's.
+    pub relabelled: Remembered<6>,
 }
 
-/// The part of a state's fingerprint that one server's state makes, under each permutation of
-/// up to three server ids (six), computed at most once per copy like [`StateHash`]: symmetry
-/// reduction fingerprints every successor under one or more permutations, and all but one
-/// server's state of a successor are its parent's. With more servers nothing is remembered.
-#[derive(Default)]
-pub struct RelabelledHashes([std::sync::atomic::AtomicU64; 6]);
+/// Hashes of a server's state, each computed at most once per copy: a state behind an `Arc`
+/// does not change, and it is looked up (by the handler memo, for every input) and
+/// fingerprinted (as part of every system state it is in) many times. Not part of the state: a
+/// clone starts with none (it is cloned to be changed), and they take no part in comparing or
+/// hashing states.
+pub struct Remembered<const N: usize>([std::sync::atomic::AtomicU64; N]);
 
-impl RelabelledHashes {
-    /// The part under `positions` (the new index of each actor), where the servers are the
-    /// first `servers` actors, computed by `compute` the first time (every time for more than
-    /// three servers).
-    pub fn get_or(
-        &self,
-        positions: &[usize],
-        servers: usize,
-        compute: impl FnOnce() -> u64,
-    ) -> u64 {
+impl<const N: usize> Remembered<N> {
+    /// The hash in `slot`, computed by `compute` the first time (every time for a slot past
+    /// the last).
+    pub fn get_or(&self, slot: usize, compute: impl FnOnce() -> u64) -> u64 {
         use std::sync::atomic::Ordering::Relaxed;
-        let slot = match (servers, positions) {
-            (1, _) => Some(0),
-            (2, [a, ..]) => Some(*a),
-            (3, [a, b, c, ..]) => Some(2 * *a + usize::from(b > c)),
-            _ => None,
-        };
-        let Some(slot) = slot.and_then(|slot| self.0.get(slot)) else {
+        let Some(cell) = self.0.get(slot) else {
             return compute();
         };
-        match slot.load(Relaxed) {
-            0 => {
-                // 0 means "not computed": a part of 0 is taken as 1.
-                let part = compute().max(1);
-                slot.store(part, Relaxed);
-                part
-            }
-            part => part,
-        }
-    }
-}
-
-impl Clone for RelabelledHashes {
-    fn clone(&self) -> Self {
-        RelabelledHashes::default()
-    }
-}
-
-impl PartialEq for RelabelledHashes {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for RelabelledHashes {}
-
-impl std::hash::Hash for RelabelledHashes {
-    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
-}
-
-/// The hash of a server's whole state, computed at most once per copy: a state behind an `Arc`
-/// does not change, and the handler memo looks the same state up for every input it is given
-/// in every system state it is part of. Not part of the state: a clone starts without it (it
-/// is cloned to be changed), and it takes no part in comparing or hashing. A value that did go
-/// stale would only make the memo miss, which compares whole states on a hit.
-#[derive(Default)]
-pub struct StateHash(std::sync::atomic::AtomicU64);
-
-impl StateHash {
-    /// The hash, computed by `compute` the first time.
-    pub fn get_or(&self, compute: impl FnOnce() -> u64) -> u64 {
-        use std::sync::atomic::Ordering::Relaxed;
-        match self.0.load(Relaxed) {
+        match cell.load(Relaxed) {
             0 => {
                 // 0 means "not computed": a hash of 0 is taken as 1.
                 let hash = compute().max(1);
-                self.0.store(hash, Relaxed);
+                cell.store(hash, Relaxed);
                 hash
             }
             hash => hash,
@@ -169,21 +116,29 @@ impl StateHash {
     }
 }
 
-impl Clone for StateHash {
-    fn clone(&self) -> Self {
-        StateHash::default()
+impl<const N: usize> Default for Remembered<N> {
+    fn default() -> Self {
+        Remembered(std::array::from_fn(|_| {
+            std::sync::atomic::AtomicU64::new(0)
+        }))
     }
 }
 
-impl PartialEq for StateHash {
+impl<const N: usize> Clone for Remembered<N> {
+    fn clone(&self) -> Self {
+        Remembered::default()
+    }
+}
+
+impl<const N: usize> PartialEq for Remembered<N> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for StateHash {}
+impl<const N: usize> Eq for Remembered<N> {}
 
-impl std::hash::Hash for StateHash {
+impl<const N: usize> std::hash::Hash for Remembered<N> {
     fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
@@ -350,10 +305,10 @@ pub enum NodeState {
 
 impl NodeState {
     /// The hash of the whole state under `hasher`, remembered for a server's (see
-    /// [`StateHash`]): every call must pass the same hasher (the handler memo's).
+    /// [`Remembered`]): every call must pass the same hasher (the handler memo's).
     pub fn hash_with(&self, hasher: &ahash::RandomState) -> u64 {
         match self {
-            NodeState::Server(server) => server.hash.get_or(|| hasher.hash_one(server)),
+            NodeState::Server(server) => server.hash.get_or(0, || hasher.hash_one(server)),
             NodeState::Client(_) | NodeState::Admin(_) => hasher.hash_one(self),
         }
     }
@@ -509,8 +464,8 @@ impl Actor for ModelActor {
                     ghost,
                     pending: None,
                     stored,
-                    hash: StateHash::default(),
-                    relabelled: RelabelledHashes::default(),
+                    hash: Remembered::default(),
+                    relabelled: Remembered::default(),
                 })
             }
             ModelActor::Client { servers, value } => {
@@ -787,8 +742,8 @@ fn broken_start(config: Config, message: String, stored: &Stored) -> NodeState {
         },
         pending: None,
         stored: stored.clone(),
-        hash: StateHash::default(),
-        relabelled: RelabelledHashes::default(),
+        hash: Remembered::default(),
+        relabelled: Remembered::default(),
     })
 }
 
@@ -999,8 +954,8 @@ impl Rewrite<Id> for NodeState {
                     })
                 }),
                 stored: server.stored.rewrite(plan),
-                hash: StateHash::default(),
-                relabelled: RelabelledHashes::default(),
+                hash: Remembered::default(),
+                relabelled: Remembered::default(),
             }),
             NodeState::Client(client) => NodeState::Client(client.clone()),
             NodeState::Admin(admin) => NodeState::Admin(admin.clone()),
