@@ -304,9 +304,10 @@ pub enum NodeState {
 }
 
 impl NodeState {
-    /// The hash of the whole state under `hasher`, remembered for a server's (see
-    /// [`Remembered`]): every call must pass the same hasher (the handler memo's).
-    pub fn hash_with(&self, hasher: &ahash::RandomState) -> u64 {
+    /// The hash of the whole state that the handler memo keys it by, remembered for a
+    /// server's (see [`Remembered`]).
+    pub fn memo_hash(&self) -> u64 {
+        let hasher = super::step::memo_hasher();
         match self {
             NodeState::Server(server) => server.hash.get_or(0, || hasher.hash_one(server)),
             NodeState::Client(_) | NodeState::Admin(_) => hasher.hash_one(self),

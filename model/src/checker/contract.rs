@@ -115,12 +115,12 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
             // Peer promises its operator: a follower far behind would catch up one entry at a
             // time.
             let flow = after.config().flow;
+            let bytes = entries
+                .iter()
+                .map(Entry::size)
+                .fold(0u64, u64::saturating_add);
             let follows = after.log().get(*prev_log_index as usize + entries.len());
             if let (false, Some(next)) = (entries.is_empty(), follows) {
-                let bytes = entries
-                    .iter()
-                    .map(Entry::size)
-                    .fold(0u64, u64::saturating_add);
                 let capped = entries.len() as u64 >= flow.max_entries
                     || bytes.saturating_add(next.size()) > flow.max_bytes;
                 if !capped {
@@ -155,10 +155,6 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
             };
             if let (false, Some(inflight)) = (entries.is_empty(), inflight) {
                 let last = prev_log_index + entries.len() as Index;
-                let bytes = entries
-                    .iter()
-                    .map(Entry::size)
-                    .fold(0u64, u64::saturating_add);
                 if !inflight.messages().any(|sent| sent == (last, bytes)) {
                     return Some(format!(
                         "AppendEntries to {to} up to index {last} ({bytes} bytes) left through \

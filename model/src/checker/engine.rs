@@ -802,15 +802,14 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
                                 heard_from.iter().map(|v| map(*v)).collect();
                             heard.sort_unstable();
                             (2u8, progress, heard).hash(&mut h);
-                            // Hashed only when set, so that states without a transfer keep their
-                            // fingerprints.
+                            // Hashed only when set (most leaders transfer nothing).
                             if let Some(to) = transferee {
                                 map(*to).hash(&mut h);
                             }
                         }
                     }
-                    // Hashed only when set, so that states without a pending write keep their
-                    // fingerprints. The held messages go to an unordered network: a set.
+                    // Hashed only when set (persistence as a step is one configuration's).
+                    // The held messages go to an unordered network: a set.
                     if let Some(pending) = &server.pending {
                         let mut held: Small<(u64, &crate::peer::Message<super::Value>)> = pending
                             .held

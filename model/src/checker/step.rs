@@ -324,8 +324,7 @@ impl Memo {
         current: &Arc<NodeState>,
         input: InputRef<'_>,
     ) -> Option<Arc<Outcome>> {
-        let hasher = memo_hasher();
-        let key = hasher.hash_one((index, current.hash_with(&hasher), input));
+        let key = memo_hasher().hash_one((index, current.memo_hash(), input));
         if let Some(bucket) = self.buckets.get(&key) {
             if let Some(known) = bucket.iter().find(|r| {
                 r.index == index
@@ -355,7 +354,7 @@ impl Memo {
     }
 }
 
-fn memo_hasher() -> ahash::RandomState {
+pub(super) fn memo_hasher() -> ahash::RandomState {
     ahash::RandomState::with_seeds(
         0x6A09_E667_F3BC_C908,
         0xBB67_AE85_84CA_A73B,
