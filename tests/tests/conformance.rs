@@ -192,6 +192,39 @@ async fn a_node_running_a_planted_bug_is_caught() {
     }
 }
 
+/// The other direction for each traced bug's own counterexample: a node whose Peer runs the
+/// bug makes the same mistake the model's buggy Peer made, at the same step, and so follows the
+/// counterexample to its end (the correct node, above, parts from it where the correct Peer
+/// does). `vote-not-persisted` is left out: it lives in the model's storage adapter, not in the
+/// Peer a node runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_running_a_planted_bug_follows_its_counterexample() {
+    let corpus = corpus::load();
+    let mut followed = 0;
+    for bug in Bug::TRACED
+        .into_iter()
+        .filter(|b| *b != Bug::VoteNotPersisted)
+    {
+        let trace = corpus
+            .iter()
+            .find(|t| is_counterexample(t) && t.header.bug.as_deref() == Some(bug.name()))
+            .unwrap_or_else(|| panic!("the corpus has no counterexample of {bug}"));
+        assert_eq!(
+            first_divergence(trace, Some(bug)),
+            None,
+            "the model's Peer running {bug} does not follow its own counterexample"
+        );
+        let replayed = replay(trace, ReplayOptions { bug: Some(bug) })
+            .await
+            .unwrap_or_else(|mismatch| {
+                panic!("a node running {bug} parts from its counterexample: {mismatch}")
+            });
+        assert_eq!(replayed.steps, trace.steps.len(), "{bug}");
+        followed += 1;
+    }
+    println!("buggy nodes followed {followed} counterexamples to their end");
+}
+
 /// The other half of `impl/tests/test_no_planted_bugs.rs`: a binary that can run a Peer with a
 /// planted bug (this one) links `model::PLANTED_MARKER`, so its absence from the server
 /// binaries means something.
