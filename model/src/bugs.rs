@@ -154,6 +154,13 @@ impl Bug {
         Bug::DoubleVote,
     ];
 
+    /// Whether the bug is planted in the model's storage adapter (what storage keeps of a
+    /// step's write) rather than in the Peer: a node runs the Peer over its own storage, so it
+    /// cannot run such a bug.
+    pub fn in_storage(self) -> bool {
+        matches!(self, Bug::VoteNotPersisted | Bug::LeaderLogNotPersisted)
+    }
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {

@@ -33,6 +33,13 @@ pub fn is_counterexample(trace: &Trace) -> bool {
     trace.header.origin == "counterexample"
 }
 
+/// The counterexample of `bug` among `traces`, if there is one.
+pub fn counterexample_of(traces: &[Trace], bug: model::bugs::Bug) -> Option<&Trace> {
+    traces
+        .iter()
+        .find(|t| is_counterexample(t) && t.header.bug.as_deref() == Some(bug.name()))
+}
+
 /// Where the correct Peer first parts from a trace: the step, and what differs there, named as
 /// the conformance replay names a mismatch (`node N FIELD` for the first differing field of
 /// the first differing server, in id order, or `sent`).

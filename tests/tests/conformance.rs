@@ -143,8 +143,8 @@ async fn an_altered_sent_message_is_reported_at_its_step() {
 }
 
 /// Replaying correct traces against nodes whose Peer runs a planted bug reports a mismatch,
-/// for every traced bug that lives in the Peer (`vote-not-persisted` lives in the model's
-/// storage adapter, and its counterexample is refused by a correct node in the test above).
+/// for every traced bug that lives in the Peer (not [`Bug::in_storage`]: the counterexample of
+/// `vote-not-persisted` is refused by a correct node in the test above).
 /// Each replay must end exactly where a model Peer running the same bug parts from the trace,
 /// in the same field; a trace that the buggy Peer follows must replay to its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,10 +152,7 @@ async fn a_node_running_a_planted_bug_is_caught() {
     let mut traces = corpus::load();
     traces.retain(|t| !is_counterexample(t));
     traces.extend(trace::walks(200, FRESH_SEED, MAX_STEPS));
-    for bug in Bug::TRACED
-        .into_iter()
-        .filter(|b| *b != Bug::VoteNotPersisted)
-    {
+    for bug in Bug::TRACED.into_iter().filter(|b| !b.in_storage()) {
         let options = ReplayOptions { bug: Some(bug) };
         let mut caught = None;
         for trace in &traces {
@@ -195,19 +192,14 @@ async fn a_node_running_a_planted_bug_is_caught() {
 /// The other direction for each traced bug's own counterexample: a node whose Peer runs the
 /// bug makes the same mistake the model's buggy Peer made, at the same step, and so follows the
 /// counterexample to its end (the correct node, above, parts from it where the correct Peer
-/// does). `vote-not-persisted` is left out: it lives in the model's storage adapter, not in the
-/// Peer a node runs.
+/// does). A bug planted in the model's storage ([`Bug::in_storage`]) is left out: a node
+/// cannot run it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_running_a_planted_bug_follows_its_counterexample() {
     let corpus = corpus::load();
     let mut followed = 0;
-    for bug in Bug::TRACED
-        .into_iter()
-        .filter(|b| *b != Bug::VoteNotPersisted)
-    {
-        let trace = corpus
-            .iter()
-            .find(|t| is_counterexample(t) && t.header.bug.as_deref() == Some(bug.name()))
+    for bug in Bug::TRACED.into_iter().filter(|b| !b.in_storage()) {
+        let trace = corpus::counterexample_of(&corpus, bug)
             .unwrap_or_else(|| panic!("the corpus has no counterexample of {bug}"));
         assert_eq!(
             first_divergence(trace, Some(bug)),

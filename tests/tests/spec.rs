@@ -954,16 +954,11 @@ fn a_trace_with_one_illegal_step_is_rejected_there() {
 #[test]
 fn planted_bug_counterexamples_are_rejected_at_the_buggy_step() {
     // The corpus's counterexamples; a bug missing from it is searched for here.
-    let corpus: Vec<Trace> = corpus::load()
-        .into_iter()
-        .filter(is_counterexample)
-        .collect();
+    let corpus = corpus::load();
     let counterexamples: Vec<Trace> = Bug::TRACED
         .iter()
         .map(|bug| {
-            corpus
-                .iter()
-                .find(|t| t.header.bug.as_deref() == Some(bug.name()))
+            corpus::counterexample_of(&corpus, *bug)
                 .cloned()
                 .or_else(|| trace::counterexample(*bug))
                 .unwrap_or_else(|| panic!("no counterexample for {bug}"))
