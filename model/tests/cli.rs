@@ -303,3 +303,34 @@ fn simulate_finds_a_bug_beyond_the_exhaustive_bounds_and_shrinks_it() {
     assert!(steps <= original, "{header}");
     assert!(stdout.contains("browse it: model explore"), "{stdout}");
 }
+
+/// Walks alone judge the Always properties: a clean simulation passes (exit 0), says which
+/// Sometimes properties it did not look for instead of failing them, and prints no state count
+/// it did not make.
+#[test]
+fn a_clean_simulation_passes_and_does_not_fail_what_it_never_looked_for() {
+    let output = model(&["simulate", "--walks", "300", "--seed", "1", "--json"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    assert!(!stdout.contains("total: complete"), "{stdout}");
+    assert!(
+        stdout.contains("EntryCommitted             not searched"),
+        "{stdout}"
+    );
+    let verdict = stdout
+        .lines()
+        .rev()
+        .nth(1)
+        .expect("a verdict before the JSON");
+    assert_eq!(verdict, "PASS", "{stdout}");
+    let json = last_json_line(&output);
+    assert_eq!(json["simulation"]["walks"], 300, "{json}");
+    for property in json["properties"].as_array().unwrap() {
+        let expected = match property["expectation"].as_str().unwrap() {
+            "always" => "holds",
+            _ => "not_searched",
+        };
+        assert_eq!(property["status"], expected, "{property}");
+    }
+}

@@ -114,7 +114,12 @@ impl Search<'_> {
     /// Runs the search to completion (or to the first violation, or the state limit).
     pub fn run(&self, progress: &mut dyn FnMut(usize, usize, usize)) -> Outcome {
         let shared = Shared {
-            visited: Visited::with_capacity_and_hasher(1 << 20, BuildHasherDefault::default()),
+            // More shards than dashmap picks for two cores: fewer workers wait on one lock.
+            visited: Visited::with_capacity_and_hasher_and_shard_amount(
+                1 << 20,
+                BuildHasherDefault::default(),
+                64,
+            ),
             generated: AtomicUsize::new(0),
             found: properties::ALL
                 .iter()
@@ -161,8 +166,7 @@ impl Search<'_> {
                     (&shared, &level, &started, &current, &produced);
                 workers.push(scope.spawn(move || {
                     let mut seen = 0;
-                    let mut actions = Vec::new();
-                    let mut memo = step::Memo::default();
+                    let mut scratch = Scratch::default();
                     loop {
                         // Wait for a level this worker has not worked on yet (or the end).
                         let depth = {
@@ -182,21 +186,21 @@ impl Search<'_> {
                         loop {
                             let chunk = current.lock().expect("no worker panicked").pop();
                             let Some(chunk) = chunk else { break };
+                            // Counted here and added once per chunk: one shared counter
+                            // bumped for every successor is a cache line the cores fight
+                            // over.
+                            scratch.generated = 0;
                             for (mut state, fp) in chunk {
-                                shared.visit(
-                                    &mut state,
-                                    fp,
-                                    depth,
-                                    &mut actions,
-                                    &mut memo,
-                                    &mut next,
-                                );
+                                shared.visit(&mut state, fp, depth, &mut scratch, &mut next);
                                 if next.len() >= CHUNK {
                                     let full =
                                         std::mem::replace(&mut next, Vec::with_capacity(CHUNK));
                                     produced.lock().expect("no worker panicked").push(full);
                                 }
                             }
+                            shared
+                                .generated
+                                .fetch_add(scratch.generated, Ordering::Relaxed);
                         }
                         if !next.is_empty() {
                             produced.lock().expect("no worker panicked").push(next);
@@ -275,6 +279,15 @@ impl Search<'_> {
 /// States of one level, expanded and freed together by one worker.
 type Chunk = Vec<(RaftState, Fingerprint)>;
 
+/// A worker's own: the actions of the state being expanded, its memo of handlers' results,
+/// and the states it generated in the current chunk.
+#[derive(Default)]
+struct Scratch {
+    actions: Vec<RaftAction>,
+    memo: step::Memo,
+    generated: usize,
+}
+
 /// States a worker takes from the frontier at a time.
 const CHUNK: usize = 1024;
 
@@ -298,10 +311,14 @@ impl Shared<'_> {
         state: &mut RaftState,
         fp: Fingerprint,
         depth: usize,
-        actions: &mut Vec<RaftAction>,
-        memo: &mut step::Memo,
+        scratch: &mut Scratch,
         next: &mut Vec<(RaftState, Fingerprint)>,
     ) {
+        let Scratch {
+            actions,
+            memo,
+            generated,
+        } = scratch;
         for (i, property) in properties::ALL.iter().enumerate() {
             if property.expectation == Expect::Sometimes && self.found[i].load(Ordering::Relaxed) {
                 continue;
@@ -316,14 +333,14 @@ impl Shared<'_> {
             match step::apply(self.model, memo, state, action) {
                 step::Applied::Disabled => {}
                 step::Applied::Done(undo) => {
-                    if let Some(successor_fp) = self.admit(state, fp, depth) {
+                    if let Some(successor_fp) = self.admit(state, fp, depth, generated) {
                         next.push((state.clone(), successor_fp));
                     }
                     step::undo(state, undo);
                 }
                 step::Applied::Elsewhere(action) => {
                     if let Some(successor) = self.model.next_state(state, action) {
-                        if let Some(successor_fp) = self.admit(&successor, fp, depth) {
+                        if let Some(successor_fp) = self.admit(&successor, fp, depth, generated) {
                             next.push((successor, successor_fp));
                         }
                     }
@@ -339,12 +356,13 @@ impl Shared<'_> {
         successor: &RaftState,
         parent: Fingerprint,
         depth: usize,
+        generated: &mut usize,
     ) -> Option<Fingerprint> {
         if !self.model.within_boundary(successor) {
             self.beyond_boundary(successor, parent, depth + 1);
             return None;
         }
-        self.generated.fetch_add(1, Ordering::Relaxed);
+        *generated += 1;
         let successor_fp = self.fingerprint_of(successor);
         match self.visited.entry(successor_fp) {
             dashmap::Entry::Vacant(entry) => {

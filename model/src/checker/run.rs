@@ -19,6 +19,9 @@ pub enum PropertyStatus {
     Example,
     /// A Sometimes property held in no state.
     NoExample,
+    /// A Sometimes property no search looked for: a run of random walks alone judges the
+    /// Always properties only.
+    NotSearched,
 }
 
 impl PropertyStatus {
@@ -29,12 +32,16 @@ impl PropertyStatus {
             PropertyStatus::Violated => "violated",
             PropertyStatus::Example => "example",
             PropertyStatus::NoExample => "no_example",
+            PropertyStatus::NotSearched => "not_searched",
         }
     }
 
     /// Whether this verdict is what the property asks for.
     pub fn is_good(self) -> bool {
-        matches!(self, PropertyStatus::Holds | PropertyStatus::Example)
+        matches!(
+            self,
+            PropertyStatus::Holds | PropertyStatus::Example | PropertyStatus::NotSearched
+        )
     }
 }
 
@@ -149,6 +156,7 @@ impl CheckReport {
                         PropertyStatus::Violated
                     }
                     Expect::Always => PropertyStatus::Holds,
+                    Expect::Sometimes if self.configs.is_empty() => PropertyStatus::NotSearched,
                     Expect::Sometimes if statuses.clone().any(|s| s == PropertyStatus::Example) => {
                         PropertyStatus::Example
                     }
@@ -171,7 +179,7 @@ impl CheckReport {
             .map(|p| p.status)
     }
 
-    /// Passed: complete, every Always holds and every Sometimes has an example.
+    /// Passed: complete, every Always holds and every Sometimes looked for has an example.
     pub fn passed(&self) -> bool {
         self.complete() && self.properties().iter().all(|p| p.status.is_good())
     }
@@ -295,16 +303,20 @@ impl CheckReport {
                 ))
             );
         }
-        let _ = writeln!(
-            out,
-            "  total: complete={} unique={} states={} max_depth={} elapsed={:.1}s rate={:.0} states/s",
-            self.complete(),
-            self.unique_states(),
-            self.states(),
-            self.max_depth(),
-            self.elapsed().as_secs_f64(),
-            self.states_per_second()
-        );
+        // Walks alone explore no state space to count.
+        if !self.configs.is_empty() {
+            let _ = writeln!(
+                out,
+                "  total: complete={} unique={} states={} max_depth={} elapsed={:.1}s rate={:.0} \
+                 states/s",
+                self.complete(),
+                self.unique_states(),
+                self.states(),
+                self.max_depth(),
+                self.elapsed().as_secs_f64(),
+                self.states_per_second()
+            );
+        }
         // A run that stopped at its first counterexample did not look for examples.
         let stopped = self
             .configs
@@ -319,6 +331,14 @@ impl CheckReport {
                 let _ = writeln!(
                     out,
                     "  -    sometimes {:<26} not searched (stopped at the first violation)",
+                    p.name
+                );
+                continue;
+            }
+            if p.status == PropertyStatus::NotSearched {
+                let _ = writeln!(
+                    out,
+                    "  -    sometimes {:<26} not searched (walks judge Always properties only)",
                     p.name
                 );
                 continue;

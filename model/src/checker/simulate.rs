@@ -10,6 +10,7 @@
 
 use super::engine::RaftAction;
 use super::properties::{self, Expect};
+use super::step;
 use super::trace::SplitMix64;
 use super::{ModelConfig, NetworkKind, RaftModel, RaftState};
 use crate::bugs::Bug;
@@ -153,6 +154,7 @@ fn walk(model: &RaftModel, seed: u64, max_steps: usize) -> (Vec<RaftAction>, Opt
         return (taken, Some(property));
     }
     let mut actions = Vec::new();
+    let mut memo = step::Memo::off();
     for _ in 0..max_steps {
         actions.clear();
         model.actions(&state, &mut actions);
@@ -174,18 +176,32 @@ fn walk(model: &RaftModel, seed: u64, max_steps: usize) -> (Vec<RaftAction>, Opt
                 })
                 .unwrap_or(0);
             let action = actions.swap_remove(index);
-            if let Some(successor) = model.next_state(&state, action.clone()) {
-                if model.within_boundary(&successor) {
-                    next = Some((action, successor));
-                    break;
+            // Stepped in place where the network allows it (as the search does), so that a
+            // step copies only what it changes; undone if it leaves the bounds.
+            match step::apply(model, &mut memo, &mut state, action.clone()) {
+                step::Applied::Disabled => {}
+                step::Applied::Done(undo) => {
+                    if model.within_boundary(&state) {
+                        next = Some(action);
+                        break;
+                    }
+                    step::undo(&mut state, undo);
+                }
+                step::Applied::Elsewhere(action) => {
+                    if let Some(successor) = model.next_state(&state, action.clone()) {
+                        if model.within_boundary(&successor) {
+                            state = successor;
+                            next = Some(action);
+                            break;
+                        }
+                    }
                 }
             }
         }
-        let Some((action, successor)) = next else {
+        let Some(action) = next else {
             break;
         };
         taken.push(action);
-        state = successor;
         if let Some(property) = violated(model, &state) {
             return (taken, Some(property));
         }

@@ -309,11 +309,22 @@ struct Remembered {
 pub struct Memo {
     buckets: std::collections::HashMap<u64, Vec<Remembered>, BuildHasherDefault<IdentityHasher>>,
     len: usize,
+    /// Runs every handler afresh and remembers nothing (a random walk seldom meets the same
+    /// server state twice with the same input).
+    off: bool,
 }
 
 impl Memo {
     /// Handlings remembered at most.
     const LIMIT: usize = 1 << 17;
+
+    /// A memo that remembers nothing.
+    pub fn off() -> Memo {
+        Memo {
+            off: true,
+            ..Memo::default()
+        }
+    }
 
     /// What `actor`, in state `current`, does on `input`: `None` if that is nothing at all
     /// (stateright's no-op, which disables the action).
@@ -324,6 +335,9 @@ impl Memo {
         current: &Arc<NodeState>,
         input: InputRef<'_>,
     ) -> Option<Arc<Outcome>> {
+        if self.off {
+            return handle(actor, index, current, input);
+        }
         let key = memo_hasher().hash_one((index, current.memo_hash(), input));
         if let Some(bucket) = self.buckets.get(&key) {
             if let Some(known) = bucket.iter().find(|r| {
