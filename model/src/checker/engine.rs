@@ -540,7 +540,10 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Small<u6
     }
     // Clients keep their ids, so a client is named by its index.
     let name = |actor: usize| base.get(actor).copied().unwrap_or(actor as u64);
-    let mut relations: Vec<Vec<(u64, u64)>> = vec![Vec::new(); n];
+    // Kept inline (a handful of servers, a few relations each): this runs for most
+    // successors, and allocating here was a good part of the search's time.
+    let mut relations: smallvec::SmallVec<[Small<(u64, u64)>; 8]> =
+        (0..n).map(|_| Small::new()).collect();
     for (i, server) in servers {
         let peer = &server.peer;
         let mut relate = |what: u64, other: u64| relations[*i].push((what, name(other as usize)));
@@ -575,11 +578,17 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Small<u6
     // The messages in flight between each pair, in order when the network keeps order. (The
     // network is read variant by variant: stateright's `iter_all` miscounts repeated sends
     // and never ends on an ordered network.)
-    let mut flows: BTreeMap<(usize, usize), Vec<u64>> = BTreeMap::new();
-    fn flow(flows: &mut BTreeMap<(usize, usize), Vec<u64>>, src: Id, dst: Id) -> &mut Vec<u64> {
-        flows
-            .entry((usize::from(src), usize::from(dst)))
-            .or_default()
+    let mut flows: Flows = Flows::new();
+    fn flow(flows: &mut Flows, src: Id, dst: Id) -> &mut Small<u64> {
+        let key = (usize::from(src), usize::from(dst));
+        let at = match flows.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                flows.push((key, Small::new()));
+                flows.len() - 1
+            }
+        };
+        &mut flows[at].1
     }
     let ordered = match &state.network {
         stateright::actor::Network::UnorderedNonDuplicating(envelopes) => {
@@ -602,6 +611,8 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Small<u6
             true
         }
     };
+    // In order of (source, destination), as the hash of each flow is mixed in below.
+    flows.sort_unstable_by_key(|(key, _)| *key);
     for ((src, dst), mut messages) in flows {
         if !ordered {
             messages.sort_unstable();
@@ -621,6 +632,9 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Small<u6
         })
         .collect()
 }
+
+/// The messages in flight from one actor to another, one hash per message.
+type Flows = smallvec::SmallVec<[((usize, usize), Small<u64>); 16]>;
 
 /// Where each actor goes: `positions[actor]` is its new index. Clients keep theirs.
 type Positions = Small<usize>;
