@@ -58,7 +58,9 @@ pub fn first_peer_divergence(trace: &Trace) -> Option<Divergence> {
 }
 
 /// The first step at which a Peer running `bug` (the correct Peer for `None`) does not do what
-/// `trace` says. `None` if it follows the whole trace.
+/// `trace` says. `None` if it follows the whole trace. Each server's storage holds exactly what
+/// its steps asked to persist, as a node's files do: term and vote when `hard_state` is set,
+/// the log from `log_from` on. A Peer that forgets to ask for a write recovers without it.
 pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<Divergence> {
     use model::checker::trace::{NodeView, Sent};
     use model::{Config, Durable, NodeId, Peer, Planted, Timer};
@@ -79,6 +81,7 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
         .map(|&id| restore(id, Durable::default()).expect("a valid config"))
         .collect();
     let mut crashed: Vec<Option<Durable<u8>>> = vec![None; members.len()];
+    let mut stored: Vec<Durable<u8>> = vec![Durable::default(); members.len()];
     for step in &trace.steps {
         let i = step.node as usize;
         let message = || Some((step.from?, step.message.clone()?));
@@ -90,7 +93,7 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
                 .ok()
                 .map(|(_, output)| output),
             Action::Crash => {
-                crashed[i] = Some(peers[i].durable().clone());
+                crashed[i] = Some(stored[i].clone());
                 None
             }
             Action::Recover => {
@@ -111,6 +114,9 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
                 Some(peers[i].handle_message(from, message).ok()?)
             }
         };
+        if let Some(persist) = output.as_ref().map(|o| o.persist) {
+            write(&mut stored[i], peers[i].durable(), persist);
+        }
         let sent: Vec<Sent> = output
             .iter()
             .flat_map(|o| o.messages())
@@ -123,6 +129,16 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
         for want in &step.nodes {
             let id = want.id;
             let actual = match &crashed[id as usize] {
+                // Storage no Peer can restore from (a log entry of a term never written, say)
+                // is what a node's storage refuses to open: its files are the difference.
+                Some(durable)
+                    if Peer::<u8, Planted>::restore(config(id), durable.clone()).is_err() =>
+                {
+                    return Some(Divergence {
+                        step: step.step,
+                        what: format!("node {id} files"),
+                    });
+                }
                 Some(durable) => NodeView::of_persisted(id, durable.clone()),
                 None => NodeView::of_peer(id, &peers[id as usize]),
             };
@@ -141,4 +157,20 @@ pub fn first_divergence(trace: &Trace, bug: Option<model::bugs::Bug>) -> Option<
         }
     }
     None
+}
+
+/// What a node's storage does with one step's `Persist`: term and vote, then the log from the
+/// asked index (a correct Peer never asks from past the end of what is stored).
+fn write(stored: &mut model::Durable<u8>, durable: &model::Durable<u8>, persist: model::Persist) {
+    if persist.hard_state {
+        stored.term = durable.term;
+        stored.voted_for = durable.voted_for;
+    }
+    if let Some(from) = persist.log_from {
+        let keep = (from.saturating_sub(1) as usize)
+            .min(stored.log.len())
+            .min(durable.log.len());
+        stored.log.truncate(keep);
+        stored.log.extend_from_slice(&durable.log[keep..]);
+    }
 }
