@@ -327,20 +327,15 @@ impl CheckReport {
                 .as_ref()
                 .is_some_and(|s| s.finding.is_some());
         for p in self.properties() {
-            if stopped && p.expectation == Expect::Sometimes {
-                let _ = writeln!(
-                    out,
-                    "  -    sometimes {:<26} not searched (stopped at the first violation)",
-                    p.name
-                );
-                continue;
-            }
-            if p.status == PropertyStatus::NotSearched {
-                let _ = writeln!(
-                    out,
-                    "  -    sometimes {:<26} not searched (walks judge Always properties only)",
-                    p.name
-                );
+            let unsearched = if stopped && p.expectation == Expect::Sometimes {
+                Some("stopped at the first violation")
+            } else if p.status == PropertyStatus::NotSearched {
+                Some("walks judge Always properties only")
+            } else {
+                None
+            };
+            if let Some(why) = unsearched {
+                let _ = writeln!(out, "  -    sometimes {:<26} not searched ({why})", p.name);
                 continue;
             }
             let mark = if p.status.is_good() { "ok  " } else { "FAIL" };
