@@ -87,6 +87,12 @@ pub struct ServerState {
     /// ids (six), once computed: symmetry reduction fingerprints every successor under one or
     /// more permutations, and all but one server's state of a successor are its parent's.
     pub relabelled: Remembered<6>,
+    /// The hash of what this server looks like with every server id forgotten (its part of
+    /// the key that orders servers for symmetry reduction), once computed.
+    pub shape: Remembered<1>,
+    /// Whether this server is free of faults (no panic, no refusal, its Peer's own invariants
+    /// hold), once known: 1 if it is, 2 if not. Judged in every state the server is part of.
+    pub sound: Remembered<1>,
 }
 
 /// Hashes of a server's state, each computed at most once per copy: a state behind an `Arc`
@@ -467,6 +473,8 @@ impl Actor for ModelActor {
                     stored,
                     hash: Remembered::default(),
                     relabelled: Remembered::default(),
+                    shape: Remembered::default(),
+                    sound: Remembered::default(),
                 })
             }
             ModelActor::Client { servers, value } => {
@@ -745,6 +753,8 @@ fn broken_start(config: Config, message: String, stored: &Stored) -> NodeState {
         stored: stored.clone(),
         hash: Remembered::default(),
         relabelled: Remembered::default(),
+        shape: Remembered::default(),
+        sound: Remembered::default(),
     })
 }
 
@@ -957,6 +967,8 @@ impl Rewrite<Id> for NodeState {
                 stored: server.stored.rewrite(plan),
                 hash: Remembered::default(),
                 relabelled: Remembered::default(),
+                shape: Remembered::default(),
+                sound: Remembered::default(),
             }),
             NodeState::Client(client) => NodeState::Client(client.clone()),
             NodeState::Admin(admin) => NodeState::Admin(admin.clone()),

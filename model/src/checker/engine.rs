@@ -34,7 +34,7 @@ use stateright::{Model, Path, RewritePlan};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A model action.
@@ -280,12 +280,110 @@ impl Search<'_> {
 type Chunk = Vec<(RaftState, Fingerprint)>;
 
 /// A worker's own: the actions of the state being expanded, its memo of handlers' results,
-/// and the states it generated in the current chunk.
+/// the properties' verdicts it knows, and the states it generated in the current chunk.
 #[derive(Default)]
 struct Scratch {
     actions: Vec<RaftAction>,
     memo: step::Memo,
+    verdicts: Verdicts,
     generated: usize,
+}
+
+/// What the properties that read no message in flight discovered in states already judged,
+/// by their servers: most states share their servers with many others and differ only in the
+/// messages in flight (the handler memo even shares the very server states between them). A
+/// state's servers are known again only when they are the same server states, storage and
+/// crash marks (compared as pointers to the shared states, which the entry keeps alive), so
+/// a verdict is never taken from other servers. Emptied when it holds [`Verdicts::LIMIT`].
+#[derive(Default)]
+struct Verdicts {
+    known: std::collections::HashMap<u64, Vec<Judged>, BuildHasherDefault<IdentityHasher>>,
+    len: usize,
+}
+
+/// The servers of a judged state and what the properties discovered in it.
+struct Judged {
+    actors: Small<Arc<NodeState>>,
+    storages: Small<Option<super::actor::Stored>>,
+    crashed: Small<bool>,
+    discovered: smallvec::SmallVec<[usize; 2]>,
+}
+
+impl Judged {
+    fn is_of(&self, state: &RaftState) -> bool {
+        self.crashed.as_slice() == state.crashed.as_slice()
+            && self.actors.len() == state.actor_states.len()
+            && self.actors.iter().zip(&state.actor_states).all(|(a, b)| {
+                match (a.server(), b.server()) {
+                    (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+                    (None, None) => true,
+                    _ => false,
+                }
+            })
+            && self.storages.len() == state.actor_storages.len()
+            && self
+                .storages
+                .iter()
+                .zip(&state.actor_storages)
+                .all(|(a, b)| match (a, b) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                    _ => false,
+                })
+    }
+}
+
+impl Verdicts {
+    /// Entries kept at most.
+    const LIMIT: usize = 1 << 18;
+
+    /// A hash of the servers' states, storage and crash marks (what the remembered properties
+    /// read), from hashes the server states remember.
+    fn key(state: &RaftState) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = key_hasher().build_hasher();
+        for (actor, storage) in state.actor_states.iter().zip(&state.actor_storages) {
+            let Some(server) = actor.server() else {
+                continue;
+            };
+            actor.memo_hash().hash(&mut h);
+            // Storage is almost always the copy the server keeps, which its hash covers.
+            match storage {
+                None => 0u8.hash(&mut h),
+                Some(stored)
+                    if Arc::ptr_eq(stored, &server.stored) || **stored == *server.stored =>
+                {
+                    1u8.hash(&mut h)
+                }
+                Some(stored) => (2u8, &**stored).hash(&mut h),
+            }
+        }
+        state.crashed.hash(&mut h);
+        h.finish()
+    }
+
+    /// What the server-only properties discovered in a state with `state`'s servers, if known.
+    fn get(&self, key: u64, state: &RaftState) -> Option<&[usize]> {
+        self.known
+            .get(&key)?
+            .iter()
+            .find(|judged| judged.is_of(state))
+            .map(|judged| judged.discovered.as_slice())
+    }
+
+    fn remember(&mut self, key: u64, state: &RaftState, discovered: &[usize]) {
+        if self.len >= Self::LIMIT {
+            self.known.clear();
+            self.len = 0;
+        }
+        self.len += 1;
+        self.known.entry(key).or_default().push(Judged {
+            actors: state.actor_states.iter().cloned().collect(),
+            storages: state.actor_storages.iter().cloned().collect(),
+            crashed: state.crashed.iter().copied().collect(),
+            discovered: discovered.into(),
+        });
+    }
 }
 
 /// States a worker takes from the frontier at a time.
@@ -317,16 +415,39 @@ impl Shared<'_> {
         let Scratch {
             actions,
             memo,
+            verdicts,
             generated,
         } = scratch;
-        for (i, property) in properties::ALL.iter().enumerate() {
-            if property.expectation == Expect::Sometimes && self.found[i].load(Ordering::Relaxed) {
-                continue;
-            }
-            if let Some(discovered) = properties::discovery(i, self.model, state) {
-                self.discover(discovered, depth, fp);
+        let found = |i: usize| {
+            properties::ALL[i].expectation == Expect::Sometimes
+                && self.found[i].load(Ordering::Relaxed)
+        };
+        // The properties that read only the servers: remembered by the servers.
+        let key = Verdicts::key(state);
+        match verdicts.get(key, state) {
+            Some(known) => known
+                .iter()
+                .filter(|&&i| !found(i))
+                .for_each(|&i| self.discover(i, depth, fp)),
+            None => {
+                let mut discovered: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
+                properties::discoveries(
+                    self.model,
+                    state,
+                    |i| properties::ALL[i].reads_network || found(i),
+                    |i| discovered.push(i),
+                );
+                verdicts.remember(key, state, &discovered);
+                discovered.iter().for_each(|&i| self.discover(i, depth, fp));
             }
         }
+        // The others, in every state.
+        properties::discoveries(
+            self.model,
+            state,
+            |i| !properties::ALL[i].reads_network || found(i),
+            |i| self.discover(i, depth, fp),
+        );
         actions.clear();
         self.model.actions(state, actions);
         for action in actions.drain(..) {
@@ -446,10 +567,11 @@ impl Shared<'_> {
 
 /// What a server's state looks like with every server id forgotten: equal for two servers
 /// that differ only by a permutation of ids. Part of the key servers are sorted by (see
-/// [`server_keys`]); [`canonical`] settles the ties that remain.
+/// [`server_keys`]); [`canonical`] settles the ties that remain. Everything in it is the
+/// server's own (its Peer, its history, its storage and a write in progress), so its hash is
+/// remembered by the server state: a successor shares all but one server with its parent.
 #[derive(Hash)]
 struct Shape<'a> {
-    crashed: bool,
     term: u64,
     vote: u8,
     log: &'a [crate::peer::Entry<super::Value>],
@@ -457,7 +579,8 @@ struct Shape<'a> {
     role: RoleKind,
     role_detail: (bool, usize, usize),
     ghost: &'a super::Ghost,
-    stored: Option<(u64, u8, &'a [crate::peer::Entry<super::Value>])>,
+    stored: (u64, u8, &'a [crate::peer::Entry<super::Value>]),
+    busy: u8,
 }
 
 fn vote_shape(vote: Option<u64>, own: u64) -> u8 {
@@ -468,7 +591,7 @@ fn vote_shape(vote: Option<u64>, own: u64) -> u8 {
     }
 }
 
-fn shape<'a>(state: &'a RaftState, index: usize, server: &'a ServerState) -> Shape<'a> {
+fn shape(server: &ServerState) -> Shape<'_> {
     let peer = &server.peer;
     let own = peer.id();
     let role_detail = match peer.role() {
@@ -480,8 +603,8 @@ fn shape<'a>(state: &'a RaftState, index: usize, server: &'a ServerState) -> Sha
             ..
         } => (true, usize::from(transferee.is_some()), heard_from.len()),
     };
+    let stored = &server.stored;
     Shape {
-        crashed: state.crashed[index],
         term: peer.term(),
         vote: vote_shape(peer.voted_for(), own),
         log: peer.log(),
@@ -489,9 +612,16 @@ fn shape<'a>(state: &'a RaftState, index: usize, server: &'a ServerState) -> Sha
         role: peer.role_kind(),
         role_detail,
         ghost: &server.ghost,
-        stored: state.actor_storages[index]
+        stored: (
+            stored.term,
+            vote_shape(stored.voted_for, own),
+            stored.log.as_slice(),
+        ),
+        // A write in progress, with how many messages wait for it (persistence as a step).
+        busy: server
+            .pending
             .as_ref()
-            .map(|d| (d.term, vote_shape(d.voted_for, own), d.log.as_slice())),
+            .map_or(0, |p| 1 + p.held.len().min(15) as u8),
     }
 }
 
@@ -521,13 +651,8 @@ fn server_keys(state: &RaftState, servers: &[(usize, &ServerState)]) -> Small<u6
                     crate::peer::Timer::Heartbeat => 2,
                 })
                 .sum();
-            // A write in progress, with how many messages wait for it (persistence as a
-            // step); zero without one, so that other keys stay what they were.
-            let busy = server
-                .pending
-                .as_ref()
-                .map_or(0, |p| 4 + 8 * p.held.len().min(15) as u8);
-            hasher.hash_one((shape(state, *i, server), timers + busy))
+            let own = server.shape.get_or(0, || hasher.hash_one(shape(server)));
+            hasher.hash_one((state.crashed[*i], own, timers))
         })
         .collect();
     let n = servers.len();
@@ -784,8 +909,19 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
             .collect();
         choices.sort_unstable();
         choices.hash(&mut h);
+        // A server's storage is the copy its state keeps (`ServerState::stored`), hashed with
+        // the rest of the server's part below; only storage that differs from it (none of
+        // this model's making) is hashed here.
+        let kept = state.actor_states[old]
+            .server()
+            .map(|server| &server.stored);
         match state.actor_storages[old].as_ref() {
             None => 0u8.hash(&mut h),
+            Some(durable)
+                if kept.is_some_and(|kept| Arc::ptr_eq(durable, kept) || **durable == **kept) =>
+            {
+                2u8.hash(&mut h)
+            }
             Some(durable) => {
                 1u8.hash(&mut h);
                 (durable.term, durable.voted_for.map(map), &durable.log).hash(&mut h);
@@ -810,6 +946,8 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
                         &server.ghost,
                     )
                         .hash(&mut h);
+                    let stored = &server.stored;
+                    (stored.term, stored.voted_for.map(map), &stored.log).hash(&mut h);
                     match peer.role() {
                         Role::Follower { leader } => (0u8, leader.map(map)).hash(&mut h),
                         Role::PreCandidate { votes } => {
@@ -982,6 +1120,75 @@ mod tests {
             }
         }
         assert!(checked > 100, "only {checked} fingerprints checked");
+    }
+
+    /// A verdict remembered for a state's servers is given back for any state with the same
+    /// servers (the same server states, storage and crash marks, whatever is in flight), is
+    /// then what the properties say of that state, and is never given for other servers.
+    #[test]
+    fn remembered_verdicts_are_the_properties_verdicts() {
+        let config = ModelConfig {
+            client_requests: 2,
+            max_crashes: 1,
+            max_in_flight: 4,
+            ..ModelConfig::default()
+        };
+        let model = config.clone().into_model();
+        let judge = |state: &RaftState| {
+            let mut discovered: Small<usize> = Small::new();
+            properties::discoveries(
+                &model,
+                state,
+                |i| properties::ALL[i].reads_network,
+                |i| discovered.push(i),
+            );
+            discovered
+        };
+        let mut verdicts = Verdicts::default();
+        let (mut known, mut refused) = (0, 0);
+        let mut previous: Option<RaftState> = None;
+        for state in states(config, 30) {
+            let key = Verdicts::key(&state);
+            let verdict = judge(&state);
+            match verdicts.get(key, &state) {
+                Some(remembered) => {
+                    assert_eq!(remembered, verdict.as_slice());
+                    known += 1;
+                }
+                None => verdicts.remember(key, &state, &verdict),
+            }
+            // The same servers, built anew, with nothing in flight: the same verdict.
+            let identity: Vec<usize> = (0..state.actor_states.len()).collect();
+            let mut quiet = relabel(&state, &identity);
+            quiet.network = stateright::actor::Network::new_unordered_nonduplicating([]);
+            assert_eq!(
+                verdicts.get(Verdicts::key(&quiet), &quiet),
+                Some(verdict.as_slice())
+            );
+            // A step that changed a server, its storage or a crash mark: the verdict of the
+            // state before is not given for the state after, even under the same key.
+            if let Some(before) = previous.take() {
+                let same_servers = before.crashed == state.crashed
+                    && before.actor_storages == state.actor_storages
+                    && before
+                        .actor_states
+                        .iter()
+                        .zip(&state.actor_states)
+                        .all(|(a, b)| a.server() == b.server());
+                if !same_servers {
+                    let mut alone = Verdicts::default();
+                    let key = Verdicts::key(&before);
+                    alone.remember(key, &before, &judge(&before));
+                    assert_eq!(alone.get(key, &state), None);
+                    refused += 1;
+                }
+            }
+            previous = Some(state);
+        }
+        assert!(
+            known > 10 && refused > 100,
+            "{known} known, {refused} refused"
+        );
     }
 
     /// Every permutation of server ids of a state has the same canonical fingerprint, and the

@@ -27,6 +27,10 @@ pub struct NamedProperty {
     pub description: &'static str,
     /// The condition, evaluated on one state.
     pub condition: fn(&RaftModel, &RaftState) -> bool,
+    /// Whether the condition reads the messages in flight. One that does not reads only the
+    /// servers' states, their storage and which are crashed, so its verdict on one state holds
+    /// for every state with the same servers (the search remembers it, see `engine`).
+    pub reads_network: bool,
 }
 
 /// Every property, in report order. Where one state violates several, the first in this
@@ -38,48 +42,56 @@ pub const ALL: [NamedProperty; 23] = [
         expectation: Expect::Always,
         description: "at most one leader per term (§5.2)",
         condition: election_safety,
+        reads_network: false,
     },
     NamedProperty {
         name: "LogMatching",
         expectation: Expect::Always,
         description: "logs with an entry of the same index and term agree up to it (§5.3)",
         condition: log_matching,
+        reads_network: false,
     },
     NamedProperty {
         name: "LeaderCompleteness",
         expectation: Expect::Always,
         description: "a leader holds every entry committed in an earlier or its own term (§5.4)",
         condition: leader_completeness,
+        reads_network: false,
     },
     NamedProperty {
         name: "StateMachineSafety",
         expectation: Expect::Always,
         description: "no two servers commit different entries at one index (§5.4.3)",
         condition: state_machine_safety,
+        reads_network: false,
     },
     NamedProperty {
         name: "CommittedSurvivesCrash",
         expectation: Expect::Always,
         description: "what a server has committed is in its own durable log",
         condition: committed_survives_crash,
+        reads_network: false,
     },
     NamedProperty {
         name: "NoCommitOnMinority",
         expectation: Expect::Always,
         description: "every committed entry is in the durable log of a majority",
         condition: no_commit_on_minority,
+        reads_network: false,
     },
     NamedProperty {
         name: "ElectableHoldsCommitted",
         expectation: Expect::Always,
         description: "a server whose log could win a majority's votes holds every committed entry",
         condition: electable_holds_committed,
+        reads_network: false,
     },
     NamedProperty {
         name: "MonotonicTerm",
         expectation: Expect::Always,
         description: "a server's term never decreases, not even across a crash",
         condition: monotonic_term,
+        reads_network: false,
     },
     NamedProperty {
         name: "PreVoteChangesNothing",
@@ -87,12 +99,14 @@ pub const ALL: [NamedProperty; 23] = [
         description: "asking for, granting or counting pre-votes changes no server's term or \
                       vote; only pre-votes from a majority start an election (§9.6)",
         condition: pre_vote_changes_nothing,
+        reads_network: false,
     },
     NamedProperty {
         name: "MonotonicCommit",
         expectation: Expect::Always,
         description: "a running server's commit index never decreases",
         condition: monotonic_commit,
+        reads_network: false,
     },
     NamedProperty {
         name: "FlowControlWindow",
@@ -101,12 +115,14 @@ pub const ALL: [NamedProperty; 23] = [
                       last + 1, at most the window in flight, each message in flight ending \
                       after matched and before next, and the bytes in flight counted exactly",
         condition: flow_control_window,
+        reads_network: false,
     },
     NamedProperty {
         name: "OutputContract",
         expectation: Expect::Always,
         description: "every step's output keeps the Peer's contract (messages, persist, commit)",
         condition: output_contract,
+        reads_network: false,
     },
     NamedProperty {
         name: "PeerInvariant",
@@ -114,18 +130,21 @@ pub const ALL: [NamedProperty; 23] = [
         description:
             "no Peer step panics or refuses a message, and every Peer's own invariants hold",
         condition: peer_invariant,
+        reads_network: false,
     },
     NamedProperty {
         name: "LeaderElected",
         expectation: Expect::Sometimes,
         description: "a leader is elected",
         condition: leader_elected,
+        reads_network: false,
     },
     NamedProperty {
         name: "EntryCommitted",
         expectation: Expect::Sometimes,
         description: "a client entry commits",
         condition: entry_committed,
+        reads_network: false,
     },
     NamedProperty {
         name: "BlankEntryCommitsEarlierTerm",
@@ -133,24 +152,28 @@ pub const ALL: [NamedProperty; 23] = [
         description: "a leader's commit index reaches its blank entry, past an earlier term's \
                       client entry, with no client entry of its own term",
         condition: blank_entry_commits_earlier_term,
+        reads_network: false,
     },
     NamedProperty {
         name: "LaterLeaderCommits",
         expectation: Expect::Sometimes,
         description: "a leader of a later term commits after an earlier leader committed",
         condition: later_leader_commits,
+        reads_network: false,
     },
     NamedProperty {
         name: "RecoveredNodeCatchesUp",
         expectation: Expect::Sometimes,
         description: "a recovered server catches up and an entry commits afterwards",
         condition: recovered_node_catches_up,
+        reads_network: false,
     },
     NamedProperty {
         name: "FollowerTruncatesConflict",
         expectation: Expect::Sometimes,
         description: "a follower deletes a conflicting uncommitted entry",
         condition: follower_truncates_conflict,
+        reads_network: false,
     },
     NamedProperty {
         name: "PreVoteRefusedInSameTerm",
@@ -158,6 +181,7 @@ pub const ALL: [NamedProperty; 23] = [
         description: "a pre-candidate is refused by a server of its own term whose log is more \
                       up-to-date, and neither changes term",
         condition: pre_vote_refused_in_same_term,
+        reads_network: true,
     },
     NamedProperty {
         name: "TransferCompletes",
@@ -165,6 +189,7 @@ pub const ALL: [NamedProperty; 23] = [
         description: "a server told by the leader to take over (TimeoutNow) leads the term it \
                       campaigned in (§3.10)",
         condition: transfer_completes,
+        reads_network: false,
     },
     NamedProperty {
         name: "WindowFills",
@@ -172,12 +197,14 @@ pub const ALL: [NamedProperty; 23] = [
         description:
             "a leader has as many AppendEntries in flight to a follower as its window allows",
         condition: window_fills,
+        reads_network: false,
     },
     NamedProperty {
         name: "FollowerCatchesUpInBatches",
         expectation: Expect::Sometimes,
         description: "a follower is known to store more entries than one AppendEntries carries",
         condition: follower_catches_up_in_batches,
+        reads_network: false,
     },
 ];
 
@@ -204,6 +231,38 @@ pub fn discovery(i: usize, model: &RaftModel, state: &RaftState) -> Option<usize
         (Ok(holds), Expect::Always) => (!holds).then_some(i),
         (Ok(holds), Expect::Sometimes) => holds.then_some(i),
         (Err(_), _) => Some(PEER_INVARIANT),
+    }
+}
+
+/// Calls `found` with what evaluating each property of [`ALL`] not `skipped` discovers on
+/// `state` (as [`discovery`] does), in order. The properties are evaluated under one guard;
+/// only when one of them panics are they evaluated again one by one, each under its own, so
+/// that the verdicts are [`discovery`]'s.
+pub fn discoveries(
+    model: &RaftModel,
+    state: &RaftState,
+    skipped: impl Fn(usize) -> bool,
+    found: impl FnMut(usize),
+) {
+    let together = super::actor::guarded(|| {
+        let mut hits: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
+        for (i, property) in ALL.iter().enumerate() {
+            if skipped(i) {
+                continue;
+            }
+            let holds = (property.condition)(model, state);
+            if holds == (property.expectation == Expect::Sometimes) {
+                hits.push(i);
+            }
+        }
+        hits
+    });
+    match together {
+        Ok(hits) => hits.into_iter().for_each(found),
+        Err(_) => (0..ALL.len())
+            .filter(|&i| !skipped(i))
+            .filter_map(|i| discovery(i, model, state))
+            .for_each(found),
     }
 }
 
@@ -283,7 +342,8 @@ pub fn peer_fault(server: &ServerState) -> Option<String> {
 }
 
 fn election_safety(_: &RaftModel, state: &RaftState) -> bool {
-    let leaders: Vec<_> = live_leaders(state).map(|s| s.peer.term()).collect();
+    let leaders: smallvec::SmallVec<[u64; 8]> =
+        live_leaders(state).map(|s| s.peer.term()).collect();
     leaders
         .iter()
         .enumerate()
@@ -393,6 +453,12 @@ fn pre_vote_changes_nothing(_: &RaftModel, state: &RaftState) -> bool {
 /// term: the voter was in that term and refused for its log.
 fn pre_vote_refused_in_same_term(_: &RaftModel, state: &RaftState) -> bool {
     use crate::peer::Message;
+    // Most states have no pre-candidate; the messages in flight are read only if one has.
+    if !servers(state)
+        .any(|(_, s, crashed)| !crashed && s.peer.role_kind() == RoleKind::PreCandidate)
+    {
+        return false;
+    }
     let refused: Vec<(usize, u64)> = in_flight(state)
         .filter_map(|(dst, message)| match message {
             Message::PreVoteResponse {
@@ -444,7 +510,10 @@ fn output_contract(_: &RaftModel, state: &RaftState) -> bool {
 }
 
 fn peer_invariant(_: &RaftModel, state: &RaftState) -> bool {
-    servers(state).all(|(_, server, _)| peer_fault(server).is_none())
+    servers(state).all(|(_, server, _)| {
+        let sound = || if peer_fault(server).is_none() { 1 } else { 2 };
+        server.sound.get_or(0, sound) == 1
+    })
 }
 
 fn leader_elected(_: &RaftModel, state: &RaftState) -> bool {
@@ -540,6 +609,7 @@ mod tests {
             expectation: Expect::Always,
             description: "panics",
             condition: broken,
+            reads_network: false,
         };
         let model = super::super::ModelConfig::default().into_model();
         let state = model.init_states().remove(0);
