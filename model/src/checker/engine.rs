@@ -292,8 +292,8 @@ struct Scratch {
 /// What the properties that read no message in flight discovered in states already judged,
 /// by their servers: most states share their servers with many others and differ only in the
 /// messages in flight (the handler memo even shares the very server states between them). A
-/// state's servers are known again only when they are the same server states, storage and
-/// crash marks (compared as pointers to the shared states, which the entry keeps alive), so
+/// state's servers are known again only when they are equal server states, storage and crash
+/// marks (compared as pointers first, then by content; the entry keeps its states alive), so
 /// a verdict is never taken from other servers. Emptied when it holds [`Verdicts::LIMIT`].
 #[derive(Default)]
 struct Verdicts {
@@ -327,7 +327,7 @@ impl Judged {
                 .zip(&state.actor_storages)
                 .all(|(a, b)| match (a, b) {
                     (None, None) => true,
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                    (Some(a), Some(b)) => same_storage(a, b),
                     _ => false,
                 })
     }
@@ -350,11 +350,7 @@ impl Verdicts {
             // Storage is almost always the copy the server keeps, which its hash covers.
             match storage {
                 None => 0u8.hash(&mut h),
-                Some(stored)
-                    if Arc::ptr_eq(stored, &server.stored) || **stored == *server.stored =>
-                {
-                    1u8.hash(&mut h)
-                }
+                Some(stored) if same_storage(stored, &server.stored) => 1u8.hash(&mut h),
                 Some(stored) => (2u8, &**stored).hash(&mut h),
             }
         }
@@ -384,6 +380,11 @@ impl Verdicts {
             discovered: discovered.into(),
         });
     }
+}
+
+/// Whether two stored states are equal: almost always the very same one, shared.
+fn same_storage(a: &super::actor::Stored, b: &super::actor::Stored) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// States a worker takes from the frontier at a time.
@@ -917,9 +918,7 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
             .map(|server| &server.stored);
         match state.actor_storages[old].as_ref() {
             None => 0u8.hash(&mut h),
-            Some(durable)
-                if kept.is_some_and(|kept| Arc::ptr_eq(durable, kept) || **durable == **kept) =>
-            {
+            Some(durable) if kept.is_some_and(|kept| same_storage(durable, kept)) => {
                 2u8.hash(&mut h)
             }
             Some(durable) => {
@@ -1086,17 +1085,22 @@ mod tests {
         found
     }
 
+    /// Two requests, a crash, four messages in flight: every kind of server state soon.
+    fn busy_config() -> ModelConfig {
+        ModelConfig {
+            client_requests: 2,
+            max_crashes: 1,
+            max_in_flight: 4,
+            ..ModelConfig::default()
+        }
+    }
+
     /// The servers' parts of a fingerprint, remembered by the server states, are what a fresh
     /// copy of the state (which remembers nothing) computes, under every permutation and on
     /// every later call.
     #[test]
     fn remembered_fingerprint_parts_are_computed_ones() {
-        let config = ModelConfig {
-            client_requests: 2,
-            max_crashes: 1,
-            max_in_flight: 4,
-            ..ModelConfig::default()
-        };
+        let config = busy_config();
         let permutations = [
             [0, 1, 2],
             [0, 2, 1],
@@ -1127,12 +1131,7 @@ mod tests {
     /// then what the properties say of that state, and is never given for other servers.
     #[test]
     fn remembered_verdicts_are_the_properties_verdicts() {
-        let config = ModelConfig {
-            client_requests: 2,
-            max_crashes: 1,
-            max_in_flight: 4,
-            ..ModelConfig::default()
-        };
+        let config = busy_config();
         let model = config.clone().into_model();
         let judge = |state: &RaftState| {
             let mut discovered: Small<usize> = Small::new();
