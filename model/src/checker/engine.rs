@@ -33,7 +33,7 @@ use stateright::actor::{ActorModelAction, ActorModelState, Id};
 use stateright::{Model, Path, RewritePlan};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,25 @@ pub struct Search<'a> {
     pub max_states: Option<usize>,
     /// How often to report progress.
     pub interval: Duration,
+    /// The watchdog: how long one state's expansion may take before the search is declared
+    /// stuck, and what to do with the stuck step (print it) before the process exits with
+    /// status 1. `None`: no watchdog.
+    pub stall: Option<(Duration, &'a dyn Fn(Stall))>,
+}
+
+/// A step that did not return: a Peer that loops or waits forever in one step would
+/// otherwise stall the search without a word.
+pub struct Stall {
+    /// The path to the state whose expansion stalled (it ends in that state, or in another
+    /// member of its class of symmetric states).
+    pub path: Path<RaftState, RaftAction>,
+    /// The actions of the path's last state that did not return when tried again (none when
+    /// it was the properties' judgment of the state that did not end).
+    pub actions: Vec<RaftAction>,
+    /// The worker was judging the state's properties, not taking one of its actions.
+    pub judging: bool,
+    /// How long the worker had been on that state when it was declared stuck.
+    pub waited: Duration,
 }
 
 /// Progress counters shared by the workers.
@@ -108,6 +127,118 @@ struct Shared<'a> {
     violated: AtomicBool,
     model: &'a RaftModel,
     symmetry: bool,
+    /// One per worker, read by the watchdog.
+    beats: Vec<Beat>,
+}
+
+/// What one worker is doing, for the watchdog. Written with relaxed stores by its worker
+/// alone (one cache line each, so that workers do not share one), read by the main thread.
+#[derive(Default)]
+#[repr(align(64))]
+struct Beat {
+    /// Bumped each time the worker starts on a state or on one of its actions.
+    ticks: AtomicU64,
+    /// The fingerprint of the state being expanded; 0 while the worker has no state.
+    state: AtomicU64,
+    /// The index of the action being taken, [`Beat::JUDGING`] while the state's properties
+    /// are judged.
+    action: AtomicUsize,
+}
+
+impl Beat {
+    const JUDGING: usize = usize::MAX;
+
+    fn start(&self, ticks: &mut u64, state: Fingerprint, action: usize) {
+        *ticks += 1;
+        self.state.store(state, Ordering::Relaxed);
+        self.action.store(action, Ordering::Relaxed);
+        self.ticks.store(*ticks, Ordering::Relaxed);
+    }
+
+    fn idle(&self) {
+        self.state.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The main thread's view of the workers' beats: a worker whose beat has not moved for the
+/// budget while it holds a state is stuck in it.
+struct Watchdog {
+    budget: Duration,
+    /// Per worker: the ticks last seen and when they were first seen.
+    seen: Vec<(u64, Instant)>,
+}
+
+/// A worker stuck in one state: its fingerprint, the action being taken (or
+/// [`Beat::JUDGING`]), and for how long.
+#[derive(Debug, PartialEq)]
+struct Stuck {
+    state: Fingerprint,
+    action: usize,
+    waited: Duration,
+}
+
+impl Watchdog {
+    fn new(budget: Duration, workers: usize, now: Instant) -> Self {
+        Watchdog {
+            budget,
+            seen: vec![(0, now); workers],
+        }
+    }
+
+    /// The first worker stuck at `now`, if any.
+    fn stuck(&mut self, beats: &[Beat], now: Instant) -> Option<Stuck> {
+        for (beat, seen) in beats.iter().zip(&mut self.seen) {
+            let ticks = beat.ticks.load(Ordering::Relaxed);
+            let state = beat.state.load(Ordering::Relaxed);
+            if state == 0 || ticks != seen.0 {
+                *seen = (ticks, now);
+                continue;
+            }
+            let waited = now.saturating_duration_since(seen.1);
+            if waited >= self.budget {
+                return Some(Stuck {
+                    state,
+                    action: beat.action.load(Ordering::Relaxed),
+                    waited,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// Which of `actions` do not return within `wait` when `run` is called on each, every one on
+/// a thread of its own (a stuck one is left behind: the process is about to exit).
+fn not_returning<A, F>(actions: Vec<A>, wait: Duration, run: F) -> Vec<A>
+where
+    A: Clone + Send + 'static,
+    F: Fn(A) + Clone + Send + 'static,
+{
+    let (sender, returned) = std::sync::mpsc::channel::<usize>();
+    for (i, action) in actions.iter().enumerate() {
+        let (sender, run, action) = (sender.clone(), run.clone(), action.clone());
+        std::thread::spawn(move || {
+            // A panic is a return as far as stalling goes (the search reports panics).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(action)));
+            let _ = sender.send(i);
+        });
+    }
+    drop(sender);
+    let deadline = Instant::now() + wait;
+    let mut done = vec![false; actions.len()];
+    while done.iter().any(|d| !d) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match returned.recv_timeout(left) {
+            Ok(i) => done[i] = true,
+            Err(_) => break,
+        }
+    }
+    actions
+        .into_iter()
+        .zip(done)
+        .filter(|(_, done)| !done)
+        .map(|(action, _)| action)
+        .collect()
 }
 
 impl Search<'_> {
@@ -129,6 +260,7 @@ impl Search<'_> {
             violated: AtomicBool::new(false),
             model: self.model,
             symmetry: self.symmetry,
+            beats: (0..self.threads.max(1)).map(|_| Beat::default()).collect(),
         };
         // A level is a list of chunks. Each worker takes a chunk, expands its states and frees
         // it at once, so a level's memory is returned while the next level is being built
@@ -158,9 +290,12 @@ impl Search<'_> {
         let current: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
         let produced: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
         let (finished, done) = std::sync::mpsc::channel::<()>();
+        let mut watchdog = self
+            .stall
+            .map(|(budget, _)| Watchdog::new(budget, threads, Instant::now()));
         std::thread::scope(|scope| {
             let mut workers = Vec::new();
-            for _ in 0..threads {
+            for worker in 0..threads {
                 let finished = finished.clone();
                 let (shared, level, started, current, produced) =
                     (&shared, &level, &started, &current, &produced);
@@ -191,7 +326,14 @@ impl Search<'_> {
                             // over.
                             scratch.generated = 0;
                             for (mut state, fp) in chunk {
-                                shared.visit(&mut state, fp, depth, &mut scratch, &mut next);
+                                shared.visit(
+                                    &mut state,
+                                    fp,
+                                    depth,
+                                    worker,
+                                    &mut scratch,
+                                    &mut next,
+                                );
                                 if next.len() >= CHUNK {
                                     let full =
                                         std::mem::replace(&mut next, Vec::with_capacity(CHUNK));
@@ -202,6 +344,7 @@ impl Search<'_> {
                                 .generated
                                 .fetch_add(scratch.generated, Ordering::Relaxed);
                         }
+                        shared.beats[worker].idle();
                         if !next.is_empty() {
                             produced.lock().expect("no worker panicked").push(next);
                         }
@@ -233,6 +376,15 @@ impl Search<'_> {
                                 panic!("a search worker stopped before the level ended");
                             }
                         }
+                    }
+                    if let Some(stuck) = watchdog
+                        .as_mut()
+                        .and_then(|w| w.stuck(&shared.beats, Instant::now()))
+                    {
+                        let (budget, report) = self.stall.expect("a watchdog has a report");
+                        report(shared.stall(stuck, budget));
+                        // The stuck worker cannot be stopped, nor this scope left without it.
+                        std::process::exit(1);
                     }
                     if last_report.elapsed() >= self.interval {
                         last_report = Instant::now();
@@ -287,6 +439,8 @@ struct Scratch {
     memo: step::Memo,
     verdicts: Verdicts,
     generated: usize,
+    /// The worker's beat count (see [`Beat`]).
+    ticks: u64,
 }
 
 /// What the properties that read no message in flight discovered in states already judged,
@@ -410,6 +564,7 @@ impl Shared<'_> {
         state: &mut RaftState,
         fp: Fingerprint,
         depth: usize,
+        worker: usize,
         scratch: &mut Scratch,
         next: &mut Vec<(RaftState, Fingerprint)>,
     ) {
@@ -418,7 +573,10 @@ impl Shared<'_> {
             memo,
             verdicts,
             generated,
+            ticks,
         } = scratch;
+        let beat = &self.beats[worker];
+        beat.start(ticks, fp, Beat::JUDGING);
         let found = |i: usize| {
             properties::ALL[i].expectation == Expect::Sometimes
                 && self.found[i].load(Ordering::Relaxed)
@@ -451,7 +609,8 @@ impl Shared<'_> {
         );
         actions.clear();
         self.model.actions(state, actions);
-        for action in actions.drain(..) {
+        for (k, action) in actions.drain(..).enumerate() {
+            beat.start(ticks, fp, k);
             match step::apply(self.model, memo, state, action) {
                 step::Applied::Disabled => {}
                 step::Applied::Done(undo) => {
@@ -528,6 +687,31 @@ impl Shared<'_> {
         self.visited.entry(fp).or_insert(parent);
         for i in violated {
             self.discover(i, depth, fp);
+        }
+    }
+
+    /// The report of a stuck worker: the path to its state and the actions of that state that
+    /// do not return when tried again. The path may end in another member of the stuck
+    /// state's class (symmetry), whose action list is in another order: so each action is
+    /// tried, on threads of its own, for as long as the budget, rather than named by index.
+    fn stall(&self, stuck: Stuck, budget: Duration) -> Stall {
+        let path = self.path_to(stuck.state);
+        let actions = if stuck.action == Beat::JUDGING {
+            Vec::new()
+        } else {
+            let state = path.last_state().clone();
+            let mut actions = Vec::new();
+            self.model.actions(&state, &mut actions);
+            let config = self.model.cfg.clone();
+            not_returning(actions, budget, move |action| {
+                let _ = config.clone().into_model().next_state(&state, action);
+            })
+        };
+        Stall {
+            path,
+            actions,
+            judging: stuck.action == Beat::JUDGING,
+            waited: stuck.waited,
         }
     }
 
@@ -1228,5 +1412,66 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The watchdog names a worker whose beat stands still on a state for the budget, and
+    /// only such a worker: not one that keeps starting actions, nor one without a state.
+    #[test]
+    fn the_watchdog_names_a_worker_stuck_on_one_state() {
+        let budget = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let beats: Vec<Beat> = (0..3).map(|_| Beat::default()).collect();
+        let mut dog = Watchdog::new(budget, beats.len(), t0);
+        let mut ticks = [0u64; 3];
+        // Worker 0 is idle; worker 1 keeps working; worker 2 starts action 4 of state 77.
+        beats[1].start(&mut ticks[1], 55, Beat::JUDGING);
+        beats[2].start(&mut ticks[2], 77, 4);
+        assert_eq!(dog.stuck(&beats, t0), None);
+        let mut now = t0;
+        for step in 1..=4 {
+            now = t0 + budget / 2 * step;
+            beats[1].start(&mut ticks[1], 55, step as usize);
+            let stuck = dog.stuck(&beats, now);
+            if step < 2 {
+                assert_eq!(stuck, None, "half the budget at step {step}");
+            } else {
+                assert_eq!(
+                    stuck,
+                    Some(Stuck {
+                        state: 77,
+                        action: 4,
+                        waited: now - t0
+                    }),
+                    "at step {step}"
+                );
+            }
+        }
+        // Once worker 2 moves on, or has no state, it is no longer stuck.
+        beats[2].start(&mut ticks[2], 78, Beat::JUDGING);
+        assert_eq!(dog.stuck(&beats, now), None);
+        // At the level's end every worker is idle, however long the next level takes to come.
+        beats[1].idle();
+        beats[2].idle();
+        assert_eq!(dog.stuck(&beats, now + budget * 2), None);
+    }
+
+    /// Trying the actions again finds exactly the one that does not return, and it comes back
+    /// as soon as the others have returned when none is stuck.
+    #[test]
+    fn trying_the_actions_again_finds_the_one_that_does_not_return() {
+        let stuck = not_returning((0..5).collect(), Duration::from_millis(300), |a: u32| {
+            if a == 3 {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+        assert_eq!(stuck, vec![3]);
+        let started = Instant::now();
+        let stuck = not_returning((0..5).collect(), Duration::from_secs(600), |a: u32| {
+            assert!(a != 2, "a panic is a return");
+        });
+        assert!(stuck.is_empty(), "{stuck:?}");
+        assert!(started.elapsed() < Duration::from_secs(600));
     }
 }

@@ -1,6 +1,6 @@
 //! Running the checker over one configuration or a suite, with progress and a summary.
 
-use super::engine::{RaftAction, Search};
+use super::engine::{RaftAction, Search, Stall};
 use super::properties::{self, Expect};
 use super::simulate::{self, SimulationPlan, SimulationReport};
 use super::{ModelConfig, RaftModel, RaftState};
@@ -475,6 +475,7 @@ fn check_one(
         stop_on_violation: config.stop_at_first_violation,
         max_states: None,
         interval,
+        stall: Some((STEP_BUDGET, &|stall| print_stall(&model, config, stall))),
     };
     let outcome = search.run(&mut |unique, states, depth| {
         let secs = start.elapsed().as_secs_f64();
@@ -533,6 +534,44 @@ fn check_one(
         elapsed.as_secs_f64()
     ));
     report
+}
+
+/// How long the expansion of one state (its properties and each of its steps) may take before
+/// the search is declared stuck: a state takes microseconds, so only a step that loops or
+/// waits forever comes near it.
+pub const STEP_BUDGET: Duration = Duration::from_secs(60);
+
+/// Prints a stuck step: the path to the state it was taken from, and which of that state's
+/// steps do not return. The process then exits with status 1 (see [`Search::stall`]).
+fn print_stall(model: &RaftModel, config: &ModelConfig, stall: Stall) {
+    let waited = stall.waited.as_secs_f64();
+    let what = if stall.judging {
+        "judging the properties of the last state below did not end".to_string()
+    } else if stall.actions.is_empty() {
+        "a step from the last state below did not return, but every one of them returns when \
+         tried again: the machine may be too busy, not the Peer stuck"
+            .to_string()
+    } else {
+        let actions: Vec<String> = stall
+            .actions
+            .iter()
+            .map(|a| model.format_action(a))
+            .collect();
+        format!(
+            "from the last state below, this step does not return (tried again for as long): {}",
+            actions.join("; ")
+        )
+    };
+    let d = describe(model, "Stall", stall.path);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "STALL [{}]: a worker spent {waited:.0} s on one state; the search cannot go on.\n  {what}",
+        config.name
+    );
+    write_path(&mut out, &d, config);
+    print!("{out}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
 }
 
 /// A discovery of `config`'s model, described.

@@ -881,6 +881,7 @@ pub fn counterexample(bug: Bug) -> Option<Trace> {
             stop_on_violation: true,
             max_states: None,
             interval: std::time::Duration::from_secs(3600),
+            stall: None,
         }
         .run(&mut |_, _, _| {});
         let found = properties::ALL
