@@ -614,14 +614,16 @@ impl Shared<'_> {
             match step::apply(self.model, memo, state, action) {
                 step::Applied::Disabled => {}
                 step::Applied::Done(undo) => {
-                    if let Some(successor_fp) = self.admit(state, fp, depth, generated) {
+                    if let Some(successor_fp) = self.admit(state, fp, depth, generated, verdicts) {
                         next.push((state.clone(), successor_fp));
                     }
                     step::undo(state, undo);
                 }
                 step::Applied::Elsewhere(action) => {
                     if let Some(successor) = self.model.next_state(state, action) {
-                        if let Some(successor_fp) = self.admit(&successor, fp, depth, generated) {
+                        if let Some(successor_fp) =
+                            self.admit(&successor, fp, depth, generated, verdicts)
+                        {
                             next.push((successor, successor_fp));
                         }
                     }
@@ -638,9 +640,10 @@ impl Shared<'_> {
         parent: Fingerprint,
         depth: usize,
         generated: &mut usize,
+        verdicts: &mut Verdicts,
     ) -> Option<Fingerprint> {
         if !self.model.within_boundary(successor) {
-            self.beyond_boundary(successor, parent, depth + 1);
+            self.beyond_boundary(successor, parent, depth + 1, verdicts);
             return None;
         }
         *generated += 1;
@@ -673,13 +676,41 @@ impl Shared<'_> {
     /// A successor beyond the bounds is not explored, but a step that breaks a safety
     /// property on the way out of the bounds (a term that wraps past `--max-term`, say) is
     /// still a violation: it is recorded with its parent, and reported like any other.
-    fn beyond_boundary(&self, successor: &RaftState, parent: Fingerprint, depth: usize) {
-        let violated: Vec<usize> = properties::ALL
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.expectation == Expect::Always)
-            .filter_map(|(i, _)| properties::discovery(i, self.model, successor))
-            .collect();
+    fn beyond_boundary(
+        &self,
+        successor: &RaftState,
+        parent: Fingerprint,
+        depth: usize,
+        verdicts: &mut Verdicts,
+    ) {
+        let always = |i: usize| properties::ALL[i].expectation == Expect::Always;
+        let mut violated: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
+        // The properties that read only the servers, as in a state within the bounds: most
+        // successors beyond them (one message too many in flight) have servers judged before.
+        let key = Verdicts::key(successor);
+        match verdicts.get(key, successor) {
+            Some(known) => violated.extend(known.iter().copied().filter(|&i| always(i))),
+            None => {
+                let mut discovered: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
+                properties::discoveries(
+                    self.model,
+                    successor,
+                    |i| {
+                        properties::ALL[i].reads_network
+                            || (!always(i) && self.found[i].load(Ordering::Relaxed))
+                    },
+                    |i| discovered.push(i),
+                );
+                verdicts.remember(key, successor, &discovered);
+                violated.extend(discovered.iter().copied().filter(|&i| always(i)));
+            }
+        }
+        properties::discoveries(
+            self.model,
+            successor,
+            |i| !properties::ALL[i].reads_network || !always(i),
+            |i| violated.push(i),
+        );
         if violated.is_empty() {
             return;
         }
@@ -1082,16 +1113,14 @@ pub fn relabelled_fingerprint(state: &RaftState, positions: &[usize]) -> Fingerp
             })
             .sum();
         timers.hash(&mut h);
-        let mut choices: Small<(&String, Small<u64>)> = state.random_choices[old]
-            .map
-            .iter()
-            .map(|(key, ids)| {
-                let mut ids: Small<u64> =
-                    ids.iter().map(|id| map(usize::from(*id) as u64)).collect();
-                ids.sort_unstable();
-                (key, ids)
-            })
-            .collect();
+        // Hashed as a sorted slice; most actors have no choice to make, and none more than
+        // one or two (kept inline: this runs for every successor).
+        let mut choices: smallvec::SmallVec<[(&String, Small<u64>); 2]> = smallvec::SmallVec::new();
+        for (key, ids) in &state.random_choices[old].map {
+            let mut ids: Small<u64> = ids.iter().map(|id| map(usize::from(*id) as u64)).collect();
+            ids.sort_unstable();
+            choices.push((key, ids));
+        }
         choices.sort_unstable();
         choices.hash(&mut h);
         // A server's storage is the copy its state keeps (`ServerState::stored`), hashed with

@@ -24,6 +24,9 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 /// What [`apply`] did to the state.
+// Returned once per step and never stored: boxing the undo would cost the allocation that
+// keeping its changes inline saves.
+#[allow(clippy::large_enum_variant)]
 pub enum Applied {
     /// The action is not enabled or changes nothing: stateright has no successor for it.
     Disabled,
@@ -48,8 +51,9 @@ pub struct Undo {
     choices: Option<RandomChoices<Id>>,
     /// Its storage before the step, if the step saved.
     storage: Option<Option<Stored>>,
-    /// The network's changes, in the order they were made.
-    network: Vec<Change>,
+    /// The network's changes, in the order they were made (kept inline: a step takes one
+    /// message off and sends a few).
+    network: smallvec::SmallVec<[Change; 4]>,
 }
 
 /// One change to the network's multiset of envelopes.
@@ -127,7 +131,7 @@ pub fn apply(
         timers: timers_of(state, index),
         choices: None,
         storage: None,
-        network: Vec::new(),
+        network: smallvec::SmallVec::new(),
     };
     let id = Id::from(index);
     let actor: &ModelActor = &model.actors[index];
@@ -309,6 +313,12 @@ struct Remembered {
 pub struct Memo {
     buckets: std::collections::HashMap<u64, Vec<Remembered>, BuildHasherDefault<IdentityHasher>>,
     len: usize,
+    /// The server states the remembered handlings made, one shared copy of each by content:
+    /// a server state is reached by many handlings (the same vote granted from two states,
+    /// say), and sharing one copy makes the comparisons that follow it (here and in the
+    /// search's remembered verdicts) a pointer comparison, and its remembered hashes computed
+    /// once. Emptied with the handlings.
+    shared: std::collections::HashMap<u64, Vec<Arc<NodeState>>, BuildHasherDefault<IdentityHasher>>,
     /// Runs every handler afresh and remembers nothing (a random walk seldom meets the same
     /// server state twice with the same input).
     off: bool,
@@ -348,10 +358,23 @@ impl Memo {
                 return known.outcome.clone();
             }
         }
-        let outcome = handle(actor, index, current, input);
+        let mut outcome = handle(actor, index, current, input);
         if self.len >= Self::LIMIT {
             self.buckets.clear();
+            self.shared.clear();
             self.len = 0;
+        }
+        if let Some(next) = outcome
+            .as_mut()
+            .and_then(|o| Arc::get_mut(o))
+            .and_then(|o| o.next.as_mut())
+            .filter(|next| next.server().is_some())
+        {
+            let copies = self.shared.entry(next.memo_hash()).or_default();
+            match copies.iter().find(|known| **known == *next) {
+                Some(known) => *next = known.clone(),
+                None => copies.push(next.clone()),
+            }
         }
         self.len += 1;
         let input = match input {
