@@ -609,10 +609,28 @@ impl Shared<'_> {
         );
         actions.clear();
         self.model.actions(state, actions);
+        // A successor with more messages in flight than the bounds allow is made without its
+        // network (see `step::Applied::Crowded`).
+        // (Only while no safety property reads the network.)
+        let crowd = (!properties::ALWAYS_READS_NETWORK)
+            .then(|| (state.network.len(), self.model.cfg.max_in_flight));
         for (k, action) in actions.drain(..).enumerate() {
             beat.start(ticks, fp, k);
-            match step::apply(self.model, memo, state, action) {
+            match step::apply(self.model, memo, state, action, crowd) {
                 step::Applied::Disabled => {}
+                step::Applied::Crowded(undo, action) => {
+                    let violated = self.violated_by_servers(state, verdicts);
+                    step::undo(state, undo);
+                    if !violated.is_empty() {
+                        // Rare: the successor is made in full, to be recorded.
+                        if let step::Applied::Done(undo) =
+                            step::apply(self.model, memo, state, action, None)
+                        {
+                            self.record_beyond(state, fp, depth + 1, violated);
+                            step::undo(state, undo);
+                        }
+                    }
+                }
                 step::Applied::Done(undo) => {
                     if let Some(successor_fp) = self.admit(state, fp, depth, generated, verdicts) {
                         next.push((state.clone(), successor_fp));
@@ -683,34 +701,57 @@ impl Shared<'_> {
         depth: usize,
         verdicts: &mut Verdicts,
     ) {
-        let always = |i: usize| properties::ALL[i].expectation == Expect::Always;
-        let mut violated: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
-        // The properties that read only the servers, as in a state within the bounds: most
-        // successors beyond them (one message too many in flight) have servers judged before.
-        let key = Verdicts::key(successor);
-        match verdicts.get(key, successor) {
-            Some(known) => violated.extend(known.iter().copied().filter(|&i| always(i))),
-            None => {
-                let mut discovered: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
-                properties::discoveries(
-                    self.model,
-                    successor,
-                    |i| {
-                        properties::ALL[i].reads_network
-                            || (!always(i) && self.found[i].load(Ordering::Relaxed))
-                    },
-                    |i| discovered.push(i),
-                );
-                verdicts.remember(key, successor, &discovered);
-                violated.extend(discovered.iter().copied().filter(|&i| always(i)));
-            }
-        }
+        let mut violated = self.violated_by_servers(successor, verdicts);
         properties::discoveries(
             self.model,
             successor,
-            |i| !properties::ALL[i].reads_network || !always(i),
+            |i| {
+                !properties::ALL[i].reads_network
+                    || properties::ALL[i].expectation != Expect::Always
+            },
             |i| violated.push(i),
         );
+        self.record_beyond(successor, parent, depth, violated);
+    }
+
+    /// The safety properties that read only the servers (not the network) and do not hold in
+    /// `state`, from the remembered verdicts where its servers were judged before: most
+    /// successors beyond the bounds (one message too many in flight) have such servers.
+    fn violated_by_servers(
+        &self,
+        state: &RaftState,
+        verdicts: &mut Verdicts,
+    ) -> smallvec::SmallVec<[usize; 2]> {
+        let always = |i: usize| properties::ALL[i].expectation == Expect::Always;
+        let key = Verdicts::key(state);
+        if let Some(known) = verdicts.get(key, state) {
+            return known.iter().copied().filter(|&i| always(i)).collect();
+        }
+        // Judged as within the bounds (the Sometimes properties not yet found too), as the
+        // remembered verdicts serve those states as well.
+        let mut discovered: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
+        properties::discoveries(
+            self.model,
+            state,
+            |i| {
+                properties::ALL[i].reads_network
+                    || (!always(i) && self.found[i].load(Ordering::Relaxed))
+            },
+            |i| discovered.push(i),
+        );
+        verdicts.remember(key, state, &discovered);
+        discovered.retain(|i| always(*i));
+        discovered
+    }
+
+    /// Records the violations found in a successor beyond the bounds, with its parent.
+    fn record_beyond(
+        &self,
+        successor: &RaftState,
+        parent: Fingerprint,
+        depth: usize,
+        violated: smallvec::SmallVec<[usize; 2]>,
+    ) {
         if violated.is_empty() {
             return;
         }

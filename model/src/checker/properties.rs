@@ -219,6 +219,18 @@ impl NamedProperty {
     }
 }
 
+/// Whether some Always property reads the messages in flight. None does: the search then
+/// judges a successor beyond the bound on messages in flight without building its network.
+pub const ALWAYS_READS_NETWORK: bool = {
+    let mut i = 0;
+    let mut reads = false;
+    while i < ALL.len() {
+        reads |= ALL[i].reads_network && matches!(ALL[i].expectation, Expect::Always);
+        i += 1;
+    }
+    reads
+};
+
 /// The index in [`ALL`] of PeerInvariant, which a panic while evaluating any property violates.
 pub const PEER_INVARIANT: usize = 12;
 

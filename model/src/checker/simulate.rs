@@ -178,8 +178,10 @@ fn walk(model: &RaftModel, seed: u64, max_steps: usize) -> (Vec<RaftAction>, Opt
             let action = actions.swap_remove(index);
             // Stepped in place where the network allows it (as the search does), so that a
             // step copies only what it changes; undone if it leaves the bounds.
-            match step::apply(model, &mut memo, &mut state, action.clone()) {
+            match step::apply(model, &mut memo, &mut state, action.clone(), None) {
                 step::Applied::Disabled => {}
+                // Not without a bound on messages in flight; a step past the bounds is undone.
+                step::Applied::Crowded(undo, _) => step::undo(&mut state, undo),
                 step::Applied::Done(undo) => {
                     if model.within_boundary(&state) {
                         next = Some(action);

@@ -35,6 +35,12 @@ pub enum Applied {
     Elsewhere(RaftAction),
     /// The state is now the successor; [`undo`] turns it back into the parent.
     Done(Undo),
+    /// The successor has more messages in flight than `crowd` allows, so it lies beyond the
+    /// bounds and is only judged, by properties that read no message in flight: the state
+    /// now has the successor's actors, timers, random choices, storage and crash marks, and
+    /// still the parent's network. [`undo`] turns it back into the parent; the action is given
+    /// back, to be taken again without the bound should the successor break a property.
+    Crowded(Undo, RaftAction),
 }
 
 /// How to turn a successor made by [`apply`] back into its parent.
@@ -97,12 +103,15 @@ fn timers_of(state: &RaftState, index: usize) -> [bool; 2] {
 }
 
 /// Takes `action` in `state`, in place. On [`Applied::Done`], `state` is the successor that
-/// stateright's `next_state` would return, until [`undo`] is called.
+/// stateright's `next_state` would return, until [`undo`] is called. `crowd`, if given, is the
+/// number of messages in flight in `state` and the most the bounds allow: a successor with
+/// more is [`Applied::Crowded`], its network left as it was.
 pub fn apply(
     model: &RaftModel,
     memo: &mut Memo,
     state: &mut RaftState,
     action: RaftAction,
+    crowd: Option<(usize, usize)>,
 ) -> Applied {
     if !matches!(state.network, Network::UnorderedNonDuplicating(_)) {
         return Applied::Elsewhere(action);
@@ -135,33 +144,33 @@ pub fn apply(
     };
     let id = Id::from(index);
     let actor: &ModelActor = &model.actors[index];
-    let outcome: Arc<Outcome> = match action {
-        ActorModelAction::Drop(envelope) => {
+    let outcome: Arc<Outcome> = match &action {
+        ActorModelAction::Drop(_) => {
+            let ActorModelAction::Drop(envelope) = action else {
+                unreachable!("matched above")
+            };
             remove(&mut state.network, &envelope);
             undo.network.push(Change::Removed(envelope));
             return Applied::Done(undo);
         }
-        ActorModelAction::Deliver { src, dst, msg } => {
+        ActorModelAction::Deliver { src, msg, .. } => {
             if state.crashed[index] {
                 return Applied::Disabled;
             }
-            let input = InputRef::Deliver(src, &msg);
+            let input = InputRef::Deliver(*src, msg);
             let Some(outcome) = memo.outcome(actor, index, &state.actor_states[index], input)
             else {
                 return Applied::Disabled;
             };
-            let envelope = Envelope { src, dst, msg };
-            remove(&mut state.network, &envelope);
-            undo.network.push(Change::Removed(envelope));
             outcome
         }
         ActorModelAction::Timeout(_, timer) => {
-            let input = InputRef::Timeout(&timer);
+            let input = InputRef::Timeout(timer);
             let Some(outcome) = memo.outcome(actor, index, &state.actor_states[index], input)
             else {
                 return Applied::Disabled;
             };
-            state.timers_set[index].cancel(&timer);
+            state.timers_set[index].cancel(timer);
             outcome
         }
         ActorModelAction::Crash(_) => {
@@ -183,15 +192,34 @@ pub fn apply(
         ActorModelAction::SelectRandom { key, random, .. } => {
             let mut next = Cow::Borrowed(&*state.actor_states[index]);
             let mut out = Out::new();
-            actor.on_random(id, &mut next, &random, &mut out);
+            actor.on_random(id, &mut next, random, &mut out);
             let next = match next {
                 Cow::Owned(next) => Some(next),
                 Cow::Borrowed(_) => None,
             };
             undo.choices = Some(state.random_choices[index].clone());
-            state.random_choices[index].remove(&key);
+            state.random_choices[index].remove(key);
             Arc::new(Outcome::new(next, out))
         }
+    };
+    let delivered = matches!(action, ActorModelAction::Deliver { .. });
+    let sent = outcome
+        .commands
+        .iter()
+        .filter(|command| matches!(command, Cmd::Send(..)))
+        .count();
+    let crowded =
+        crowd.is_some_and(|(in_flight, most)| in_flight + sent > most + usize::from(delivered));
+    // Kept to be given back when crowded; else a delivered message leaves the network.
+    let crowded = if crowded {
+        Some(action)
+    } else {
+        if let ActorModelAction::Deliver { src, dst, msg } = action {
+            let envelope = Envelope { src, dst, msg };
+            remove(&mut state.network, &envelope);
+            undo.network.push(Change::Removed(envelope));
+        }
+        None
     };
     if let Some(next) = &outcome.next {
         undo.actor = Some(std::mem::replace(
@@ -201,6 +229,7 @@ pub fn apply(
     }
     for command in &outcome.commands {
         match command {
+            Cmd::Send(..) if crowded.is_some() => {}
             Cmd::Send(dst, msg) => {
                 let envelope = Envelope {
                     src: id,
@@ -234,7 +263,10 @@ pub fn apply(
             }
         }
     }
-    Applied::Done(undo)
+    match crowded {
+        Some(action) => Applied::Crowded(undo, action),
+        None => Applied::Done(undo),
+    }
 }
 
 /// What a handler did: the actor's new state (`None`: unchanged) and its commands.
@@ -502,7 +534,7 @@ mod tests {
                 ..ModelConfig::default()
             },
         ];
-        let mut steps = 0;
+        let (mut steps, mut crowded) = (0, 0);
         for config in configs {
             assert_eq!(config.network, NetworkKind::Unordered);
             let model = config.into_model();
@@ -517,18 +549,46 @@ mod tests {
                     for action in actions {
                         let expected = model.next_state(&state, action.clone());
                         let parent = state.clone();
-                        match apply(&model, &mut memo, &mut state, action.clone()) {
+                        match apply(&model, &mut memo, &mut state, action.clone(), None) {
                             Applied::Disabled => {
                                 assert!(expected.is_none(), "{action:?} is enabled");
                             }
                             Applied::Elsewhere(_) => panic!("{action:?} not stepped in place"),
+                            Applied::Crowded(..) => panic!("{action:?}: crowded without a bound"),
                             Applied::Done(changes) => {
-                                let expected = expected.expect("stateright has a successor");
+                                let expected =
+                                    expected.clone().expect("stateright has a successor");
                                 assert!(state == expected, "{action:?}: another successor");
                                 undo(&mut state, changes);
                                 assert!(state == parent, "{action:?}: not undone");
                                 steps += 1;
                                 successors.push(expected);
+                            }
+                        }
+                        // Again with room for no more messages than the parent has: a step
+                        // that sends more than it takes is crowded.
+                        let most = state.network.len();
+                        let crowd = Some((most, most));
+                        match apply(&model, &mut memo, &mut state, action.clone(), crowd) {
+                            Applied::Disabled => assert!(expected.is_none()),
+                            Applied::Elsewhere(_) => panic!("{action:?} not stepped in place"),
+                            Applied::Done(changes) => {
+                                let expected = expected.expect("stateright has a successor");
+                                assert!(expected.network.len() <= most, "{action:?}: not crowded");
+                                assert!(state == expected, "{action:?}: another successor");
+                                undo(&mut state, changes);
+                                assert!(state == parent, "{action:?}: not undone");
+                            }
+                            Applied::Crowded(changes, _) => {
+                                let expected = expected.expect("stateright has a successor");
+                                assert!(expected.network.len() > most, "{action:?}: crowded");
+                                assert!(state.network == parent.network, "{action:?}: network");
+                                let mut rest = expected.clone();
+                                rest.network = parent.network.clone();
+                                assert!(state == rest, "{action:?}: another successor");
+                                undo(&mut state, changes);
+                                assert!(state == parent, "{action:?}: not undone");
+                                crowded += 1;
                             }
                         }
                     }
@@ -541,5 +601,6 @@ mod tests {
             }
         }
         assert!(steps > 10_000, "only {steps} steps compared");
+        assert!(crowded > 1_000, "only {crowded} crowded steps compared");
     }
 }
