@@ -610,8 +610,7 @@ impl Shared<'_> {
         actions.clear();
         self.model.actions(state, actions);
         // A successor with more messages in flight than the bounds allow is made without its
-        // network (see `step::Applied::Crowded`).
-        // (Only while no safety property reads the network.)
+        // network (`step::Applied::Crowded`), as long as no safety property reads the network.
         let crowd = (!properties::ALWAYS_READS_NETWORK)
             .then(|| (state.network.len(), self.model.cfg.max_in_flight));
         for (k, action) in actions.drain(..).enumerate() {
