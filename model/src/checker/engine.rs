@@ -582,22 +582,9 @@ impl Shared<'_> {
                 && self.found[i].load(Ordering::Relaxed)
         };
         // The properties that read only the servers: remembered by the servers.
-        let key = Verdicts::key(state);
-        match verdicts.get(key, state) {
-            Some(known) => known
-                .iter()
-                .filter(|&&i| !found(i))
-                .for_each(|&i| self.discover(i, depth, fp)),
-            None => {
-                let mut discovered: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
-                properties::discoveries(
-                    self.model,
-                    state,
-                    |i| properties::ALL[i].reads_network || found(i),
-                    |i| discovered.push(i),
-                );
-                verdicts.remember(key, state, &discovered);
-                discovered.iter().for_each(|&i| self.discover(i, depth, fp));
+        for i in self.server_discoveries(state, verdicts) {
+            if !found(i) {
+                self.discover(i, depth, fp);
             }
         }
         // The others, in every state.
@@ -701,45 +688,57 @@ impl Shared<'_> {
         verdicts: &mut Verdicts,
     ) {
         let mut violated = self.violated_by_servers(successor, verdicts);
-        properties::discoveries(
-            self.model,
-            successor,
-            |i| {
-                !properties::ALL[i].reads_network
-                    || properties::ALL[i].expectation != Expect::Always
-            },
-            |i| violated.push(i),
-        );
+        if properties::ALWAYS_READS_NETWORK {
+            properties::discoveries(
+                self.model,
+                successor,
+                |i| {
+                    !properties::ALL[i].reads_network
+                        || properties::ALL[i].expectation != Expect::Always
+                },
+                |i| violated.push(i),
+            );
+        }
         self.record_beyond(successor, parent, depth, violated);
     }
 
     /// The safety properties that read only the servers (not the network) and do not hold in
-    /// `state`, from the remembered verdicts where its servers were judged before: most
-    /// successors beyond the bounds (one message too many in flight) have such servers.
+    /// `state`: most successors beyond the bounds (one message too many in flight) have servers
+    /// judged before.
     fn violated_by_servers(
         &self,
         state: &RaftState,
         verdicts: &mut Verdicts,
     ) -> smallvec::SmallVec<[usize; 2]> {
-        let always = |i: usize| properties::ALL[i].expectation == Expect::Always;
+        let mut violated = self.server_discoveries(state, verdicts);
+        violated.retain(|i| properties::ALL[*i].expectation == Expect::Always);
+        violated
+    }
+
+    /// What the properties that read only the servers discover in `state` (the Sometimes
+    /// properties not yet found when judged), from the remembered verdicts where its servers
+    /// were judged before, else judged now and remembered.
+    fn server_discoveries(
+        &self,
+        state: &RaftState,
+        verdicts: &mut Verdicts,
+    ) -> smallvec::SmallVec<[usize; 2]> {
         let key = Verdicts::key(state);
         if let Some(known) = verdicts.get(key, state) {
-            return known.iter().copied().filter(|&i| always(i)).collect();
+            return known.into();
         }
-        // Judged as within the bounds (the Sometimes properties not yet found too), as the
-        // remembered verdicts serve those states as well.
         let mut discovered: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
         properties::discoveries(
             self.model,
             state,
             |i| {
                 properties::ALL[i].reads_network
-                    || (!always(i) && self.found[i].load(Ordering::Relaxed))
+                    || (properties::ALL[i].expectation == Expect::Sometimes
+                        && self.found[i].load(Ordering::Relaxed))
             },
             |i| discovered.push(i),
         );
         verdicts.remember(key, state, &discovered);
-        discovered.retain(|i| always(*i));
         discovered
     }
 
