@@ -135,7 +135,7 @@ struct Shared<'a> {
 /// alone (one cache line each, so that workers do not share one), read by the main thread.
 #[derive(Default)]
 #[repr(align(64))]
-struct Beat {
+pub(super) struct Beat {
     /// Bumped each time the worker starts on a state or on one of its actions.
     ticks: AtomicU64,
     /// The fingerprint of the state being expanded; 0 while the worker has no state.
@@ -148,21 +148,21 @@ struct Beat {
 impl Beat {
     const JUDGING: usize = usize::MAX;
 
-    fn start(&self, ticks: &mut u64, state: Fingerprint, action: usize) {
+    pub(super) fn start(&self, ticks: &mut u64, state: Fingerprint, action: usize) {
         *ticks += 1;
         self.state.store(state, Ordering::Relaxed);
         self.action.store(action, Ordering::Relaxed);
         self.ticks.store(*ticks, Ordering::Relaxed);
     }
 
-    fn idle(&self) {
+    pub(super) fn idle(&self) {
         self.state.store(0, Ordering::Relaxed);
     }
 }
 
 /// The main thread's view of the workers' beats: a worker whose beat has not moved for the
 /// budget while it holds a state is stuck in it.
-struct Watchdog {
+pub(super) struct Watchdog {
     budget: Duration,
     /// Per worker: the ticks last seen and when they were first seen.
     seen: Vec<(u64, Instant)>,
@@ -171,14 +171,14 @@ struct Watchdog {
 /// A worker stuck in one state: its fingerprint, the action being taken (or
 /// [`Beat::JUDGING`]), and for how long.
 #[derive(Debug, PartialEq)]
-struct Stuck {
-    state: Fingerprint,
-    action: usize,
-    waited: Duration,
+pub(super) struct Stuck {
+    pub(super) state: Fingerprint,
+    pub(super) action: usize,
+    pub(super) waited: Duration,
 }
 
 impl Watchdog {
-    fn new(budget: Duration, workers: usize, now: Instant) -> Self {
+    pub(super) fn new(budget: Duration, workers: usize, now: Instant) -> Self {
         Watchdog {
             budget,
             seen: vec![(0, now); workers],
@@ -186,7 +186,7 @@ impl Watchdog {
     }
 
     /// The first worker stuck at `now`, if any.
-    fn stuck(&mut self, beats: &[Beat], now: Instant) -> Option<Stuck> {
+    pub(super) fn stuck(&mut self, beats: &[Beat], now: Instant) -> Option<Stuck> {
         for (beat, seen) in beats.iter().zip(&mut self.seen) {
             let ticks = beat.ticks.load(Ordering::Relaxed);
             let state = beat.state.load(Ordering::Relaxed);
@@ -209,7 +209,7 @@ impl Watchdog {
 
 /// Which of `actions` do not return within `wait` when `run` is called on each, every one on
 /// a thread of its own (a stuck one is left behind: the process is about to exit).
-fn not_returning<A, F>(actions: Vec<A>, wait: Duration, run: F) -> Vec<A>
+pub(super) fn not_returning<A, F>(actions: Vec<A>, wait: Duration, run: F) -> Vec<A>
 where
     A: Clone + Send + 'static,
     F: Fn(A) + Clone + Send + 'static,

@@ -448,7 +448,12 @@ pub fn check(
                 plan.walks.map_or("unbounded".into(), |w| w.to_string()),
                 plan.max_steps
             ));
-            Some(simulate::simulate(plan, interval, progress))
+            Some(simulate::simulate(
+                plan,
+                interval,
+                progress,
+                Some((STEP_BUDGET, &print_walk_stall)),
+            ))
         }
         _ => None,
     };
@@ -572,6 +577,11 @@ fn print_stall(model: &RaftModel, config: &ModelConfig, stall: Stall) {
     write_path(&mut out, &d, config);
     print!("{out}");
     let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+/// Prints a stuck step of a simulation walk, as [`print_stall`] does for the exhaustive search.
+pub(super) fn print_walk_stall(config: &ModelConfig, stall: Stall) {
+    print_stall(&config.clone().into_model(), config, stall);
 }
 
 /// A discovery of `config`'s model, described.

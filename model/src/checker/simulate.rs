@@ -8,7 +8,7 @@
 //! as long as the shorter path, replayed exactly, still ends in a violation of the same
 //! property.
 
-use super::engine::RaftAction;
+use super::engine::{not_returning, Beat, RaftAction, Stall, Stuck, Watchdog};
 use super::properties::{self, Expect};
 use super::step;
 use super::trace::SplitMix64;
@@ -141,8 +141,18 @@ fn violated(model: &RaftModel, state: &RaftState) -> Option<&'static str> {
 }
 
 /// One walk: at each step an action is drawn among the enabled ones. Returns the actions and
-/// the property violated at the end, if the walk found one.
-fn walk(model: &RaftModel, seed: u64, max_steps: usize) -> (Vec<RaftAction>, Option<&'static str>) {
+/// the property violated at the end, if the walk found one (`judge` off: none is looked for).
+/// `at(steps, judging)` hears where the walk is, for the watchdog: before a step is drawn
+/// from the state that `steps` actions reach (`judging` false), and before that state's
+/// properties are judged (true). The walk depends on its seed alone, so the same seed retraces
+/// it.
+fn walk(
+    model: &RaftModel,
+    seed: u64,
+    max_steps: usize,
+    judge: bool,
+    at: &mut dyn FnMut(usize, bool),
+) -> (Vec<RaftAction>, Option<&'static str>) {
     let mut rng = SplitMix64::new(seed);
     let mut state = model
         .init_states()
@@ -150,12 +160,14 @@ fn walk(model: &RaftModel, seed: u64, max_steps: usize) -> (Vec<RaftAction>, Opt
         .next()
         .expect("the model has an initial state");
     let mut taken = Vec::new();
-    if let Some(property) = violated(model, &state) {
+    at(0, true);
+    if let Some(property) = judge.then(|| violated(model, &state)).flatten() {
         return (taken, Some(property));
     }
     let mut actions = Vec::new();
     let mut memo = step::Memo::off();
     for _ in 0..max_steps {
+        at(taken.len(), false);
         actions.clear();
         model.actions(&state, &mut actions);
         let mut next = None;
@@ -204,7 +216,8 @@ fn walk(model: &RaftModel, seed: u64, max_steps: usize) -> (Vec<RaftAction>, Opt
             break;
         };
         taken.push(action);
-        if let Some(property) = violated(model, &state) {
+        at(taken.len(), true);
+        if let Some(property) = judge.then(|| violated(model, &state)).flatten() {
             return (taken, Some(property));
         }
     }
@@ -290,12 +303,90 @@ fn shrink(
     replay(model, &actions, property).expect("the shrunk path still violates the property")
 }
 
+/// The walk a stuck worker was on, retraced from its seed up to the state it was stuck in
+/// (every step before it returned), with the steps from that state that still do not return
+/// when tried again for `budget` (none when the state's judgment was stuck).
+fn stalled_walk(plan: &SimulationPlan, stuck: Stuck, budget: Duration) -> (ModelConfig, Stall) {
+    let seed = plan.seed.wrapping_add(stuck.state - 1);
+    let (steps, judging) = (stuck.action / 2, stuck.action % 2 == 1);
+    let config = plan.walk_config(seed);
+    let model = config.clone().into_model();
+    // Not judged: the judgment of the last state may be what does not return.
+    let (actions, _) = walk(&model, seed, steps, false, &mut |_, _| {});
+    let init = model
+        .init_states()
+        .into_iter()
+        .next()
+        .expect("the model has an initial state");
+    let script = Script {
+        model: &model,
+        actions: &actions,
+        next: std::cell::Cell::new(0),
+    };
+    let path = Path::from_actions(&script, init, &actions).expect("a walk's steps form a path");
+    let actions = if judging {
+        Vec::new()
+    } else {
+        let state = path.last_state().clone();
+        let mut enabled = Vec::new();
+        model.actions(&state, &mut enabled);
+        let again = config.clone();
+        not_returning(enabled, budget, move |action| {
+            let _ = again.clone().into_model().next_state(&state, action);
+        })
+    };
+    let stall = Stall {
+        path,
+        actions,
+        judging,
+        waited: stuck.waited,
+    };
+    (config, stall)
+}
+
+/// The model as a retraced walk sees it: from each state only the walk's next action is
+/// taken. `Path::from_actions` takes every enabled action of each state on the way (to find
+/// the one asked for), and a walk, unlike the exhaustive search, passes states with steps
+/// it never took, the stuck one among them.
+struct Script<'a> {
+    model: &'a RaftModel,
+    actions: &'a [RaftAction],
+    /// The action to take next (`Path::from_actions` asks for each state's steps in order).
+    next: std::cell::Cell<usize>,
+}
+
+impl Model for Script<'_> {
+    type State = RaftState;
+    type Action = RaftAction;
+
+    fn init_states(&self) -> Vec<RaftState> {
+        self.model.init_states()
+    }
+
+    fn actions(&self, _: &RaftState, actions: &mut Vec<RaftAction>) {
+        actions.extend(self.actions.get(self.next.get()).cloned());
+    }
+
+    fn next_state(&self, last: &RaftState, action: RaftAction) -> Option<RaftState> {
+        self.next.set(self.next.get() + 1);
+        self.model.next_state(last, action)
+    }
+}
+
+/// What the simulation's watchdog does with a walk whose step (or judgment) does not return:
+/// the walk's configuration and the stuck step, to print before the process exits with
+/// status 1.
+pub type StallReport<'a> = &'a dyn Fn(&ModelConfig, Stall);
+
 /// Runs walks until the plan's budget is spent or a violation is found. `progress` hears a
-/// line every `interval`.
+/// line every `interval`. With `stall`, a walk that spends the given time on one step or on
+/// judging one state is retraced, its stuck step named and reported, and the process exits
+/// with status 1, as the exhaustive search's watchdog does.
 pub fn simulate(
     plan: &SimulationPlan,
     interval: Duration,
     progress: &mut dyn FnMut(&str),
+    stall: Option<(Duration, StallReport)>,
 ) -> SimulationReport {
     assert!(plan.walks.is_some() || plan.time.is_some(), "a budget");
     let start = Instant::now();
@@ -308,27 +399,50 @@ pub fn simulate(
         plan.walks.is_some_and(|max| walk >= max)
             || plan.time.is_some_and(|time| start.elapsed() >= time)
     };
+    let threads = plan.threads.max(1);
+    // One beat per worker: the walk it is on (its index + 1; 0 between walks) and where in it,
+    // `2 * steps + judging` (see `walk`).
+    let beats: Vec<Beat> = (0..threads).map(|_| Beat::default()).collect();
+    let mut watchdog = stall.map(|(budget, _)| Watchdog::new(budget, threads, Instant::now()));
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..plan.threads.max(1))
-            .map(|_| {
-                scope.spawn(|| loop {
-                    let i = next_walk.fetch_add(1, Ordering::Relaxed);
-                    if stop.load(Ordering::Relaxed) || out_of_budget(i) {
-                        break;
-                    }
-                    let seed = plan.seed.wrapping_add(i as u64);
-                    let model = plan.walk_config(seed).into_model();
-                    let (actions, property) = walk(&model, seed, plan.max_steps);
-                    steps.fetch_add(actions.len(), Ordering::Relaxed);
-                    walks_done.fetch_add(1, Ordering::Relaxed);
-                    if let Some(property) = property {
-                        let mut found = found.lock().expect("no worker panicked");
-                        // Keep the lowest walk index, so that the finding does not depend on
-                        // thread timing when several walks fail.
-                        if found.as_ref().is_none_or(|(known, _, _)| i < *known) {
-                            *found = Some((i, property, actions));
+        let workers: Vec<_> = beats
+            .iter()
+            .map(|beat| {
+                let (next_walk, stop, steps, walks_done, found, out_of_budget) = (
+                    &next_walk,
+                    &stop,
+                    &steps,
+                    &walks_done,
+                    &found,
+                    &out_of_budget,
+                );
+                scope.spawn(move || {
+                    // Counted across the worker's walks, so that a new walk is a new beat.
+                    let mut ticks = 0u64;
+                    loop {
+                        let i = next_walk.fetch_add(1, Ordering::Relaxed);
+                        if stop.load(Ordering::Relaxed) || out_of_budget(i) {
+                            beat.idle();
+                            break;
                         }
-                        stop.store(true, Ordering::Relaxed);
+                        let seed = plan.seed.wrapping_add(i as u64);
+                        let model = plan.walk_config(seed).into_model();
+                        let (actions, property) =
+                            walk(&model, seed, plan.max_steps, true, &mut |at, judging| {
+                                beat.start(&mut ticks, i as u64 + 1, 2 * at + usize::from(judging))
+                            });
+                        beat.idle();
+                        steps.fetch_add(actions.len(), Ordering::Relaxed);
+                        walks_done.fetch_add(1, Ordering::Relaxed);
+                        if let Some(property) = property {
+                            let mut found = found.lock().expect("no worker panicked");
+                            // Keep the lowest walk index, so that the finding does not depend on
+                            // thread timing when several walks fail.
+                            if found.as_ref().is_none_or(|(known, _, _)| i < *known) {
+                                *found = Some((i, property, actions));
+                            }
+                            stop.store(true, Ordering::Relaxed);
+                        }
                     }
                 })
             })
@@ -336,6 +450,16 @@ pub fn simulate(
         let mut last = Instant::now();
         while workers.iter().any(|w| !w.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
+            if let Some(stuck) = watchdog
+                .as_mut()
+                .and_then(|w| w.stuck(&beats, Instant::now()))
+            {
+                let (budget, report) = stall.expect("a watchdog has a report");
+                let (config, stall) = stalled_walk(plan, stuck, budget);
+                report(&config, stall);
+                // The stuck worker cannot be stopped, nor this scope left without it.
+                std::process::exit(1);
+            }
             if last.elapsed() >= interval {
                 last = Instant::now();
                 progress(&format!(
@@ -373,5 +497,81 @@ pub fn simulate(
         steps: steps.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         finding,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watchdog's retracing rests on this: a walk depends on its seed alone, judged or
+    /// not, and a shorter walk from the same seed takes the first steps of the longer one;
+    /// `at` hears every step and every judgment in order.
+    #[test]
+    fn a_walk_is_retraced_from_its_seed() {
+        let plan = SimulationPlan::default_budget(None, 1);
+        let mut long_walks = 0;
+        for seed in 1..12 {
+            let model = plan.walk_config(seed).into_model();
+            let mut heard = Vec::new();
+            let (long, property) = walk(&model, seed, 60, true, &mut |at, judging| {
+                heard.push((at, judging))
+            });
+            assert_eq!(property, None, "walk {seed} of a correct Peer");
+            // Some configurations come to a dead end early (every bound reached).
+            if long.len() <= 10 {
+                continue;
+            }
+            long_walks += 1;
+            let mut expected = vec![(0, true)];
+            for k in 0..long.len() {
+                expected.extend([(k, false), (k + 1, true)]);
+            }
+            // A walk that ends before its budget (a dead end) draws once more in vain.
+            if long.len() < 60 {
+                expected.push((long.len(), false));
+            }
+            assert_eq!(heard, expected, "walk {seed}");
+            let (unjudged, _) = walk(&model, seed, 60, false, &mut |_, _| {});
+            assert_eq!(unjudged, long, "walk {seed} unjudged");
+            let (short, _) = walk(&model, seed, 10, false, &mut |_, _| {});
+            assert_eq!(short, long[..10], "walk {seed} cut at 10 steps");
+        }
+        assert!(long_walks >= 4, "{long_walks} walks longer than 10 steps");
+    }
+
+    /// A stuck worker's beat names its walk and its place in it; the walk is retraced to the
+    /// state it was stuck in, and from a correct Peer's state every step returns when tried
+    /// again (so none is named).
+    #[test]
+    fn a_stuck_walk_is_retraced_to_its_state() {
+        let plan = SimulationPlan::default_budget(None, 1);
+        // The first walk of the plan that goes 30 steps.
+        let (walk_index, taken) = (0..20)
+            .find_map(|index| {
+                let seed = plan.seed + index;
+                let model = plan.walk_config(seed).into_model();
+                let (taken, _) = walk(&model, seed, 30, false, &mut |_, _| {});
+                (taken.len() == 30).then_some((index, taken))
+            })
+            .expect("a walk of 30 steps among the first 20");
+        let seed = plan.seed + walk_index;
+        for (steps, judging) in [(0, true), (12, false), (12, true), (30, false)] {
+            let stuck = Stuck {
+                state: walk_index + 1,
+                action: 2 * steps + usize::from(judging),
+                waited: Duration::from_secs(61),
+            };
+            let (config, stall) = stalled_walk(&plan, stuck, Duration::from_secs(60));
+            assert_eq!(config.name, format!("walk {seed}"));
+            assert_eq!(
+                stall.path.clone().into_actions(),
+                taken[..steps],
+                "{steps} steps"
+            );
+            assert_eq!(stall.judging, judging);
+            assert!(stall.actions.is_empty(), "{:?}", stall.actions);
+            assert_eq!(stall.waited, Duration::from_secs(61));
+        }
     }
 }

@@ -905,9 +905,13 @@ pub fn counterexample(bug: Bug) -> Option<Trace> {
         persist_steps: false,
         ..super::simulate::SimulationPlan::default_budget(Some(bug), threads)
     };
-    let finding =
-        super::simulate::simulate(&plan, std::time::Duration::from_secs(3600), &mut |_| {})
-            .finding?;
+    let finding = super::simulate::simulate(
+        &plan,
+        std::time::Duration::from_secs(3600),
+        &mut |_| {},
+        Some((super::run::STEP_BUDGET, &super::run::print_walk_stall)),
+    )
+    .finding?;
     let mut header = header(
         &finding.config,
         format!("counterexample-{}", bug.name()),
