@@ -245,6 +245,9 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
             output.commit
         ));
     }
+    if let Some(broken) = leader_duties(after) {
+        return Some(broken);
+    }
     // A new leader appends exactly one blank entry of its term (§8), and nothing else.
     let elected = became_leader(before, after);
     if elected {
@@ -534,6 +537,29 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
                         "the rejection hint {index} is not below the prev index {prev_log_index}"
                     ));
                 }
+                // The hint skips at once what cannot match: past the end of the log, the last
+                // entry; within it, the whole run of the conflicting entry's term back to the
+                // commit index (`rejection_hint`). A smaller hint sends entries the follower
+                // already stores; a larger one costs a round trip per entry.
+                if *term == after.term() {
+                    let expected = if *prev_log_index > before.last_index() {
+                        before.last_index()
+                    } else {
+                        let conflict = term_at(before.log(), *prev_log_index);
+                        (0..*prev_log_index)
+                            .rev()
+                            .find(|&i| {
+                                i <= before.commit_index() || term_at(before.log(), i) != conflict
+                            })
+                            .unwrap_or(0)
+                    };
+                    if index != expected {
+                        return Some(format!(
+                            "the rejection hint {index} for prev {prev_log_index}/{prev_log_term} \
+                             should be {expected}, the highest index that may still match"
+                        ));
+                    }
+                }
             }
             None
         }
@@ -707,9 +733,153 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
                     ));
                 }
             }
+            if let (
+                Role::Leader { progress, .. },
+                Role::Leader {
+                    progress: earlier, ..
+                },
+                Message::AppendEntriesResponse {
+                    success: false,
+                    index,
+                    term,
+                },
+            ) = (after.role(), before.role(), message)
+            {
+                if *term == before.term() && after.term() == before.term() {
+                    return rejection_clause(
+                        from,
+                        *index,
+                        earlier.get(&from),
+                        progress.get(&from),
+                        &replies,
+                    );
+                }
+            }
             None
         }
     }
+}
+
+/// What a leader owes after every step, whatever the step was: it has committed every entry of
+/// its term that a majority stores (§5.4.2, counted here server by server from the match
+/// indexes, the leader's own log counting for itself), and it has sent each follower what that
+/// follower's progress lets leave now (`FlowControl`): nothing stays unsent for a follower whose
+/// probe is not in flight, or whose window has room while entries past its next index wait.
+/// Neither omission breaks safety; each leaves the cluster waiting for a heartbeat or forever.
+fn leader_duties<C: Clone + std::fmt::Debug + crate::Payload, D: Deviation>(
+    after: &Peer<C, D>,
+) -> Option<String> {
+    let Role::Leader { progress, .. } = after.role() else {
+        return None;
+    };
+    let leader = Leader {
+        me: after.id(),
+        members: &after.config().members,
+        log: after.log(),
+        term: after.term(),
+        commit: after.commit_index(),
+        flow: after.config().flow,
+    };
+    leader.owes(|follower| progress.get(follower))
+}
+
+/// What [`leader_duties`] reads of a leader, besides its progress.
+struct Leader<'a, C> {
+    me: NodeId,
+    members: &'a [NodeId],
+    log: &'a [Entry<C>],
+    term: u64,
+    commit: Index,
+    flow: crate::peer::FlowControl,
+}
+
+impl<C> Leader<'_, C> {
+    fn owes<'p>(
+        &self,
+        progress: impl Fn(&NodeId) -> Option<&'p crate::peer::Progress>,
+    ) -> Option<String> {
+        let last = self.log.len() as Index;
+        let members = self.members.len();
+        for index in (self.commit + 1..=last).rev() {
+            if term_at(self.log, index) != Some(self.term) {
+                continue;
+            }
+            let count = self
+                .members
+                .iter()
+                .filter(|m| **m == self.me || progress(m).is_some_and(|p| p.matched >= index))
+                .count();
+            if 2 * count > members {
+                return Some(format!(
+                    "a leader of term {} left its commit index at {} though {count} of \
+                     {members} servers store its entry {index} of that term (§5.4.2)",
+                    self.term, self.commit
+                ));
+            }
+        }
+        for to in self.members.iter().filter(|m| **m != self.me) {
+            let Some(p) = progress(to) else {
+                return Some(format!("a leader keeps no progress for the member {to}"));
+            };
+            let waiting = match &p.flow {
+                Flow::Probe { paused } => !paused,
+                Flow::Replicate { inflight } => {
+                    let room = inflight.len() < self.flow.max_inflight
+                        && inflight.bytes() < self.flow.max_inflight_bytes;
+                    room && p.next <= last
+                }
+            };
+            if waiting {
+                return Some(format!(
+                    "a leader left {to} with something to send unsent (next {}, {:?}, last \
+                     index {last})",
+                    p.next, p.flow
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// How a leader answers a rejection of its term from `from` whose hint is `hint` (§5.3, with
+/// the hint of `rejection_hint`): a rejection of the request that is the follower's last one
+/// (the hint lies below its prev index, `next - 1`, and not below what the follower is known
+/// to store while pipelining) makes the leader probe again right after the hint, but never at
+/// or below the match index; any other rejection is stale, answered by a message already
+/// overtaken, and changes nothing. Ignoring a rejection leaves the follower behind until the
+/// next heartbeat; acting on a stale one sends entries twice.
+fn rejection_clause<C>(
+    from: NodeId,
+    hint: Index,
+    before: Option<&crate::peer::Progress>,
+    after: Option<&crate::peer::Progress>,
+    replies: &[&Message<C>],
+) -> Option<String> {
+    let Some(p) = before else {
+        return Some(format!("a leader keeps no progress for {from}"));
+    };
+    let pipelining = matches!(p.flow, Flow::Replicate { .. });
+    let current = hint + 1 < p.next && !(pipelining && hint < p.matched);
+    if !current {
+        return (after != Some(p) || !replies.is_empty()).then(|| {
+            format!(
+                "a stale rejection from {from} (hint {hint}, next {}, match {}) changed its \
+                 progress or sent it a message",
+                p.next, p.matched
+            )
+        });
+    }
+    let probe = hint.max(p.matched);
+    let probed = replies.iter().any(|m| {
+        matches!(m, Message::AppendEntriesRequest { prev_log_index, .. } if *prev_log_index == probe)
+    });
+    (!probed).then(|| {
+        format!(
+            "a rejection from {from} with hint {hint} (next {}, match {}) was not answered by a \
+             probe after index {probe}",
+            p.next, p.matched
+        )
+    })
 }
 
 /// Whether a server ignores `message` by leader stickiness (§9.6): with pre-vote on, a request
@@ -932,5 +1102,189 @@ mod tests {
             ),
             "{broken}"
         );
+    }
+
+    /// A log of entries with these terms.
+    fn log_of(terms: &[u64]) -> Vec<Entry<u8>> {
+        terms
+            .iter()
+            .map(|&term| Entry {
+                term,
+                command: Some(0),
+            })
+            .collect()
+    }
+
+    fn probing(next: Index, matched: Index, paused: bool) -> crate::peer::Progress {
+        crate::peer::Progress {
+            next,
+            matched,
+            flow: Flow::Probe { paused },
+        }
+    }
+
+    fn pipelining(next: Index, matched: Index) -> crate::peer::Progress {
+        crate::peer::Progress {
+            next,
+            matched,
+            flow: Flow::Replicate {
+                inflight: Default::default(),
+            },
+        }
+    }
+
+    /// A leader (server 1 of three, term 3, log terms [1, 1, 2, 3]) owes the commit of an entry
+    /// of its term that it and one follower store, and nothing for an earlier term's entry; it
+    /// owes a message to a follower whose probe is not in flight, or whose window has room
+    /// while entries wait.
+    #[test]
+    fn a_leader_owes_the_commit_of_a_majority_entry_and_what_progress_lets_leave() {
+        let members = [1, 2, 3];
+        let log = log_of(&[1, 1, 2, 3]);
+        let leader = |commit| Leader {
+            me: 1,
+            members: &members,
+            log: &log,
+            term: 3,
+            commit,
+            flow: FlowControl::UNLIMITED,
+        };
+        let settled = [(2, pipelining(5, 4)), (3, probing(4, 0, true))];
+        let owes = |leader: &Leader<u8>, progress: &[(NodeId, crate::peer::Progress)]| {
+            let progress: std::collections::BTreeMap<_, _> = progress.iter().cloned().collect();
+            leader.owes(|id| progress.get(id))
+        };
+        let broken = owes(&leader(3), &settled).expect("entry 4 is on a majority");
+        assert_eq!(
+            broken,
+            "a leader of term 3 left its commit index at 3 though 2 of 3 servers store its \
+             entry 4 of that term (§5.4.2)"
+        );
+        assert_eq!(owes(&leader(4), &settled), None);
+        // Entry 3 (term 2) on a majority is not the leader's to commit by counting.
+        let earlier = [(2, probing(4, 3, true)), (3, probing(4, 0, true))];
+        assert_eq!(owes(&leader(2), &earlier), None);
+
+        let unsent = owes(
+            &leader(4),
+            &[(2, pipelining(5, 4)), (3, probing(4, 0, false))],
+        )
+        .expect("a probe not in flight");
+        assert!(unsent.starts_with("a leader left 3 with something to send unsent (next 4"));
+        let unsent = owes(
+            &leader(4),
+            &[(2, pipelining(4, 3)), (3, probing(4, 0, true))],
+        )
+        .expect("an empty window with entry 4 to send");
+        assert!(unsent.starts_with("a leader left 2 with something to send unsent (next 4"));
+        let missing = owes(&leader(4), &[(2, pipelining(5, 4))]).expect("no progress for 3");
+        assert_eq!(missing, "a leader keeps no progress for the member 3");
+    }
+
+    /// A rejection whose hint lies below the follower's last prev index is answered by a probe
+    /// right after the hint, never at or below the match index; a stale one (hint at or past
+    /// that prev index, or below the match while pipelining) changes nothing and sends nothing.
+    #[test]
+    fn a_rejection_is_answered_by_a_probe_after_its_hint_and_a_stale_one_by_nothing() {
+        let probe = |prev_log_index| Message::<u8>::AppendEntriesRequest {
+            term: 3,
+            prev_log_index,
+            prev_log_term: 1,
+            entries: Vec::new(),
+            leader_commit: 0,
+        };
+        let before = probing(5, 1, true);
+        let backed = probing(3, 1, true);
+        let sent = probe(2);
+        assert_eq!(
+            rejection_clause(2, 2, Some(&before), Some(&backed), &[&sent]),
+            None
+        );
+        let broken = rejection_clause::<u8>(2, 2, Some(&before), Some(&before), &[])
+            .expect("an ignored rejection");
+        assert_eq!(
+            broken,
+            "a rejection from 2 with hint 2 (next 5, match 1) was not answered by a probe after \
+             index 2"
+        );
+        let wrong = probe(3);
+        assert!(rejection_clause(2, 2, Some(&before), Some(&backed), &[&wrong]).is_some());
+        // Below the match, the probe goes right after the match.
+        let at_match = probe(1);
+        assert_eq!(
+            rejection_clause(2, 0, Some(&before), Some(&backed), &[&at_match]),
+            None
+        );
+        // Stale: the hint is the prev index of the probe in flight, or below the match while
+        // pipelining.
+        assert_eq!(
+            rejection_clause::<u8>(2, 4, Some(&before), Some(&before), &[]),
+            None
+        );
+        let broken = rejection_clause(2, 4, Some(&before), Some(&backed), &[&sent])
+            .expect("acting on a stale rejection");
+        assert!(broken.starts_with("a stale rejection from 2 (hint 4, next 5, match 1)"));
+        let pipelined = pipelining(6, 3);
+        assert_eq!(
+            rejection_clause::<u8>(2, 2, Some(&pipelined), Some(&pipelined), &[]),
+            None
+        );
+        assert!(rejection_clause(2, 2, Some(&pipelined), Some(&pipelined), &[&sent]).is_some());
+    }
+
+    /// A follower (log terms [1, 1, 2, 2], nothing committed) rejecting a request of its term
+    /// at index 4 hints 2, skipping the run of term 2; at index 6, past its log, its last
+    /// index 4. Any other hint breaks the contract.
+    #[test]
+    fn a_rejection_hint_skips_the_conflicting_term() {
+        let durable = Durable {
+            term: 3,
+            voted_for: None,
+            log: log_of(&[1, 1, 2, 2]),
+        };
+        let (follower, _) =
+            Peer::<u8>::restore(Config::new(2, vec![1, 2, 3]), durable).expect("a valid state");
+        for (prev, hint) in [(4, 2), (6, 4)] {
+            let request = Message::AppendEntriesRequest {
+                term: 3,
+                prev_log_index: prev,
+                prev_log_term: 3,
+                entries: Vec::new(),
+                leader_commit: 0,
+            };
+            let mut after = follower.clone();
+            let mut output = after
+                .handle_message(1, request.clone())
+                .expect("a request is accepted");
+            let input = Input::Message(1, &request);
+            assert_eq!(violation(&follower, &input, &after, &output), None);
+            let answered = output
+                .send_after_persist
+                .iter()
+                .map(|(_, m)| m.clone())
+                .collect::<Vec<_>>();
+            assert_eq!(
+                answered,
+                vec![Message::AppendEntriesResponse {
+                    term: 3,
+                    success: false,
+                    index: hint
+                }]
+            );
+            output.send_after_persist[0].1 = Message::AppendEntriesResponse {
+                term: 3,
+                success: false,
+                index: hint - 1,
+            };
+            let broken = violation(&follower, &input, &after, &output).expect("a short hint");
+            assert_eq!(
+                broken,
+                format!(
+                    "the rejection hint {} for prev {prev}/3 should be {hint}, the highest index \
+                     that may still match",
+                    hint - 1
+                )
+            );
+        }
     }
 }
