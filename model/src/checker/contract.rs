@@ -824,8 +824,13 @@ impl<C> Leader<'_, C> {
             let waiting = match &p.flow {
                 Flow::Probe { paused } => !paused,
                 Flow::Replicate { inflight } => {
-                    let room = inflight.len() < self.flow.max_inflight
-                        && inflight.bytes() < self.flow.max_inflight_bytes;
+                    // Counted from the messages in flight, not with the window's own
+                    // counters.
+                    let bytes = inflight
+                        .messages()
+                        .fold(0u64, |sum, (_, b)| sum.saturating_add(b));
+                    let room = inflight.messages().count() < self.flow.max_inflight
+                        && bytes < self.flow.max_inflight_bytes;
                     room && p.next <= last
                 }
             };
