@@ -248,6 +248,27 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
     if let Some(broken) = leader_duties(after) {
         return Some(broken);
     }
+    // What a leader knows a follower stores only grows within its term.
+    if let (
+        Role::Leader { progress, .. },
+        Role::Leader {
+            progress: earlier, ..
+        },
+    ) = (after.role(), before.role())
+    {
+        if after.term() == before.term() {
+            for (follower, was) in earlier {
+                let now = progress.get(follower).map(|p| p.matched);
+                if now.is_none_or(|now| now < was.matched) {
+                    return Some(format!(
+                        "the match index of {follower} went from {} to {now:?} within term {}",
+                        was.matched,
+                        after.term()
+                    ));
+                }
+            }
+        }
+    }
     // A new leader appends exactly one blank entry of its term (§8), and nothing else.
     let elected = became_leader(before, after);
     if elected {
@@ -366,6 +387,29 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
             (requests != others && after.role_kind() != crate::peer::RoleKind::Leader).then(|| {
                 format!("a candidate asked {requests} of {others} servers with its last entry")
             })
+        }
+        Input::Timeout(Timer::Heartbeat)
+            if before.role_kind() == crate::peer::RoleKind::Leader
+                && after.role_kind() == crate::peer::RoleKind::Leader =>
+        {
+            if after.log() != before.log() {
+                return Some("a timer changed the log".to_string());
+            }
+            // The heartbeat reaches every follower (§5.2), whatever its progress: a probe in
+            // flight goes again, a full window forgets its oldest message, and an empty
+            // AppendEntries goes when there is nothing else.
+            let me = after.id();
+            after
+                .config()
+                .members
+                .iter()
+                .filter(|m| **m != me)
+                .find(|m| {
+                    !output.messages().any(|(to, message)| {
+                        to == *m && matches!(message, Message::AppendEntriesRequest { .. })
+                    })
+                })
+                .map(|m| format!("a leader's heartbeat sent {m} nothing"))
         }
         Input::Timeout(_) => {
             (after.log() != before.log()).then(|| "a timer changed the log".to_string())
@@ -730,6 +774,22 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
                 if *term != after.term() && matched != before_matched(before, from) {
                     return Some(format!(
                         "an acknowledgement of term {term} moved the match index of {from}"
+                    ));
+                }
+                // An acknowledgement that is not stale tells the leader where the follower's
+                // log stands: it pipelines to it from then on (`Flow::Replicate`).
+                let pipelined = progress
+                    .get(&from)
+                    .is_some_and(|p| matches!(p.flow, Flow::Replicate { .. }));
+                let fresh = before_matched(before, from).is_some_and(|m| *index >= m);
+                if *term == after.term()
+                    && before.term() == after.term()
+                    && fresh
+                    && *index <= after.last_index()
+                    && !pipelined
+                {
+                    return Some(format!(
+                        "an acknowledgement of {index} from {from} left it probed, not pipelined"
                     ));
                 }
             }
@@ -1291,5 +1351,63 @@ mod tests {
                 )
             );
         }
+    }
+
+    /// A heartbeat reaches every follower; one that skips a follower breaks the contract.
+    #[test]
+    fn a_heartbeat_that_skips_a_follower_breaks_the_contract() {
+        let (_, mut leader, _, _) = election(FlowControl::UNLIMITED);
+        let before = leader.clone();
+        let mut output = leader.handle_timeout(Timer::Heartbeat);
+        let input = Input::Timeout(Timer::Heartbeat);
+        assert_eq!(violation(&before, &input, &leader, &output), None);
+        output.send_now.retain(|(to, _)| *to != 3);
+        assert_eq!(
+            violation(&before, &input, &leader, &output),
+            Some("a leader's heartbeat sent 3 nothing".to_string())
+        );
+    }
+
+    /// Within a term the match index only grows, and an acknowledgement that is not stale
+    /// makes a probed follower pipelined. (The states of a correct leader, taken out of order,
+    /// stand in for a faulty step.)
+    #[test]
+    fn a_match_index_that_falls_or_an_ack_left_probing_breaks_the_contract() {
+        let (_, elected, _, _) = election(FlowControl::UNLIMITED);
+        let mut acked = elected.clone();
+        let ack = Message::AppendEntriesResponse {
+            term: 3,
+            success: true,
+            index: 4,
+        };
+        let output = acked.handle_message(2, ack.clone()).expect("an ack");
+        assert_eq!(
+            violation(&elected, &Input::Message(2, &ack), &acked, &output),
+            None
+        );
+        // From the acknowledged leader back to the new one: server 2's match falls from 4 to 0.
+        let back = Output {
+            commit: Some(0),
+            ..Output::default()
+        };
+        assert_eq!(
+            violation(&acked, &Input::Timeout(Timer::Heartbeat), &elected, &back),
+            Some("the match index of 2 went from 4 to Some(0) within term 3".to_string())
+        );
+        // An acknowledgement of 0 (not below the match, 0) that leaves server 2 probed.
+        let empty = Message::AppendEntriesResponse {
+            term: 3,
+            success: true,
+            index: 0,
+        };
+        assert_eq!(
+            violation(
+                &elected,
+                &Input::Message(2, &empty),
+                &elected,
+                &Output::default()
+            ),
+            Some("an acknowledgement of 0 from 2 left it probed, not pipelined".to_string())
+        );
     }
 }
