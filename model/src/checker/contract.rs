@@ -153,6 +153,15 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                 }),
                 _ => None,
             };
+            // An empty AppendEntries is a probe, or the heartbeat's message when there is
+            // nothing else to send: a pipelined follower with nothing to send hears nothing
+            // between heartbeats.
+            let heartbeat = matches!(input, Input::Timeout(Timer::Heartbeat));
+            if entries.is_empty() && inflight.is_some() && !heartbeat {
+                return Some(format!(
+                    "an empty AppendEntries to the pipelined follower {to} outside a heartbeat"
+                ));
+            }
             if let (false, Some(inflight)) = (entries.is_empty(), inflight) {
                 let last = prev_log_index + entries.len() as Index;
                 if !inflight.messages().any(|sent| sent == (last, bytes)) {
@@ -1408,6 +1417,41 @@ mod tests {
                 &Output::default()
             ),
             Some("an acknowledgement of 0 from 2 left it probed, not pipelined".to_string())
+        );
+    }
+
+    /// Outside a heartbeat, a pipelined follower with nothing to send hears nothing.
+    #[test]
+    fn an_empty_append_to_a_pipelined_follower_outside_a_heartbeat_breaks_the_contract() {
+        let (_, mut leader, _, _) = election(FlowControl::UNLIMITED);
+        let ack = Message::AppendEntriesResponse {
+            term: 3,
+            success: true,
+            index: 4,
+        };
+        leader.handle_message(2, ack.clone()).expect("an ack");
+        let before = leader.clone();
+        let mut output = leader
+            .handle_message(2, ack.clone())
+            .expect("the ack again");
+        let input = Input::Message(2, &ack);
+        assert_eq!(violation(&before, &input, &leader, &output), None);
+        output.send_now.push((
+            2,
+            Message::AppendEntriesRequest {
+                term: 3,
+                prev_log_index: 4,
+                prev_log_term: 3,
+                entries: Vec::new(),
+                leader_commit: leader.commit_index(),
+            },
+        ));
+        assert_eq!(
+            violation(&before, &input, &leader, &output),
+            Some(
+                "an empty AppendEntries to the pipelined follower 2 outside a heartbeat"
+                    .to_string()
+            )
         );
     }
 }
