@@ -1027,7 +1027,7 @@ fn before_matched<C: Clone + std::fmt::Debug + crate::Payload, D: Deviation>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::{Config, Durable, FlowControl, RoleKind};
+    use crate::peer::{log_of_terms, Config, Durable, FlowControl, RoleKind};
 
     /// A candidate of term 3 with log terms [1, 1, 2], and the leader it becomes on a vote,
     /// with the output of that step.
@@ -1035,13 +1035,7 @@ mod tests {
         let durable = Durable {
             term: 2,
             voted_for: None,
-            log: [1, 1, 2]
-                .into_iter()
-                .map(|term| Entry {
-                    term,
-                    command: Some(0),
-                })
-                .collect(),
+            log: log_of_terms(&[1, 1, 2]),
         };
         let mut config = Config::new(1, vec![1, 2, 3]);
         config.flow = flow;
@@ -1178,17 +1172,6 @@ mod tests {
         );
     }
 
-    /// A log of entries with these terms.
-    fn log_of(terms: &[u64]) -> Vec<Entry<u8>> {
-        terms
-            .iter()
-            .map(|&term| Entry {
-                term,
-                command: Some(0),
-            })
-            .collect()
-    }
-
     fn probing(next: Index, matched: Index, paused: bool) -> crate::peer::Progress {
         crate::peer::Progress {
             next,
@@ -1214,7 +1197,7 @@ mod tests {
     #[test]
     fn a_leader_owes_the_commit_of_a_majority_entry_and_what_progress_lets_leave() {
         let members = [1, 2, 3];
-        let log = log_of(&[1, 1, 2, 3]);
+        let log = log_of_terms(&[1, 1, 2, 3]);
         let leader = |commit| Leader {
             me: 1,
             members: &members,
@@ -1314,7 +1297,7 @@ mod tests {
         let durable = Durable {
             term: 3,
             voted_for: None,
-            log: log_of(&[1, 1, 2, 2]),
+            log: log_of_terms(&[1, 1, 2, 2]),
         };
         let (follower, _) =
             Peer::<u8>::restore(Config::new(2, vec![1, 2, 3]), durable).expect("a valid state");

@@ -169,19 +169,22 @@ impl<'a, C> RaftLogMut<'a, C> {
     }
 }
 
+/// A log of entries with these terms, each carrying the command 0: a fixture for tests.
+#[cfg(test)]
+pub(crate) fn log_of_terms(terms: &[Term]) -> Vec<Entry<u8>> {
+    terms
+        .iter()
+        .map(|&term| Entry {
+            term,
+            command: Some(0),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::log_of_terms as log;
     use super::*;
-
-    fn log(terms: &[Term]) -> Vec<Entry<u8>> {
-        terms
-            .iter()
-            .map(|&term| Entry {
-                term,
-                command: Some(0),
-            })
-            .collect()
-    }
 
     #[test]
     fn index_zero_is_the_empty_prefix_of_term_zero() {

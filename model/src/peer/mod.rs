@@ -32,6 +32,8 @@ macro_rules! planted {
 
 mod election;
 mod log;
+#[cfg(test)]
+pub(crate) use log::log_of_terms;
 mod output;
 mod planted;
 mod progress;
