@@ -451,7 +451,12 @@ struct Scratch {
 /// a verdict is never taken from other servers. Emptied when it holds [`Verdicts::LIMIT`].
 #[derive(Default)]
 struct Verdicts {
-    known: std::collections::HashMap<u64, Vec<Judged>, BuildHasherDefault<IdentityHasher>>,
+    /// A bucket keeps its first entry in the table itself: a lookup costs one miss, not two.
+    known: std::collections::HashMap<
+        u64,
+        smallvec::SmallVec<[Judged; 1]>,
+        BuildHasherDefault<IdentityHasher>,
+    >,
     len: usize,
 }
 
@@ -468,11 +473,12 @@ impl Judged {
         self.crashed.as_slice() == state.crashed.as_slice()
             && self.actors.len() == state.actor_states.len()
             && self.actors.iter().zip(&state.actor_states).all(|(a, b)| {
-                match (a.server(), b.server()) {
-                    (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
-                    (None, None) => true,
-                    _ => false,
-                }
+                Arc::ptr_eq(a, b)
+                    || match (a.server(), b.server()) {
+                        (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+                        (None, None) => true,
+                        _ => false,
+                    }
             })
             && self.storages.len() == state.actor_storages.len()
             && self

@@ -343,7 +343,12 @@ struct Remembered {
 /// that reached it this way. One per search worker; emptied when it holds [`Memo::LIMIT`].
 #[derive(Default)]
 pub struct Memo {
-    buckets: std::collections::HashMap<u64, Vec<Remembered>, BuildHasherDefault<IdentityHasher>>,
+    /// A bucket keeps its first handling in the table itself: a lookup costs one miss, not two.
+    buckets: std::collections::HashMap<
+        u64,
+        smallvec::SmallVec<[Remembered; 1]>,
+        BuildHasherDefault<IdentityHasher>,
+    >,
     len: usize,
     /// The server states the remembered handlings made, one shared copy of each by content:
     /// a server state is reached by many handlings (the same vote granted from two states,
