@@ -143,15 +143,70 @@ impl Bug {
     ];
 
     /// The bugs whose counterexamples are in the conformance corpus and are replayed against
-    /// real nodes and the TLA+ spec (`tests/`): the catalogue's first six. The others are
-    /// caught by the model check only, so far.
-    pub const TRACED: [Bug; 6] = [
+    /// real nodes and the TLA+ spec (`tests/`): every bug but those of [`Bug::UNTRACED`].
+    pub const TRACED: [Bug; 36] = [
         Bug::VoteWithoutLogCheck,
+        Bug::UpToDateByIndexOnly,
+        Bug::UpToDateAgainstCurrentTerm,
         Bug::VoteNotPersisted,
-        Bug::CommitOnHalf,
-        Bug::AppendWithoutTruncate,
-        Bug::AcceptStaleLeader,
         Bug::DoubleVote,
+        Bug::ClearVoteOnSameTermLeader,
+        Bug::CountStaleVotes,
+        Bug::AdoptLowerTerm,
+        Bug::CommitOnHalf,
+        Bug::CommitPreviousTermByCount,
+        Bug::AcceptStaleLeader,
+        Bug::AppendWithoutTruncate,
+        Bug::AckWholeLog,
+        Bug::MatchFromNextGuess,
+        Bug::StaleAppendTruncates,
+        Bug::FollowerCommitWithoutMax,
+        Bug::CommitBeforeConsistencyCheck,
+        Bug::NoConsistencyCheck,
+        Bug::AppendAtLogEnd,
+        Bug::CommitPastNewEntries,
+        Bug::ProbeBelowMatch,
+        Bug::CommitOnElection,
+        Bug::CommitResetOnElection,
+        Bug::PreVoteClearsVote,
+        Bug::PreVoteCountedAsVote,
+        Bug::CandidateForgetsOwnVote,
+        Bug::PreVoteBumpsTerm,
+        Bug::PreVoteAdoptsTerm,
+        Bug::PreVoteWithoutLogCheck,
+        Bug::PreVoteRecordedAsVote,
+        Bug::NoLeaderStickiness,
+        Bug::TimeoutNowBeforeCaughtUp,
+        Bug::ProposeWhileTransferring,
+        Bug::TransferNeverGivenUp,
+        Bug::TransfereeRunsPreVote,
+        Bug::TransferFlagIgnored,
+    ];
+
+    /// The bugs whose counterexample cannot be a trace, each with the reason. The model check
+    /// catches them; a trace shows what a running server holds in memory and sends, and each
+    /// step's outcome.
+    pub const UNTRACED: [(Bug, &'static str); 5] = [
+        (
+            Bug::TermNotDurableOnCampaign,
+            "the mistake is only in what a running candidate has written, which a trace does not show",
+        ),
+        (
+            Bug::TermNotDurableOnStepDown,
+            "the mistake is only in what a running server has written, which a trace does not show",
+        ),
+        (
+            Bug::LeaderLogNotPersisted,
+            "the mistake is only in what a running leader has written, which a trace does not show",
+        ),
+        (
+            Bug::PanicOnStaleRejection,
+            "the buggy Peer panics at the step that parts; a trace records a step's outcome",
+        ),
+        (
+            Bug::InflightBytesLeak,
+            "the mistake stays in the leader's window record, which a trace does not show",
+        ),
     ];
 
     /// Whether the bug is planted in the model's storage adapter (what storage keeps of a
@@ -371,5 +426,24 @@ impl FromStr for Bug {
                 let known: Vec<&str> = Bug::ALL.iter().map(|bug| bug.name()).collect();
                 format!("unknown bug `{name}`; known bugs: {}", known.join(", "))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bug;
+
+    /// Every bug is traced or says why it is not, never both.
+    #[test]
+    fn every_bug_is_traced_or_says_why_not() {
+        for bug in Bug::ALL {
+            let traced = Bug::TRACED.contains(&bug);
+            let untraced = Bug::UNTRACED.iter().any(|(b, _)| *b == bug);
+            assert!(
+                traced != untraced,
+                "{bug}: traced {traced}, untraced {untraced}"
+            );
+        }
+        assert_eq!(Bug::TRACED.len() + Bug::UNTRACED.len(), Bug::ALL.len());
     }
 }

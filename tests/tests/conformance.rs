@@ -281,12 +281,17 @@ async fn a_node_running_a_planted_bug_is_caught() {
 /// bug makes the same mistake the model's buggy Peer made, at the same step, and so follows the
 /// counterexample to its end (the correct node, above, parts from it where the correct Peer
 /// does). A bug planted in the model's storage ([`Bug::in_storage`]) is left out: a node
-/// cannot run it.
+/// cannot run it. So is propose-while-transferring: a node holds a proposal while its leader
+/// transfers (the driver's own guard, `impl/src/driver.rs`), so its Peer, buggy or not, never
+/// sees the proposal that the buggy Peer takes; the correct node's refusal is checked above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_running_a_planted_bug_follows_its_counterexample() {
     let corpus = corpus::load();
     let mut followed = 0;
-    for bug in Bug::TRACED.into_iter().filter(|b| !b.in_storage()) {
+    for bug in Bug::TRACED
+        .into_iter()
+        .filter(|b| !b.in_storage() && *b != Bug::ProposeWhileTransferring)
+    {
         let trace = corpus::counterexample_of(&corpus, bug)
             .unwrap_or_else(|| panic!("the corpus has no counterexample of {bug}"));
         assert_eq!(
