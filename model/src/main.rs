@@ -406,7 +406,7 @@ fn run_traces(args: TracesArgs) -> ExitCode {
         traces.extend(trace::examples(&mut |line| eprintln!("{line}")));
     }
     if !args.no_counterexamples {
-        for bug in Bug::TRACED {
+        for bug in Bug::traced() {
             eprintln!("searching for the counterexample of {bug}");
             match trace::counterexample(bug) {
                 Some(found) => traces.push(found),

@@ -955,12 +955,11 @@ fn a_trace_with_one_illegal_step_is_rejected_there() {
 fn planted_bug_counterexamples_are_rejected_at_the_buggy_step() {
     // The corpus's counterexamples; a bug missing from it is searched for here.
     let corpus = corpus::load();
-    let counterexamples: Vec<Trace> = Bug::TRACED
-        .iter()
+    let counterexamples: Vec<Trace> = Bug::traced()
         .map(|bug| {
-            corpus::counterexample_of(&corpus, *bug)
+            corpus::counterexample_of(&corpus, bug)
                 .cloned()
-                .or_else(|| trace::counterexample(*bug))
+                .or_else(|| trace::counterexample(bug))
                 .unwrap_or_else(|| panic!("no counterexample for {bug}"))
         })
         .collect();

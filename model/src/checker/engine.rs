@@ -472,14 +472,11 @@ impl Judged {
     fn is_of(&self, state: &RaftState) -> bool {
         self.crashed.as_slice() == state.crashed.as_slice()
             && self.actors.len() == state.actor_states.len()
-            && self.actors.iter().zip(&state.actor_states).all(|(a, b)| {
-                Arc::ptr_eq(a, b)
-                    || match (a.server(), b.server()) {
-                        (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
-                        (None, None) => true,
-                        _ => false,
-                    }
-            })
+            && self
+                .actors
+                .iter()
+                .zip(&state.actor_states)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a.server() == b.server())
             && self.storages.len() == state.actor_storages.len()
             && self
                 .storages
