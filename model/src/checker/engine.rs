@@ -460,24 +460,55 @@ struct Verdicts {
     len: usize,
 }
 
-/// The servers of a judged state and what the properties discovered in it.
+/// A few servers, inline (the default suite's three; more spill to the heap).
+type Servers<T> = smallvec::SmallVec<[T; 3]>;
+
+/// The servers of a judged state and what the properties discovered in it, kept small: the
+/// table is far larger than the caches, and each lookup reads one entry. Only the servers are
+/// kept: they are the model's first actors, and the properties read no other actor.
 struct Judged {
-    actors: Small<Arc<NodeState>>,
-    storages: Small<Option<super::actor::Stored>>,
-    crashed: Small<bool>,
-    discovered: smallvec::SmallVec<[usize; 2]>,
+    actors: Servers<Arc<NodeState>>,
+    storages: Servers<Option<super::actor::Stored>>,
+    /// Which servers are crashed, one bit each (see [`crash_marks`]).
+    crashed: u64,
+    /// The properties discovered, one bit each, by their index in [`properties::ALL`].
+    discovered: u32,
+}
+
+// A property's verdict is one bit of `Judged::discovered`.
+const _: () = assert!(properties::ALL.len() <= 32);
+
+/// The crash marks of `state`'s first `servers` actors as bits, or `None` when there are too
+/// many for a word (never in this model: then the verdicts are not remembered).
+fn crash_marks(state: &RaftState, servers: usize) -> Option<u64> {
+    (servers <= 64).then(|| {
+        state
+            .crashed
+            .iter()
+            .take(servers)
+            .enumerate()
+            .fold(0, |marks, (i, &crashed)| marks | (u64::from(crashed) << i))
+    })
+}
+
+/// The indices of the properties set in `bits`, in report order.
+fn discovered_of(bits: u32) -> smallvec::SmallVec<[usize; 2]> {
+    (0..properties::ALL.len())
+        .filter(|i| bits & (1 << i) != 0)
+        .collect()
 }
 
 impl Judged {
-    fn is_of(&self, state: &RaftState) -> bool {
-        self.crashed.as_slice() == state.crashed.as_slice()
-            && self.actors.len() == state.actor_states.len()
+    /// Whether `state`'s first servers (`self.actors.len()` of them) are the judged ones.
+    fn is_of(&self, state: &RaftState, crashed: u64) -> bool {
+        self.crashed == crashed
+            && self.actors.len() <= state.actor_states.len()
             && self
                 .actors
                 .iter()
                 .zip(&state.actor_states)
                 .all(|(a, b)| Arc::ptr_eq(a, b) || a.server() == b.server())
-            && self.storages.len() == state.actor_storages.len()
+            && self.storages.len() <= state.actor_storages.len()
             && self
                 .storages
                 .iter()
@@ -494,12 +525,17 @@ impl Verdicts {
     /// Entries kept at most.
     const LIMIT: usize = 1 << 18;
 
-    /// A hash of the servers' states, storage and crash marks (what the remembered properties
-    /// read), from hashes the server states remember.
-    fn key(state: &RaftState) -> u64 {
+    /// A hash of the first `servers` actors' states, storage and crash marks (what the
+    /// remembered properties read), from hashes the server states remember.
+    fn key(state: &RaftState, servers: usize) -> u64 {
         use std::hash::{BuildHasher, Hash, Hasher};
         let mut h = key_hasher().build_hasher();
-        for (actor, storage) in state.actor_states.iter().zip(&state.actor_storages) {
+        for (actor, storage) in state
+            .actor_states
+            .iter()
+            .zip(&state.actor_storages)
+            .take(servers)
+        {
             let Some(server) = actor.server() else {
                 continue;
             };
@@ -511,30 +547,35 @@ impl Verdicts {
                 Some(stored) => (2u8, &**stored).hash(&mut h),
             }
         }
-        state.crashed.hash(&mut h);
+        crash_marks(state, servers).hash(&mut h);
         h.finish()
     }
 
-    /// What the server-only properties discovered in a state with `state`'s servers, if known.
-    fn get(&self, key: u64, state: &RaftState) -> Option<&[usize]> {
+    /// What the server-only properties discovered in a state with `state`'s servers, if known
+    /// (as bits, see [`Judged::discovered`]).
+    fn get(&self, key: u64, state: &RaftState, servers: usize) -> Option<u32> {
+        let crashed = crash_marks(state, servers)?;
         self.known
             .get(&key)?
             .iter()
-            .find(|judged| judged.is_of(state))
-            .map(|judged| judged.discovered.as_slice())
+            .find(|judged| judged.is_of(state, crashed))
+            .map(|judged| judged.discovered)
     }
 
-    fn remember(&mut self, key: u64, state: &RaftState, discovered: &[usize]) {
+    fn remember(&mut self, key: u64, state: &RaftState, servers: usize, discovered: &[usize]) {
+        let Some(crashed) = crash_marks(state, servers) else {
+            return;
+        };
         if self.len >= Self::LIMIT {
             self.known.clear();
             self.len = 0;
         }
         self.len += 1;
         self.known.entry(key).or_default().push(Judged {
-            actors: state.actor_states.iter().cloned().collect(),
-            storages: state.actor_storages.iter().cloned().collect(),
-            crashed: state.crashed.iter().copied().collect(),
-            discovered: discovered.into(),
+            actors: state.actor_states.iter().take(servers).cloned().collect(),
+            storages: state.actor_storages.iter().take(servers).cloned().collect(),
+            crashed,
+            discovered: discovered.iter().fold(0, |bits, i| bits | (1 << i)),
         });
     }
 }
@@ -607,6 +648,10 @@ impl Shared<'_> {
             beat.start(ticks, fp, k);
             match step::apply(self.model, memo, state, action, crowd) {
                 step::Applied::Disabled => {}
+                step::Applied::Crowded(undo, _) if undo.servers_unchanged(state) => {
+                    // The servers are this state's, judged above: nothing new to find.
+                    step::undo(state, undo);
+                }
                 step::Applied::Crowded(undo, action) => {
                     let violated = self.violated_by_servers(state, verdicts);
                     step::undo(state, undo);
@@ -726,9 +771,11 @@ impl Shared<'_> {
         state: &RaftState,
         verdicts: &mut Verdicts,
     ) -> smallvec::SmallVec<[usize; 2]> {
-        let key = Verdicts::key(state);
-        if let Some(known) = verdicts.get(key, state) {
-            return known.into();
+        // The servers are the model's first actors (see `into_model`).
+        let servers = self.model.cfg.servers;
+        let key = Verdicts::key(state, servers);
+        if let Some(known) = verdicts.get(key, state, servers) {
+            return discovered_of(known);
         }
         let mut discovered: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
         properties::discoveries(
@@ -741,7 +788,7 @@ impl Shared<'_> {
             },
             |i| discovered.push(i),
         );
-        verdicts.remember(key, state, &discovered);
+        verdicts.remember(key, state, servers, &discovered);
         discovered
     }
 
@@ -1398,26 +1445,29 @@ mod tests {
             );
             discovered
         };
+        let servers = config.servers;
         let mut verdicts = Verdicts::default();
         let (mut known, mut refused) = (0, 0);
         let mut previous: Option<RaftState> = None;
         for state in states(config, 30) {
-            let key = Verdicts::key(&state);
+            let key = Verdicts::key(&state, servers);
             let verdict = judge(&state);
-            match verdicts.get(key, &state) {
+            match verdicts.get(key, &state, servers) {
                 Some(remembered) => {
-                    assert_eq!(remembered, verdict.as_slice());
+                    assert_eq!(discovered_of(remembered).as_slice(), verdict.as_slice());
                     known += 1;
                 }
-                None => verdicts.remember(key, &state, &verdict),
+                None => verdicts.remember(key, &state, servers, &verdict),
             }
             // The same servers, built anew, with nothing in flight: the same verdict.
             let identity: Vec<usize> = (0..state.actor_states.len()).collect();
             let mut quiet = relabel(&state, &identity);
             quiet.network = stateright::actor::Network::new_unordered_nonduplicating([]);
             assert_eq!(
-                verdicts.get(Verdicts::key(&quiet), &quiet),
-                Some(verdict.as_slice())
+                verdicts
+                    .get(Verdicts::key(&quiet, servers), &quiet, servers)
+                    .map(discovered_of),
+                Some(verdict.clone().into_iter().collect())
             );
             // A step that changed a server, its storage or a crash mark: the verdict of the
             // state before is not given for the state after, even under the same key.
@@ -1431,9 +1481,9 @@ mod tests {
                         .all(|(a, b)| a.server() == b.server());
                 if !same_servers {
                     let mut alone = Verdicts::default();
-                    let key = Verdicts::key(&before);
-                    alone.remember(key, &before, &judge(&before));
-                    assert_eq!(alone.get(key, &state), None);
+                    let key = Verdicts::key(&before, servers);
+                    alone.remember(key, &before, servers, &judge(&before));
+                    assert_eq!(alone.get(key, &state, servers), None);
                     refused += 1;
                 }
             }

@@ -62,6 +62,20 @@ pub struct Undo {
     network: smallvec::SmallVec<[Change; 4]>,
 }
 
+impl Undo {
+    /// Whether the step left every server's state, storage and crash mark as they were (the
+    /// very same server state): only timers, random choices or the network changed, which no
+    /// property that reads the servers alone reads.
+    pub fn servers_unchanged(&self, state: &RaftState) -> bool {
+        self.crashed.is_none()
+            && self.storage.is_none()
+            && self
+                .actor
+                .as_ref()
+                .is_none_or(|before| Arc::ptr_eq(before, &state.actor_states[self.index]))
+    }
+}
+
 /// One change to the network's multiset of envelopes.
 enum Change {
     /// One copy of the envelope was taken off.
