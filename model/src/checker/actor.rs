@@ -19,7 +19,7 @@ pub type Value = u8;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ModelMsg {
     /// A server-to-server Raft message.
-    Peer(Message<Value>),
+    Peer(InFlight),
     /// A client asks a server to propose a value. A server that is not the leader leaves it
     /// undelivered (the client keeps waiting for that server).
     Propose(Value),
@@ -30,6 +30,78 @@ pub enum ModelMsg {
     /// A follower asks its leader to hand leadership over to it, the envelope's sender. A
     /// server that no longer leads drops it.
     Transfer,
+}
+
+/// A Raft message in flight, shared by every state and action that holds it: the checker
+/// copies each state's messages many times (into actions, successors, the frontier), and a
+/// copy here is a reference count, not a copy of the entries. Its hash is computed once, when
+/// it is made; equality and order are the message's.
+#[derive(Clone)]
+pub struct InFlight(Arc<(u64, Message<Value>)>);
+
+impl InFlight {
+    /// Wraps `message`, hashing it once.
+    pub fn new(message: Message<Value>) -> InFlight {
+        // Fixed seeds: the hash enters state fingerprints, which must not vary between runs.
+        let hash = ahash::RandomState::with_seeds(
+            0x6A09_E667_F3BC_C908,
+            0xBB67_AE85_84CA_A73B,
+            0x3C6E_F372_FE94_F82B,
+            0xA54F_F53A_5F1D_36F1,
+        )
+        .hash_one(&message);
+        InFlight(Arc::new((hash, message)))
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message<Value> {
+        &self.0 .1
+    }
+}
+
+impl From<Message<Value>> for InFlight {
+    fn from(message: Message<Value>) -> InFlight {
+        InFlight::new(message)
+    }
+}
+
+impl std::ops::Deref for InFlight {
+    type Target = Message<Value>;
+    fn deref(&self) -> &Message<Value> {
+        self.message()
+    }
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.message().fmt(f)
+    }
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &InFlight) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || (self.0 .0 == other.0 .0 && self.0 .1 == other.0 .1)
+    }
+}
+
+impl Eq for InFlight {}
+
+impl std::hash::Hash for InFlight {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0 .0);
+    }
+}
+
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &InFlight) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InFlight {
+    fn cmp(&self, other: &InFlight) -> Ordering {
+        self.message().cmp(other.message())
+    }
 }
 
 /// Facts recorded beside a server's Peer so that properties can speak of the past. They are
@@ -545,7 +617,9 @@ impl Actor for ModelActor {
         let expected_first = server.peer.last_index() + 1;
         let mut first = None;
         let result = guarded(|| match &msg {
-            ModelMsg::Peer(message) => next.peer.handle_message(node_id(src), message.clone()),
+            ModelMsg::Peer(message) => next
+                .peer
+                .handle_message(node_id(src), message.message().clone()),
             ModelMsg::Propose(value) => next.peer.propose(vec![*value]).map(|(index, output)| {
                 first = Some(index);
                 output
@@ -617,7 +691,7 @@ impl Actor for ModelActor {
         }
         next.ghost.pre_vote_moved_term |=
             contract::pre_vote_moved_term(&server.peer, &input, &next.peer);
-        if matches!(msg, ModelMsg::Peer(Message::TimeoutNow { .. }))
+        if matches!(&msg, ModelMsg::Peer(message) if matches!(message.message(), Message::TimeoutNow { .. }))
             && next.peer.term() > server.peer.term()
             && matches!(
                 next.peer.role_kind(),
@@ -903,7 +977,7 @@ fn persist_step(
         o.choose_random("persist", vec![id]);
     } else {
         for (to, message) in &pending.held {
-            o.send(actor_id(*to), ModelMsg::Peer(message.clone()));
+            o.send(actor_id(*to), ModelMsg::Peer(message.clone().into()));
         }
         next.pending = None;
     }
@@ -912,7 +986,7 @@ fn persist_step(
 
 fn apply_output(output: Output<Value>, heartbeats: bool, o: &mut Out<ModelActor>) {
     for (to, message) in output.send_now.into_iter().chain(output.send_after_persist) {
-        o.send(actor_id(to), ModelMsg::Peer(message));
+        o.send(actor_id(to), ModelMsg::Peer(message.into()));
     }
     for command in output.timers {
         match command {
@@ -994,7 +1068,7 @@ mod tests {
             Id::from(0),
             &mut state,
             Id::from(from),
-            ModelMsg::Peer(message),
+            ModelMsg::Peer(message.into()),
             &mut out,
         );
         state.into_owned()
@@ -1020,6 +1094,38 @@ mod tests {
             entries,
             leader_commit,
         }
+    }
+
+    /// A message in flight is equal to, hashes like and orders like the same message made
+    /// apart (states holding either are one state), and differs from any other; a copy shares
+    /// the message itself.
+    #[test]
+    fn a_message_in_flight_is_its_message() {
+        let entry = |term| Entry {
+            term,
+            command: Some(7),
+        };
+        let hash = |m: &InFlight| ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(m);
+        let one = InFlight::new(append(1, vec![entry(1)], 0));
+        let again = InFlight::new(append(1, vec![entry(1)], 0));
+        assert!(!Arc::ptr_eq(&one.0, &again.0));
+        assert_eq!(one, again);
+        assert_eq!(hash(&one), hash(&again));
+        assert_eq!(one.cmp(&again), Ordering::Equal);
+        for other in [
+            append(1, vec![entry(1)], 1),
+            append(2, vec![entry(1)], 0),
+            append(1, vec![entry(1), entry(1)], 0),
+            append(1, vec![], 0),
+        ] {
+            let other = InFlight::new(other.clone());
+            assert_ne!(one, other);
+            assert_ne!(hash(&one), hash(&other));
+            assert_eq!(one.cmp(&other), one.message().cmp(other.message()));
+        }
+        let copy = one.clone();
+        assert!(Arc::ptr_eq(&one.0, &copy.0));
+        assert_eq!(*copy, append(1, vec![entry(1)], 0));
     }
 
     /// A correct Peer never refuses a message in a correct cluster, so a refusal (here of a
@@ -1064,7 +1170,7 @@ mod tests {
             Id::from(0),
             &mut cow,
             Id::from(1),
-            ModelMsg::Peer(append(1, vec![entry(7), entry(8)], 0)),
+            ModelMsg::Peer(append(1, vec![entry(7), entry(8)], 0).into()),
             &mut out,
         );
         let server = cow.server().expect("a server").clone();
@@ -1087,7 +1193,7 @@ mod tests {
             Id::from(0),
             &mut busy,
             Id::from(2),
-            ModelMsg::Peer(append(1, vec![], 0)),
+            ModelMsg::Peer(append(1, vec![], 0).into()),
             &mut ignored,
         );
         assert!(matches!(busy, Cow::Owned(_)) && ignored.is_empty());

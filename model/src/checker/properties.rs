@@ -315,7 +315,7 @@ fn in_flight(
             .collect(),
     };
     envelopes.into_iter().filter_map(|(dst, msg)| match msg {
-        super::ModelMsg::Peer(message) => Some((usize::from(dst), message)),
+        super::ModelMsg::Peer(message) => Some((usize::from(dst), message.message())),
         super::ModelMsg::Propose(_) | super::ModelMsg::TakeOver | super::ModelMsg::Transfer => None,
     })
 }

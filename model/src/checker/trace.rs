@@ -533,9 +533,9 @@ pub fn step_of(
                     let from = usize::from(*src) as NodeId;
                     step.action = Action::handling(message);
                     step.from = Some(from);
-                    step.message = Some(message.clone());
+                    step.message = Some(message.message().clone());
                     let output = peer
-                        .handle_message(from, message.clone())
+                        .handle_message(from, message.message().clone())
                         .expect("model messages come from members");
                     step.sent = sent_of(step.node, &output);
                 }
@@ -576,7 +576,7 @@ pub fn step_of(
             step.action = Action::DropMessage;
             step.node = usize::from(envelope.dst) as NodeId;
             step.from = Some(usize::from(envelope.src) as NodeId);
-            step.message = Some(message.clone());
+            step.message = Some(message.message().clone());
         }
         ActorModelAction::Crash(id) if is_server(*id) => {
             step.action = Action::Crash;
