@@ -553,7 +553,7 @@ mod tests {
                 ..ModelConfig::default()
             },
         ];
-        let (mut steps, mut crowded) = (0, 0);
+        let (mut steps, mut crowded, mut unchanged) = (0, 0, 0);
         for config in configs {
             assert_eq!(config.network, NetworkKind::Unordered);
             let model = config.into_model();
@@ -601,6 +601,17 @@ mod tests {
                             Applied::Crowded(changes, _) => {
                                 let expected = expected.expect("stateright has a successor");
                                 assert!(expected.network.len() > most, "{action:?}: crowded");
+                                // The search skips judging such a step: its servers must be
+                                // the parent's.
+                                if changes.servers_unchanged(&state) {
+                                    assert!(
+                                        state.actor_states == parent.actor_states
+                                            && state.actor_storages == parent.actor_storages
+                                            && state.crashed == parent.crashed,
+                                        "{action:?}: said to leave the servers as they were"
+                                    );
+                                    unchanged += 1;
+                                }
                                 assert!(state.network == parent.network, "{action:?}: network");
                                 let mut rest = expected.clone();
                                 rest.network = parent.network.clone();
@@ -621,5 +632,9 @@ mod tests {
         }
         assert!(steps > 10_000, "only {steps} steps compared");
         assert!(crowded > 1_000, "only {crowded} crowded steps compared");
+        assert!(
+            unchanged > 100 && unchanged < crowded,
+            "{unchanged} of {crowded} crowded steps left the servers as they were"
+        );
     }
 }
