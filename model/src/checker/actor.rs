@@ -65,13 +65,6 @@ impl From<Message<Value>> for InFlight {
     }
 }
 
-impl std::ops::Deref for InFlight {
-    type Target = Message<Value>;
-    fn deref(&self) -> &Message<Value> {
-        self.message()
-    }
-}
-
 impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.message().fmt(f)
@@ -638,7 +631,7 @@ impl Actor for ModelActor {
             Ok(output) => output,
             Err(PeerError::Refused(refusal)) => {
                 let kind = match &msg {
-                    ModelMsg::Peer(message) => message.kind(),
+                    ModelMsg::Peer(message) => message.message().kind(),
                     ModelMsg::Propose(_) => "proposal",
                     ModelMsg::Transfer | ModelMsg::TakeOver => "transfer request",
                 };
@@ -678,7 +671,7 @@ impl Actor for ModelActor {
         }
         let value;
         let input = match &msg {
-            ModelMsg::Peer(message) => contract::Input::Message(node_id(src), message),
+            ModelMsg::Peer(message) => contract::Input::Message(node_id(src), message.message()),
             ModelMsg::Propose(proposed) => {
                 value = [*proposed];
                 contract::Input::Propose(&value)
@@ -1125,7 +1118,7 @@ mod tests {
         }
         let copy = one.clone();
         assert!(Arc::ptr_eq(&one.0, &copy.0));
-        assert_eq!(*copy, append(1, vec![entry(1)], 0));
+        assert_eq!(copy.message(), &append(1, vec![entry(1)], 0));
     }
 
     /// A correct Peer never refuses a message in a correct cluster, so a refusal (here of a

@@ -1467,7 +1467,7 @@ mod tests {
                 verdicts
                     .get(Verdicts::key(&quiet, servers), &quiet, servers)
                     .map(discovered_of),
-                Some(verdict.clone().into_iter().collect())
+                Some(verdict.iter().copied().collect())
             );
             // A step that changed a server, its storage or a crash mark: the verdict of the
             // state before is not given for the state after, even under the same key.

@@ -531,7 +531,7 @@ pub fn step_of(
             match msg {
                 ModelMsg::Peer(message) => {
                     let from = usize::from(*src) as NodeId;
-                    step.action = Action::handling(message);
+                    step.action = Action::handling(message.message());
                     step.from = Some(from);
                     step.message = Some(message.message().clone());
                     let output = peer
