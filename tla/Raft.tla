@@ -760,13 +760,18 @@ NoCommitOnMinority ==
 CommittedSurvivesCrash ==
     \A i \in Server : ~crashed[i] => commitIndex[i] <= Len(log[i])
 
-\* A leader's progress of each follower stays in range: matched < next <= last + 1, at most
-\* Window messages in flight, in order, each ending after matched and before next. (The
+\* A leader's progress of each follower stays in range: matched < next <= last + 1, a
+\* follower still in the leader's term holds the leader's log up to matched (it acknowledged
+\* those entries in that term, and only that term's leader can have changed its log since), at
+\* most Window messages in flight, in order, each ending after matched and before next. (The
 \* model also counts bytes in flight; the spec does not model bytes.)
 FlowControlWindow ==
     \A i \in LiveLeaders, j \in Others(i) :
         /\ matchIndex[i][j] < nextIndex[i][j]
         /\ nextIndex[i][j] <= Len(log[i]) + 1
+        /\ currentTerm[j] = currentTerm[i] =>
+              /\ matchIndex[i][j] <= Len(log[j])
+              /\ SubSeq(log[j], 1, matchIndex[i][j]) = SubSeq(log[i], 1, matchIndex[i][j])
         /\ Len(inflight[i][j]) <= Window
         /\ \A t \in 1..Len(inflight[i][j]) :
               /\ matchIndex[i][j] < inflight[i][j][t]

@@ -518,6 +518,7 @@ impl Actor for ModelActor {
                 peer.plant_bug(bug);
                 let ghost = Ghost {
                     recovered_with: storage.as_ref().map(|d| d.log.len() as Index),
+                    contract_broken: super::contract::start_violation(&durable, &peer, &output),
                     ..Ghost::default()
                 };
                 let stored = match storage {

@@ -47,6 +47,33 @@ fn holds<C: PartialEq>(log: &[Entry<C>], prev: Index, entries: &[Entry<C>]) -> b
     log.get(start..start + entries.len()) == Some(entries)
 }
 
+/// The first clause of the start contract that a server coming up from `durable` breaks, if
+/// any: it holds what storage kept, follows no leader, sends and writes nothing, and arms its
+/// election timer. A server that starts without that timer never campaigns: a cluster whose
+/// servers all restart together would never elect a leader.
+pub fn start_violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Deviation>(
+    durable: &crate::peer::Durable<C>,
+    peer: &Peer<C, D>,
+    output: &Output<C>,
+) -> Option<String> {
+    if peer.durable() != durable {
+        return Some("a start changed the durable state it restored".into());
+    }
+    if !matches!(peer.role(), Role::Follower { leader: None }) {
+        return Some(format!(
+            "a start made a {} (a server comes up a follower of no leader)",
+            peer.role_kind()
+        ));
+    }
+    if output.messages().next().is_some() || output.persist.is_needed() {
+        return Some("a start sent a message or asked to persist".into());
+    }
+    let armed = output
+        .timers
+        .contains(&crate::peer::TimerCommand::Set(Timer::Election));
+    (!armed).then(|| "a start did not arm the election timer".into())
+}
+
 /// The first clause of the step contract that this step breaks, if any.
 pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Deviation>(
     before: &Peer<C, D>,
@@ -313,9 +340,7 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
             )
         }
         Input::Message(_, message)
-            if message
-                .sender_term()
-                .is_some_and(|term| after.term() < term) =>
+            if senders_term(message).is_some_and(|term| after.term() < term) =>
         {
             Some(format!(
                 "handled a {} of term {} and stayed in term {} (§5.1)",
@@ -342,9 +367,25 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                 ));
             }
             // A transfer has one election timeout to complete (§3.10).
-            after.transferee().map(|to| {
-                format!("a leader still transfers leadership to {to} after its election timeout")
-            })
+            after
+                .transferee()
+                .map(|to| {
+                    format!(
+                        "a leader still transfers leadership to {to} after its election timeout"
+                    )
+                })
+                .or_else(|| {
+                    // A leader that stays starts a new period: it has heard from no one since.
+                    let Role::Leader { heard_from, .. } = after.role() else {
+                        return None;
+                    };
+                    (!heard_from.is_empty()).then(|| {
+                        format!(
+                        "check-quorum kept the leader but still counts {heard_from:?} as heard \
+                         from in the next period"
+                    )
+                    })
+                })
         }
         Input::Timeout(Timer::Election) if before.config().pre_vote => {
             // Pre-vote: the server asks, in its own term, whether it could win the next one.
@@ -693,9 +734,14 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
                 )),
                 Role::PreCandidate { .. } => None,
                 Role::Candidate { .. } | Role::Leader { .. } => {
+                    // An ordinary election: only a TimeoutNow makes a campaign a transfer's,
+                    // which servers following a live leader answer despite leader stickiness.
                     let asked = output
                         .messages()
-                        .filter(|(_, m)| matches!(m, Message::RequestVoteRequest { .. }))
+                        .filter(|(_, m)| {
+                            matches!(m, Message::RequestVoteRequest { transfer: false, last_log_index, last_log_term, .. }
+                                if *last_log_index == after.last_index() && *last_log_term == after.last_term())
+                        })
                         .count();
                     (after.term() != *term
                         || after.voted_for() != Some(after.id())
@@ -815,13 +861,28 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
             ) = (after.role(), before.role(), message)
             {
                 if *term == before.term() && after.term() == before.term() {
-                    return rejection_clause(
+                    let broken = rejection_clause(
                         from,
                         *index,
                         earlier.get(&from),
                         progress.get(&from),
                         &replies,
                     );
+                    if broken.is_some() {
+                        return broken;
+                    }
+                }
+            }
+            // Check-quorum counts every answer of the leader's term, a rejection too: a follower
+            // being repaired is reachable, and a leader that heard it must not step down.
+            if let (Role::Leader { heard_from, .. }, Message::AppendEntriesResponse { term, .. }) =
+                (after.role(), message)
+            {
+                if *term == after.term() && !heard_from.contains(&from) {
+                    return Some(format!(
+                        "a leader heard an AppendEntries answer of its term {term} from {from} \
+                         and does not count it as heard from"
+                    ));
                 }
             }
             None
@@ -954,6 +1015,27 @@ fn rejection_clause<C>(
             p.next, p.matched
         )
     })
+}
+
+/// The term the sender of `message` was in when it sent it, when the message says so: the
+/// term a receiver in an older one must move to (§5.1). Written out for every kind, not with
+/// the Peer's `Message::sender_term`: a pre-vote request and a granted pre-vote answer carry the
+/// proposed next term, which no server is in yet (§9.6); a refused pre-vote answer carries the
+/// voter's own term, which a pre-candidate left behind must follow.
+fn senders_term<C>(message: &Message<C>) -> Option<u64> {
+    match message {
+        Message::PreVoteRequest { .. } => None,
+        Message::PreVoteResponse { granted: true, .. } => None,
+        Message::PreVoteResponse {
+            term,
+            granted: false,
+        } => Some(*term),
+        Message::RequestVoteRequest { term, .. }
+        | Message::RequestVoteResponse { term, .. }
+        | Message::AppendEntriesRequest { term, .. }
+        | Message::AppendEntriesResponse { term, .. }
+        | Message::TimeoutNow { term } => Some(*term),
+    }
 }
 
 /// Whether a server ignores `message` by leader stickiness (§9.6): with pre-vote on, a request
@@ -1435,6 +1517,158 @@ mod tests {
                 "an empty AppendEntries to the pipelined follower 2 outside a heartbeat"
                     .to_string()
             )
+        );
+    }
+
+    /// Check-quorum counts every AppendEntries answer of the leader's term, a rejection too,
+    /// and a check that keeps the leader starts the next period with no one heard from.
+    #[test]
+    fn check_quorum_counts_every_answer_and_each_check_starts_afresh() {
+        let (_, elected, _, _) = election(FlowControl::UNLIMITED);
+        // Server 2 holds only the first entry: its rejection is current, answered by a probe.
+        let rejection = Message::AppendEntriesResponse {
+            term: 3,
+            success: false,
+            index: 1,
+        };
+        let input = Input::Message(2, &rejection);
+        let mut heard = elected.clone();
+        let output = heard
+            .handle_message(2, rejection.clone())
+            .expect("a rejection");
+        assert_eq!(violation(&elected, &input, &heard, &output), None);
+        assert_eq!(
+            violation(&elected, &input, &elected, &output),
+            Some(
+                "a leader heard an AppendEntries answer of its term 3 from 2 and does not count \
+                 it as heard from"
+                    .to_string()
+            )
+        );
+        // Heard from server 2: the check keeps the leader, and forgets whom it heard from.
+        let mut checked = heard.clone();
+        let output = checked.handle_timeout(Timer::Election);
+        let input = Input::Timeout(Timer::Election);
+        assert_eq!(checked.role_kind(), RoleKind::Leader);
+        assert_eq!(violation(&heard, &input, &checked, &output), None);
+        assert_eq!(
+            violation(&heard, &input, &heard, &output),
+            Some(
+                "check-quorum kept the leader but still counts {2} as heard from in the next \
+                 period"
+                    .to_string()
+            )
+        );
+    }
+
+    /// Pre-votes from a majority start an ordinary election: its vote requests are not marked
+    /// as a leadership transfer's, which servers following a live leader would answer.
+    #[test]
+    fn an_election_after_a_pre_vote_asks_as_an_ordinary_one() {
+        let durable = Durable {
+            term: 2,
+            voted_for: None,
+            log: log_of_terms(&[1, 1, 2]),
+        };
+        let mut config = Config::new(1, vec![1, 2, 3]);
+        config.pre_vote = true;
+        let mut peer = Peer::<u8>::restore(config, durable)
+            .expect("a valid durable state")
+            .0;
+        peer.handle_timeout(Timer::Election);
+        assert_eq!(peer.role_kind(), RoleKind::PreCandidate);
+        let before = peer.clone();
+        let granted = Message::PreVoteResponse {
+            term: 3,
+            granted: true,
+        };
+        let mut output = peer
+            .handle_message(2, granted.clone())
+            .expect("a pre-vote is accepted");
+        assert_eq!(peer.role_kind(), RoleKind::Candidate);
+        let input = Input::Message(2, &granted);
+        assert_eq!(violation(&before, &input, &peer, &output), None);
+        for (_, message) in output
+            .send_now
+            .iter_mut()
+            .chain(output.send_after_persist.iter_mut())
+        {
+            if let Message::RequestVoteRequest { transfer, .. } = message {
+                *transfer = true;
+            }
+        }
+        assert_eq!(
+            violation(&before, &input, &peer, &output),
+            Some(
+                "an election after a pre-vote must take term 3, vote for itself and ask every \
+                 other server"
+                    .to_string()
+            )
+        );
+    }
+
+    /// A refused pre-vote answer carries the voter's own term, which a pre-candidate of an
+    /// older term moves to (§5.1); a granted one carries the proposed term, which it does not.
+    #[test]
+    fn a_refused_pre_vote_answer_of_a_newer_term_is_followed() {
+        let refused = Message::PreVoteResponse {
+            term: 5,
+            granted: false,
+        };
+        let granted = Message::<u8>::PreVoteResponse {
+            term: 5,
+            granted: true,
+        };
+        let request = Message::<u8>::PreVoteRequest {
+            term: 5,
+            last_log_index: 0,
+            last_log_term: 0,
+        };
+        assert_eq!(senders_term(&refused), Some(5));
+        assert_eq!(senders_term(&granted), None);
+        assert_eq!(senders_term(&request), None);
+        let durable = Durable {
+            term: 2,
+            voted_for: None,
+            log: log_of_terms(&[1, 1, 2]),
+        };
+        let mut config = Config::new(1, vec![1, 2, 3]);
+        config.pre_vote = true;
+        let mut peer = Peer::<u8>::restore(config, durable)
+            .expect("a valid durable state")
+            .0;
+        peer.handle_timeout(Timer::Election);
+        let before = peer.clone();
+        let mut moved = peer.clone();
+        let output = moved
+            .handle_message(2, refused.clone())
+            .expect("a refusal is accepted");
+        let input = Input::Message(2, &refused);
+        assert_eq!(moved.term(), 5);
+        assert_eq!(violation(&before, &input, &moved, &output), None);
+        assert_eq!(
+            violation(&before, &input, &before, &Output::default()),
+            Some("handled a PreVoteResponse of term 5 and stayed in term 2 (§5.1)".to_string())
+        );
+    }
+
+    /// A server comes up a follower of no leader, holding what storage kept, with its election
+    /// timer armed; without that timer it would never campaign.
+    #[test]
+    fn a_start_without_the_election_timer_breaks_the_contract() {
+        let durable = Durable {
+            term: 2,
+            voted_for: Some(3),
+            log: log_of_terms(&[1, 1, 2]),
+        };
+        let (peer, mut output) =
+            Peer::<u8>::restore(Config::new(1, vec![1, 2, 3]), durable.clone())
+                .expect("a valid durable state");
+        assert_eq!(start_violation(&durable, &peer, &output), None);
+        output.timers.clear();
+        assert_eq!(
+            start_violation(&durable, &peer, &output),
+            Some("a start did not arm the election timer".to_string())
         );
     }
 }

@@ -112,15 +112,18 @@ pub const ALL: [NamedProperty; 23] = [
         name: "FlowControlWindow",
         expectation: Expect::Always,
         description: "a leader's progress of each follower stays in range: matched < next <= \
-                      last + 1, at most the window in flight, each message in flight ending \
-                      after matched and before next, and the bytes in flight counted exactly",
+                      last + 1, a follower still in the leader's term stores the leader's log \
+                      up to matched, at most the window in flight, each message in flight \
+                      ending after matched and before next, and the bytes in flight counted \
+                      exactly",
         condition: flow_control_window,
         reads_network: false,
     },
     NamedProperty {
         name: "OutputContract",
         expectation: Expect::Always,
-        description: "every step's output keeps the Peer's contract (messages, persist, commit)",
+        description: "every step's output keeps the Peer's contract (messages, persist, commit), \
+                      and every server starts with its election timer armed",
         condition: output_contract,
         reads_network: false,
     },
@@ -499,8 +502,11 @@ fn flow_control_window(model: &RaftModel, state: &RaftState) -> bool {
             return true;
         };
         let last = leader.peer.last_index();
-        progress.iter().all(|(_, p)| {
+        progress.iter().all(|(id, p)| {
             if !(p.matched < p.next && p.next <= last + 1) {
+                return false;
+            }
+            if !stores_matched(state, leader, *id, p.matched) {
                 return false;
             }
             let Flow::Replicate { inflight } = &p.flow else {
@@ -515,6 +521,26 @@ fn flow_control_window(model: &RaftModel, state: &RaftState) -> bool {
             within_window && ordered && bytes == inflight.bytes()
         })
     })
+}
+
+/// Whether the follower `id` stores the leader's first `matched` entries, when it is still in
+/// the leader's term: it acknowledged them in that term, after writing them, and only that
+/// term's leader, whose log begins with them, can have changed its log since. (A follower of a
+/// newer term may have lost them to a newer leader, as Raft allows.)
+fn stores_matched(state: &RaftState, leader: &ServerState, id: u64, matched: Index) -> bool {
+    let Some(follower) = usize::try_from(id)
+        .ok()
+        .and_then(|i| state.actor_states.get(i))
+        .and_then(|s| s.server())
+    else {
+        return true;
+    };
+    if follower.peer.term() != leader.peer.term() {
+        return true;
+    }
+    let matched = usize::try_from(matched).unwrap_or(usize::MAX);
+    let (theirs, ours) = (follower.peer.log(), leader.peer.log());
+    matched <= theirs.len() && matched <= ours.len() && theirs[..matched] == ours[..matched]
 }
 
 fn output_contract(_: &RaftModel, state: &RaftState) -> bool {
@@ -630,5 +656,66 @@ mod tests {
             .expect_err("the evaluation panics");
         assert!(err.contains("index out of bounds"), "{err}");
         assert_eq!(ALL[0].holds(&model, &state), Ok(true));
+    }
+
+    /// A leader's match index of a follower still in its term is at most what that follower
+    /// stores of the leader's log: a match index the follower never acknowledged is a
+    /// violation of FlowControlWindow; one a newer leader took the entries from is not.
+    #[test]
+    fn a_match_index_past_what_a_follower_of_its_term_stores_breaks_flow_control_window() {
+        use crate::peer::{log_of_terms, Config, Durable, Entry, Message, Peer, Timer};
+        use std::sync::Arc;
+        let model = super::super::ModelConfig::default().into_model();
+        let mut state = model.init_states().remove(0);
+        let peer = |id: u64, term: u64, log: Vec<Entry<super::super::Value>>| {
+            Peer::restore(
+                Config::new(id, vec![0, 1, 2]),
+                Durable {
+                    term,
+                    voted_for: None,
+                    log,
+                },
+            )
+            .expect("a valid durable state")
+            .0
+        };
+        let set = |state: &mut RaftState, i: usize, peer: Peer<super::super::Value, _>| {
+            let mut node = (*state.actor_states[i]).clone();
+            if let super::super::actor::NodeState::Server(server) = &mut node {
+                server.peer = peer;
+            }
+            state.actor_states[i] = Arc::new(node);
+        };
+        // Server 0 leads term 3 with the log [1, 1, 2, 3] (its blank entry last), and server 1
+        // acknowledged all four entries.
+        let mut leader = peer(0, 2, log_of_terms(&[1, 1, 2]));
+        leader.handle_timeout(Timer::Election);
+        let vote = Message::RequestVoteResponse {
+            term: 3,
+            granted: true,
+        };
+        leader.handle_message(1, vote).expect("a vote");
+        let ack = Message::AppendEntriesResponse {
+            term: 3,
+            success: true,
+            index: 4,
+        };
+        leader.handle_message(1, ack).expect("an ack");
+        let full = leader.log().to_vec();
+        set(&mut state, 0, leader);
+        set(&mut state, 1, peer(1, 3, full.clone()));
+        set(&mut state, 2, peer(2, 3, log_of_terms(&[1, 1, 2])));
+        assert!(flow_control_window(&model, &state));
+        // Server 1, in the leader's term, lacks the blank entry it is said to store.
+        set(&mut state, 1, peer(1, 3, full[..3].to_vec()));
+        assert!(!flow_control_window(&model, &state));
+        // ... or holds another entry of the same term in its place.
+        let mut other = full.clone();
+        other[3].command = Some(7);
+        set(&mut state, 1, peer(1, 3, other));
+        assert!(!flow_control_window(&model, &state));
+        // In a newer term, a newer leader may have replaced them.
+        set(&mut state, 1, peer(1, 4, full[..3].to_vec()));
+        assert!(flow_control_window(&model, &state));
     }
 }
