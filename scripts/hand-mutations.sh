@@ -7,7 +7,7 @@
 # judged by the judge of scripts/mutants.sh (model/tests/mutation.rs: the default suite, then
 # the fixed-seed simulation, each stopping at its first violated Always property).
 #
-#   scripts/hand-mutations.sh           # every patch (about a minute each on 2 cores)
+#   scripts/hand-mutations.sh           # every patch (about six minutes on 2 cores)
 #   scripts/hand-mutations.sh 07 22     # the patches whose names begin with 07 or 22
 #
 # Prints one line per patch: caught (and the property reported), missed (and the Sometimes
