@@ -286,9 +286,15 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
     }
     // What a leader knows a follower stores only grows within its term.
     if let (
-        Role::Leader { progress, .. },
         Role::Leader {
-            progress: earlier, ..
+            progress,
+            heard_from,
+            ..
+        },
+        Role::Leader {
+            progress: earlier,
+            heard_from: heard_before,
+            ..
         },
     ) = (after.role(), before.role())
     {
@@ -302,6 +308,31 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                         after.term()
                     ));
                 }
+            }
+            // Check-quorum hears a follower only through an AppendEntries answer of the
+            // leader's term (a stale answer, given to an earlier term's leader, says nothing
+            // of whether the follower is reachable now); only a check forgets.
+            let answered = match input {
+                Input::Message(from, Message::AppendEntriesResponse { term, .. })
+                    if *term == after.term() =>
+                {
+                    Some(*from)
+                }
+                _ => None,
+            };
+            let checked = matches!(input, Input::Timeout(Timer::Election));
+            if let Some(stranger) = heard_from
+                .iter()
+                .find(|id| !heard_before.contains(id) && Some(**id) != answered)
+            {
+                return Some(format!(
+                    "a leader counts {stranger} as heard from without an AppendEntries answer \
+                     of its term {} from it",
+                    after.term()
+                ));
+            }
+            if !checked && heard_before.iter().any(|id| !heard_from.contains(id)) {
+                return Some("a leader forgot whom it heard from outside a check-quorum".into());
             }
         }
     }
@@ -1542,6 +1573,26 @@ mod tests {
             Some(
                 "a leader heard an AppendEntries answer of its term 3 from 2 and does not count \
                  it as heard from"
+                    .to_string()
+            )
+        );
+        // An answer given to the leader of an earlier term says nothing of reachability now.
+        let stale = Message::AppendEntriesResponse {
+            term: 2,
+            success: true,
+            index: 3,
+        };
+        let mut unmoved = elected.clone();
+        let output = unmoved
+            .handle_message(2, stale.clone())
+            .expect("a stale answer");
+        let input = Input::Message(2, &stale);
+        assert_eq!(violation(&elected, &input, &unmoved, &output), None);
+        assert_eq!(
+            violation(&elected, &input, &heard, &output),
+            Some(
+                "a leader counts 2 as heard from without an AppendEntries answer of its term 3 \
+                 from it"
                     .to_string()
             )
         );
