@@ -581,9 +581,9 @@ HandleAppendEntriesRequest(i, j, m) ==
 \* Peer::handle_append_entries_response. The leader of the response's term notes that it
 \* heard from the sender (check-quorum). On success it acknowledges the index (never past
 \* its own log), commits what a majority stores, and sends what flow control now lets it.
-\* On a refusal it probes again after the hint, never below what is known to match; a
-\* pipelined follower ignores a hint below its match, and a hint at or past next - 1 is
-\* stale.
+\* On a refusal it probes again after the hint, never at or below what is known to match
+\* (a hint below the match, pipelining or not, is answered by a probe right after it); a
+\* hint at or past next - 1 is stale.
 HandleAppendEntriesResponse(i, j, m) ==
     /\ m.type = "AppendEntriesResponse"
     /\ ~crashed[i]
@@ -616,7 +616,6 @@ HandleAppendEntriesResponse(i, j, m) ==
                              Send(IF transferee[i] = j /\ matchIndex'[i][j] = Len(log[i])
                                   THEN {TimeoutNowTo(i, j)} ELSE {})
                ELSE IF m.index + 1 < nextIndex[i][j]
-                       /\ ~(flowState[i][j] = "Replicate" /\ m.index < matchIndex[i][j])
                THEN /\ nextIndex' = [nextIndex EXCEPT ![i][j] = Max(m.index, matchIndex[i][j]) + 1]
                     /\ flowState' = [flowState EXCEPT ![i][j] = "ProbeSent"]
                     /\ inflight' = [inflight EXCEPT ![i][j] = << >>]

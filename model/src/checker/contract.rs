@@ -1008,12 +1008,14 @@ impl<C> Leader<'_, C> {
 }
 
 /// How a leader answers a rejection of its term from `from` whose hint is `hint` (§5.3, with
-/// the hint of `rejection_hint`): a rejection of the request that is the follower's last one
-/// (the hint lies below its prev index, `next - 1`, and not below what the follower is known
-/// to store while pipelining) makes the leader probe again right after the hint, but never at
-/// or below the match index; any other rejection is stale, answered by a message already
-/// overtaken, and changes nothing. Ignoring a rejection leaves the follower behind until the
-/// next heartbeat; acting on a stale one sends entries twice.
+/// the hint of `rejection_hint`): a rejection whose hint lies below its prev index, `next -
+/// 1`, makes the leader probe again right after the hint, but never at or below the match
+/// index; any other rejection is stale, answered by a message already overtaken, and changes
+/// nothing. A hint below the match index while pipelining is not stale: the hint skips the
+/// whole run of the follower's conflicting term down to its commit index, which can reach
+/// below the entries it acknowledged, and a leader that ignored it would leave that follower
+/// refusing every later message. Ignoring a rejection leaves the follower behind; acting on a
+/// stale one sends entries twice.
 fn rejection_clause<C>(
     from: NodeId,
     hint: Index,
@@ -1024,8 +1026,7 @@ fn rejection_clause<C>(
     let Some(p) = before else {
         return Some(format!("a leader keeps no progress for {from}"));
     };
-    let pipelining = matches!(p.flow, Flow::Replicate { .. });
-    let current = hint + 1 < p.next && !(pipelining && hint < p.matched);
+    let current = hint + 1 < p.next;
     if !current {
         return (after != Some(p) || !replies.is_empty()).then(|| {
             format!(
@@ -1385,8 +1386,7 @@ mod tests {
             rejection_clause(2, 0, Some(&before), Some(&backed), &[&at_match]),
             None
         );
-        // Stale: the hint is the prev index of the probe in flight, or below the match while
-        // pipelining.
+        // Stale: the hint is the prev index of the probe in flight.
         assert_eq!(
             rejection_clause::<u8>(2, 4, Some(&before), Some(&before), &[]),
             None
@@ -1394,12 +1394,21 @@ mod tests {
         let broken = rejection_clause(2, 4, Some(&before), Some(&backed), &[&sent])
             .expect("acting on a stale rejection");
         assert!(broken.starts_with("a stale rejection from 2 (hint 4, next 5, match 1)"));
+        // Below the match while pipelining: not stale (the hint may have skipped a term run
+        // reaching below the match), answered by a probe right after the match.
         let pipelined = pipelining(6, 3);
         assert_eq!(
             rejection_clause::<u8>(2, 2, Some(&pipelined), Some(&pipelined), &[]),
+            Some(
+                "a rejection from 2 with hint 2 (next 6, match 3) was not answered by a probe \
+                 after index 3"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            rejection_clause(2, 2, Some(&pipelined), Some(&backed), &[&probe(3)]),
             None
         );
-        assert!(rejection_clause(2, 2, Some(&pipelined), Some(&pipelined), &[&sent]).is_some());
     }
 
     /// A follower (log terms [1, 1, 2, 2], nothing committed) rejecting a request of its term

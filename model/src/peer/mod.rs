@@ -901,17 +901,110 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_rejection_below_the_match_index_keeps_progress() {
+    fn a_rejection_below_the_match_index_is_probed_right_after_it() {
         let mut peer = leader_with_progress();
-        let before = progress_of(&peer, 2);
-        let stale = Message::AppendEntriesResponse {
+        assert_eq!(progress_of(&peer, 2).matched, 4);
+        let below = Message::AppendEntriesResponse {
             term: 3,
             success: false,
             index: 0,
         };
-        // Reordered behind the acknowledgement of 4: the leader never backs off below it.
-        peer.handle_message(2, stale).unwrap();
-        assert_eq!(progress_of(&peer, 2), before);
+        // Stale or not (a hint that skipped a term run reaching below the match), the leader
+        // probes again right after the match, never below it.
+        let output = peer.handle_message(2, below).unwrap();
+        assert_eq!(progress_of(&peer, 2).next, 5);
+        assert!(progress_of(&peer, 2).is_paused(&peer.config().flow));
+        let probes: Vec<_> = output
+            .messages()
+            .filter_map(|(to, m)| match m {
+                Message::AppendEntriesRequest { prev_log_index, .. } => {
+                    Some((*to, *prev_log_index))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(probes, vec![(2, 4)]);
+    }
+
+    /// A follower holding stale entries of the term of the entries it acknowledged, past them,
+    /// refuses the next message with a hint that skips that whole run, below its match index;
+    /// after a lost message the leader must still repair it (it once took such a rejection for
+    /// a stale one and left the follower refusing everything, a message lost for good).
+    #[test]
+    fn a_follower_whose_hint_falls_below_its_match_is_repaired() {
+        use crate::peer::FlowControl;
+        let flow = FlowControl {
+            max_entries: 1,
+            max_bytes: u64::MAX,
+            max_inflight: 2,
+            max_inflight_bytes: u64::MAX,
+        };
+        let restore = |id: NodeId, term: Term, terms: &[Term]| {
+            let mut config = Config::new(id, vec![1, 2, 3]);
+            config.flow = flow;
+            Peer::<u8>::restore(
+                config,
+                Durable {
+                    term,
+                    voted_for: None,
+                    log: log_of_terms(terms),
+                },
+            )
+            .unwrap()
+            .0
+        };
+        // Server 1 leads term 3 with [1, 2, 3 (blank)]; server 2 holds [1, 1, 1] of term 1.
+        let mut leader = restore(1, 2, &[1, 2]);
+        let mut follower = restore(2, 1, &[1, 1, 1]);
+        leader.handle_timeout(Timer::Election);
+        let vote = Message::RequestVoteResponse {
+            term: 3,
+            granted: true,
+        };
+        let mut to_follower: Vec<Message<u8>> = leader
+            .handle_message(3, vote)
+            .unwrap()
+            .messages()
+            .filter(|(to, _)| *to == 2)
+            .map(|(_, m)| m.clone())
+            .collect();
+        let mut lost = false;
+        for _ in 0..20 {
+            if to_follower.is_empty() {
+                let heartbeat = leader.handle_timeout(Timer::Heartbeat);
+                to_follower.extend(
+                    heartbeat
+                        .messages()
+                        .filter(|(to, _)| *to == 2)
+                        .map(|(_, m)| m.clone()),
+                );
+                continue;
+            }
+            let message = to_follower.remove(0);
+            // The message that carries entry 2, once pipelining, is lost.
+            if let Message::AppendEntriesRequest {
+                prev_log_index: 1, ..
+            } = &message
+            {
+                if !lost {
+                    lost = true;
+                    continue;
+                }
+            }
+            let answers = follower.handle_message(1, message).unwrap();
+            for (_, answer) in answers.messages() {
+                let output = leader.handle_message(2, answer.clone()).unwrap();
+                to_follower.extend(
+                    output
+                        .messages()
+                        .filter(|(to, _)| *to == 2)
+                        .map(|(_, m)| m.clone()),
+                );
+            }
+        }
+        assert!(lost, "the message carrying entry 2 was sent and lost");
+        assert_eq!(follower.log(), leader.log(), "the follower is repaired");
+        assert_eq!(progress_of(&leader, 2).matched, 3);
     }
 
     #[test]

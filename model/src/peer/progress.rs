@@ -238,15 +238,16 @@ impl Progress {
 
     /// The follower refused an AppendEntries: its log may match the leader's only up to
     /// `hint`. It is probed again right after the hint, but never at or below what is known to
-    /// match. Returns whether it is probed again: a pipelined follower ignores a hint below
-    /// its matched index, which a rejection reordered behind a later acknowledgement carries.
-    pub(super) fn back_off(&mut self, hint: Index) -> bool {
-        if matches!(self.flow, Flow::Replicate { .. }) && hint < self.matched {
-            return false;
-        }
+    /// match. A hint below the matched index does not make a rejection stale, even while
+    /// pipelining: the follower's hint skips the whole run of its conflicting entry's term
+    /// down to its commit index, and that run can reach below the entries it acknowledged
+    /// (stale entries of the term of its matched ones, after a lost message): such a
+    /// rejection is answered by a probe right after the match, or the follower would refuse
+    /// every later message and never be repaired. A rejection that really is stale costs one
+    /// probe the follower accepts at once.
+    pub(super) fn back_off(&mut self, hint: Index) {
         self.next = (hint + 1).max(self.matched + 1);
         self.flow = Flow::Probe { paused: false };
-        true
     }
 
     /// The bytes in flight (0 while probing).
@@ -504,11 +505,16 @@ mod tests {
     #[test]
     fn back_off_probes_again_above_the_match() {
         let mut p = replicating(9, 3);
-        assert!(!p.back_off(2), "a stale hint below the match");
-        assert_eq!(p, replicating(9, 3));
-        assert!(p.back_off(5));
+        p.back_off(2);
+        assert_eq!(
+            (p.next, p.flow.clone()),
+            (4, Flow::Probe { paused: false }),
+            "a hint below the match, while pipelining: right after the match"
+        );
+        let mut p = replicating(9, 3);
+        p.back_off(5);
         assert_eq!((p.next, p.flow.clone()), (6, Flow::Probe { paused: false }));
-        assert!(p.back_off(1), "a probe backs off on any hint");
+        p.back_off(1);
         assert_eq!(p.next, 4, "never at or below the matched index");
     }
 

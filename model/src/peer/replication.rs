@@ -180,15 +180,12 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
                 "rejection below the matched index {} of {from}",
                 follower.matched
             );
-            let probe = if planted!(self, ProbeBelowMatch) {
+            if planted!(self, ProbeBelowMatch) {
                 follower.planted_probe_after(index);
-                true
             } else {
-                follower.back_off(index)
-            };
-            if probe {
-                self.send_append(from, false, output);
+                follower.back_off(index);
             }
+            self.send_append(from, false, output);
         }
     }
 
