@@ -1353,8 +1353,8 @@ mod tests {
     }
 
     /// A rejection whose hint lies below the follower's last prev index is answered by a probe
-    /// right after the hint, never at or below the match index; a stale one (hint at or past
-    /// that prev index, or below the match while pipelining) changes nothing and sends nothing.
+    /// right after the hint, never at or below the match index (pipelining or not); a stale
+    /// one (hint at or past that prev index) changes nothing and sends nothing.
     #[test]
     fn a_rejection_is_answered_by_a_probe_after_its_hint_and_a_stale_one_by_nothing() {
         let probe = |prev_log_index| Message::<u8>::AppendEntriesRequest {
