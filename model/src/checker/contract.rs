@@ -146,6 +146,19 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                 .iter()
                 .map(Entry::size)
                 .fold(0u64, u64::saturating_add);
+            // ... and no more than they allow: a message may pass the byte cap only with its
+            // one entry.
+            if entries.len() as u64 > flow.max_entries
+                || (entries.len() > 1 && bytes > flow.max_bytes)
+            {
+                return Some(format!(
+                    "AppendEntries to {to} after index {prev_log_index} carries {} entries \
+                     ({bytes} bytes), past its caps ({} entries, {} bytes)",
+                    entries.len(),
+                    flow.max_entries,
+                    flow.max_bytes
+                ));
+            }
             let follows = after.log().get(*prev_log_index as usize + entries.len());
             if let (false, Some(next)) = (entries.is_empty(), follows) {
                 let capped = entries.len() as u64 >= flow.max_entries
@@ -1224,6 +1237,29 @@ mod tests {
             assert_eq!(
                 broken.is_some_and(|b| b.contains("neither cap (18446744073709551615 entries")),
                 breaks,
+                "{flow:?}"
+            );
+        }
+        // Past a cap: two entries where one is allowed, or two commands past one byte.
+        let one = FlowControl {
+            max_entries: 1,
+            ..FlowControl::UNLIMITED
+        };
+        let one_byte = FlowControl {
+            max_bytes: 1,
+            ..FlowControl::UNLIMITED
+        };
+        for flow in [one, one_byte] {
+            let (before, after, mut output, vote) = election(flow);
+            output.send_now.push((3, short(&after, 0)));
+            let broken = violation(&before, &Input::Message(2, &vote), &after, &output);
+            assert_eq!(
+                broken,
+                Some(format!(
+                    "AppendEntries to 3 after index 0 carries 2 entries (2 bytes), past its caps \
+                     ({} entries, {} bytes)",
+                    flow.max_entries, flow.max_bytes
+                )),
                 "{flow:?}"
             );
         }
