@@ -659,10 +659,20 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
                 {
                     return Some("an append changed entries before its prev index".into());
                 }
+                // Figure 2: the commit index moves to min(leader commit, last new entry) when
+                // that is higher, and nowhere else. Higher commits what the request did not
+                // check; lower leaves the follower a message behind.
                 let allowed = before.commit_index().max((*leader_commit).min(last_new));
                 if after.commit_index() > allowed {
                     return Some(format!(
                         "committed {} past min(leader commit {leader_commit}, last new {last_new})",
+                        after.commit_index()
+                    ));
+                }
+                if after.commit_index() < allowed {
+                    return Some(format!(
+                        "committed {} short of min(leader commit {leader_commit}, last new \
+                         {last_new})",
                         after.commit_index()
                     ));
                 }
@@ -1765,6 +1775,41 @@ mod tests {
         assert_eq!(
             start_violation(&durable, &peer, &output),
             Some("a start did not arm the election timer".to_string())
+        );
+    }
+
+    /// Figure 2: a follower that accepts an append moves its commit index to min(leader
+    /// commit, last new entry) when that is higher; short of it breaks the contract as past it
+    /// does.
+    #[test]
+    fn a_follower_commits_exactly_what_the_append_allows() {
+        let durable = Durable {
+            term: 3,
+            voted_for: None,
+            log: log_of_terms(&[1, 1, 2]),
+        };
+        let follower = Peer::<u8>::restore(Config::new(2, vec![1, 2, 3]), durable)
+            .expect("a valid durable state")
+            .0;
+        let append = |leader_commit| Message::AppendEntriesRequest {
+            term: 3,
+            prev_log_index: 3,
+            prev_log_term: 2,
+            entries: log_of_terms(&[3]),
+            leader_commit,
+        };
+        let mut committed = follower.clone();
+        let output = committed.handle_message(1, append(4)).expect("an append");
+        assert_eq!(committed.commit_index(), 4);
+        let input_message = append(4);
+        let input = Input::Message(1, &input_message);
+        assert_eq!(violation(&follower, &input, &committed, &output), None);
+        // The same entries stored, the commit index left behind.
+        let mut behind = follower.clone();
+        let output = behind.handle_message(1, append(0)).expect("an append");
+        assert_eq!(
+            violation(&follower, &input, &behind, &output),
+            Some("committed 0 short of min(leader commit 4, last new 4)".to_string())
         );
     }
 }
