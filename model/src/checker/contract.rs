@@ -181,6 +181,14 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                     after.commit_index()
                 ));
             }
+            // ... and not short of it: the step commits first and sends after, or the
+            // follower learns of the commit a message late.
+            if *leader_commit < after.commit_index() {
+                return Some(format!(
+                    "AppendEntries carries commit {leader_commit} short of the leader's {}",
+                    after.commit_index()
+                ));
+            }
             // A pipelined AppendEntries is counted in the window it leaves through
             // (`Flow::Replicate`): once sent, the leader's record of what is in flight to that
             // follower holds its last index and its bytes, until an acknowledgement or a
@@ -883,6 +891,23 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
                 if *term != after.term() && matched != before_matched(before, from) {
                     return Some(format!(
                         "an acknowledgement of term {term} moved the match index of {from}"
+                    ));
+                }
+                // A stale acknowledgement (below the match, overtaken by a later one) says
+                // nothing new: the follower's progress stays as it was, probing or not.
+                let was = match before.role() {
+                    Role::Leader { progress, .. } => progress.get(&from),
+                    _ => None,
+                };
+                if *term == after.term()
+                    && before.term() == after.term()
+                    && was.is_some_and(|was| *index < was.matched)
+                    && progress.get(&from) != was
+                {
+                    return Some(format!(
+                        "a stale acknowledgement of {index} from {from} changed its progress \
+                         ({was:?} -> {:?})",
+                        progress.get(&from)
                     ));
                 }
                 // An acknowledgement that is not stale tells the leader where the follower's
@@ -1810,6 +1835,66 @@ mod tests {
         assert_eq!(
             violation(&follower, &input, &behind, &output),
             Some("committed 0 short of min(leader commit 4, last new 4)".to_string())
+        );
+    }
+
+    /// An AppendEntries carries the leader's commit index as the step leaves it, and a stale
+    /// acknowledgement leaves the follower's progress as it was.
+    #[test]
+    fn appends_carry_the_commit_and_stale_acks_change_nothing() {
+        let (_, elected, _, _) = election(FlowControl::UNLIMITED);
+        let ack = |index| Message::AppendEntriesResponse {
+            term: 3,
+            success: true,
+            index,
+        };
+        let mut acked = elected.clone();
+        let output = acked.handle_message(2, ack(4)).expect("an ack");
+        assert_eq!(acked.commit_index(), 4);
+        assert_eq!(
+            violation(&elected, &Input::Message(2, &ack(4)), &acked, &output),
+            None
+        );
+        let mut late = output.clone();
+        late.send_now.push((
+            3,
+            Message::AppendEntriesRequest {
+                term: 3,
+                prev_log_index: 3,
+                prev_log_term: 2,
+                entries: acked.log()[3..].to_vec(),
+                leader_commit: 0,
+            },
+        ));
+        assert_eq!(
+            violation(&elected, &Input::Message(2, &ack(4)), &acked, &late),
+            Some("AppendEntries carries commit 0 short of the leader's 4".to_string())
+        );
+        // A stale acknowledgement of 2 (behind the one of 4): nothing moves.
+        let mut same = acked.clone();
+        let output = same.handle_message(2, ack(2)).expect("a stale ack");
+        assert_eq!(
+            violation(&acked, &Input::Message(2, &ack(2)), &same, &output),
+            None
+        );
+        // A leader that went back to probing server 2 on it breaks the contract.
+        let mut probing = acked.clone();
+        let rejection = Message::AppendEntriesResponse {
+            term: 3,
+            success: false,
+            index: 3,
+        };
+        probing.handle_message(2, rejection).expect("a rejection");
+        let broken = violation(
+            &acked,
+            &Input::Message(2, &ack(2)),
+            &probing,
+            &Output::default(),
+        )
+        .expect("a stale ack that changed the progress");
+        assert!(
+            broken.starts_with("a stale acknowledgement of 2 from 2 changed its progress"),
+            "{broken}"
         );
     }
 }
