@@ -355,6 +355,46 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
             if !checked && heard_before.iter().any(|id| !heard_from.contains(id)) {
                 return Some("a leader forgot whom it heard from outside a check-quorum".into());
             }
+            // A pipelined follower's window forgets a message only once an acknowledgement
+            // covers it, or on a heartbeat the oldest message of a full window (FlowControl):
+            // forgetting one still in flight lets the leader send past the window.
+            let flow = after.config().flow;
+            for (follower, was) in earlier {
+                let (Flow::Replicate { inflight: old }, Some(Flow::Replicate { inflight: new })) =
+                    (&was.flow, progress.get(follower).map(|p| &p.flow))
+                else {
+                    continue;
+                };
+                let acked = match input {
+                    Input::Message(
+                        from,
+                        Message::AppendEntriesResponse {
+                            term,
+                            success: true,
+                            index,
+                        },
+                    ) if from == follower && *term == after.term() => Some(*index),
+                    _ => None,
+                };
+                let bytes = old
+                    .messages()
+                    .fold(0u64, |sum, (_, b)| sum.saturating_add(b));
+                let full =
+                    old.messages().count() >= flow.max_inflight || bytes >= flow.max_inflight_bytes;
+                let heartbeat = matches!(input, Input::Timeout(Timer::Heartbeat));
+                let oldest = old.messages().next();
+                let forgotten = old.messages().find(|sent| {
+                    !new.messages().any(|kept| kept == *sent)
+                        && acked.is_none_or(|index| sent.0 > index)
+                        && !(heartbeat && full && Some(*sent) == oldest)
+                });
+                if let Some((last, _)) = forgotten {
+                    return Some(format!(
+                        "the window of {follower} forgot its message up to {last}, still in \
+                         flight"
+                    ));
+                }
+            }
         }
     }
     // A new leader appends exactly one blank entry of its term (§8), and nothing else.
