@@ -644,6 +644,16 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
                     "refused a free vote in term {term} to an up-to-date candidate {from}"
                 ));
             }
+            // A vote request of the server's own term changes its role in no way: a candidate
+            // of that term goes on campaigning, its leader goes on leading (a newer term made
+            // it a follower before this clause).
+            if *term == before.term() && after.role_kind() != before.role_kind() {
+                return Some(format!(
+                    "a vote request of its own term {term} made a {} a {}",
+                    before.role_kind(),
+                    after.role_kind()
+                ));
+            }
             None
         }
         Message::AppendEntriesRequest {
@@ -907,6 +917,23 @@ fn message_clause<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: De
         Message::PreVoteResponse { .. } => (after.log() != before.log()
             || output.messages().next().is_some())
         .then(|| "a pre-vote answer changed the log or sent a message".to_string()),
+        // A vote answer counts only for a candidate of its term: any other server, a
+        // pre-candidate of that term included, changes nothing on it (a newer term made it a
+        // follower before this clause).
+        Message::RequestVoteResponse { term, .. }
+            if !(*term == before.term()
+                && before.role_kind() == crate::peer::RoleKind::Candidate)
+                && *term <= before.term()
+                && (after.role() != before.role()
+                    || after.durable() != before.durable()
+                    || output.messages().next().is_some()) =>
+        {
+            Some(format!(
+                "a vote answer of term {term} changed a {} of term {}",
+                before.role_kind(),
+                before.term()
+            ))
+        }
         Message::RequestVoteResponse { .. } | Message::AppendEntriesResponse { .. } => {
             if after.log() != before.log() && !became_leader(before, after) {
                 return Some(format!("a {} changed the log", message.kind()));
