@@ -1258,19 +1258,25 @@ mod tests {
     use super::*;
     use crate::peer::{log_of_terms, Config, Durable, FlowControl, RoleKind};
 
-    /// A candidate of term 3 with log terms [1, 1, 2], and the leader it becomes on a vote,
-    /// with the output of that step.
-    fn election(flow: FlowControl) -> (Peer<u8>, Peer<u8>, Output<u8>, Message<u8>) {
+    /// Server 1 of three, in term 2 with log terms [1, 1, 2], its configuration adjusted by
+    /// `adjust`.
+    fn server_one(adjust: impl FnOnce(&mut Config)) -> Peer<u8> {
         let durable = Durable {
             term: 2,
             voted_for: None,
             log: log_of_terms(&[1, 1, 2]),
         };
         let mut config = Config::new(1, vec![1, 2, 3]);
-        config.flow = flow;
-        let mut peer = Peer::<u8>::restore(config, durable)
+        adjust(&mut config);
+        Peer::<u8>::restore(config, durable)
             .expect("a valid durable state")
-            .0;
+            .0
+    }
+
+    /// A candidate of term 3 with log terms [1, 1, 2], and the leader it becomes on a vote,
+    /// with the output of that step.
+    fn election(flow: FlowControl) -> (Peer<u8>, Peer<u8>, Output<u8>, Message<u8>) {
+        let mut peer = server_one(|config| config.flow = flow);
         peer.handle_timeout(Timer::Election);
         let before = peer.clone();
         let vote = Message::RequestVoteResponse {
@@ -1763,16 +1769,7 @@ mod tests {
     /// as a leadership transfer's, which servers following a live leader would answer.
     #[test]
     fn an_election_after_a_pre_vote_asks_as_an_ordinary_one() {
-        let durable = Durable {
-            term: 2,
-            voted_for: None,
-            log: log_of_terms(&[1, 1, 2]),
-        };
-        let mut config = Config::new(1, vec![1, 2, 3]);
-        config.pre_vote = true;
-        let mut peer = Peer::<u8>::restore(config, durable)
-            .expect("a valid durable state")
-            .0;
+        let mut peer = server_one(|config| config.pre_vote = true);
         peer.handle_timeout(Timer::Election);
         assert_eq!(peer.role_kind(), RoleKind::PreCandidate);
         let before = peer.clone();
@@ -1825,16 +1822,7 @@ mod tests {
         assert_eq!(senders_term(&refused), Some(5));
         assert_eq!(senders_term(&granted), None);
         assert_eq!(senders_term(&request), None);
-        let durable = Durable {
-            term: 2,
-            voted_for: None,
-            log: log_of_terms(&[1, 1, 2]),
-        };
-        let mut config = Config::new(1, vec![1, 2, 3]);
-        config.pre_vote = true;
-        let mut peer = Peer::<u8>::restore(config, durable)
-            .expect("a valid durable state")
-            .0;
+        let mut peer = server_one(|config| config.pre_vote = true);
         peer.handle_timeout(Timer::Election);
         let before = peer.clone();
         let mut moved = peer.clone();
