@@ -287,7 +287,7 @@ impl Bug {
             Bug::VoteNotPersisted => "ElectionSafety",
             Bug::DoubleVote => "ElectionSafety",
             Bug::ClearVoteOnSameTermLeader => "ElectionSafety",
-            Bug::CountStaleVotes => "ElectionSafety",
+            Bug::CountStaleVotes => "OutputContract",
             Bug::TermNotDurableOnCampaign => "MonotonicTerm",
             Bug::TermNotDurableOnStepDown => "OutputContract",
             Bug::AdoptLowerTerm => "MonotonicTerm",
