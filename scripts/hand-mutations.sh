@@ -63,9 +63,10 @@ for patch in "${patches[@]}"; do
       result="missed${lost:+ (no example of $lost)}"
       failed=1
     else
-      result="does not build (see $log)"
+      kept=${TMPDIR:-/tmp}/hand-mutation-$name.log
+      cp "$log" "$kept"
+      result="does not build (see $kept)"
       failed=1
-      trap - EXIT  # keep the log
     fi
   fi
   printf '%-44s %8s  %s\n' "$name" "$(( $(date +%s) - start ))" "$result"
