@@ -376,11 +376,7 @@ pub fn violation<C: Clone + PartialEq + std::fmt::Debug + crate::Payload, D: Dev
                     ) if from == follower && *term == after.term() => Some(*index),
                     _ => None,
                 };
-                let bytes = old
-                    .messages()
-                    .fold(0u64, |sum, (_, b)| sum.saturating_add(b));
-                let full =
-                    old.messages().count() >= flow.max_inflight || bytes >= flow.max_inflight_bytes;
+                let full = window_full(old, &flow);
                 let heartbeat = matches!(input, Input::Timeout(Timer::Heartbeat));
                 let oldest = old.messages().next();
                 let forgotten = old.messages().find(|sent| {
@@ -1100,14 +1096,7 @@ impl<C> Leader<'_, C> {
             let waiting = match &p.flow {
                 Flow::Probe { paused } => !paused,
                 Flow::Replicate { inflight } => {
-                    // Counted from the messages in flight, not with the window's own
-                    // counters.
-                    let bytes = inflight
-                        .messages()
-                        .fold(0u64, |sum, (_, b)| sum.saturating_add(b));
-                    let room = inflight.messages().count() < self.flow.max_inflight
-                        && bytes < self.flow.max_inflight_bytes;
-                    room && p.next <= last
+                    !window_full(inflight, &self.flow) && p.next <= last
                 }
             };
             if waiting {
@@ -1162,6 +1151,16 @@ fn rejection_clause<C>(
             p.next, p.matched
         )
     })
+}
+
+/// Whether a pipelined follower's window has no room: `max_inflight` messages or
+/// `max_inflight_bytes` bytes in flight, counted from the messages themselves, not with the
+/// window's own counters.
+fn window_full(inflight: &crate::peer::Inflight, flow: &crate::peer::FlowControl) -> bool {
+    let bytes = inflight
+        .messages()
+        .fold(0u64, |sum, (_, b)| sum.saturating_add(b));
+    inflight.messages().count() >= flow.max_inflight || bytes >= flow.max_inflight_bytes
 }
 
 /// The term the sender of `message` was in when it sent it, when the message says so: the
@@ -1950,6 +1949,51 @@ mod tests {
         assert!(
             broken.starts_with("a stale acknowledgement of 2 from 2 changed its progress"),
             "{broken}"
+        );
+    }
+
+    /// A pipelined window forgets a message only once an acknowledgement covers it, or on a
+    /// heartbeat the oldest of a full window: a heartbeat that drops a message of a window
+    /// with room breaks the contract. (The state after an acknowledgement stands in for it.)
+    #[test]
+    fn a_window_with_room_keeps_its_messages_on_a_heartbeat() {
+        let (_, mut leader, _, _) = election(FlowControl {
+            max_entries: 1,
+            max_inflight: 3,
+            ..FlowControl::UNLIMITED
+        });
+        let ack = |index| Message::AppendEntriesResponse {
+            term: 3,
+            success: true,
+            index,
+        };
+        leader.handle_message(2, ack(4)).expect("an ack");
+        leader.propose(vec![7]).expect("a proposal");
+        leader.propose(vec![8]).expect("a proposal");
+        let Role::Leader { progress, .. } = leader.role() else {
+            panic!("a leader")
+        };
+        let Some(Flow::Replicate { inflight }) = progress.get(&2).map(|p| &p.flow) else {
+            panic!("2 is pipelined")
+        };
+        assert_eq!(
+            inflight.messages().collect::<Vec<_>>(),
+            vec![(5, 1), (6, 1)]
+        );
+        let input = Input::Timeout(Timer::Heartbeat);
+        let mut beat = leader.clone();
+        let output = beat.handle_timeout(Timer::Heartbeat);
+        assert_eq!(violation(&leader, &input, &beat, &output), None);
+        // Server 2's window without the message up to 5, though it has room for a third.
+        let mut dropped = leader.clone();
+        dropped.handle_message(2, ack(5)).expect("an ack");
+        let output = Output {
+            commit: Some(dropped.commit_index()),
+            ..Output::default()
+        };
+        assert_eq!(
+            violation(&leader, &input, &dropped, &output),
+            Some("the window of 2 forgot its message up to 5, still in flight".to_string())
         );
     }
 }
