@@ -34,6 +34,10 @@ pub enum Bug {
     AdoptLowerTerm,
     /// a leader commits once half the cluster (not a majority) stores an entry (https://github.com/amino-os/Amino.Run/pull/143).
     CommitOnHalf,
+    /// a candidate needs a majority of the other servers only: right for an odd number of servers, two votes of four for an even one (https://github.com/btmorr/leifdb/pull/73).
+    ElectionMajorityOfOthers,
+    /// a leader commits the match index in the middle of the ascending sorted list: a majority's for an odd number of servers, two of four for an even one (https://github.com/andrewjstone/rafter/issues/16).
+    CommitAtMiddleIndex,
     /// a leader's storage skips writing the leader's own new entries, which the leader counts toward a majority (https://github.com/databendlabs/openraft/pull/1125).
     LeaderLogNotPersisted,
     /// a leader commits an entry of an earlier term by counting replicas (Figure 8, §5.4.2) (https://github.com/logcabin/logcabin/issues/44).
@@ -98,7 +102,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every bug, in catalogue order.
-    pub const ALL: [Bug; 41] = [
+    pub const ALL: [Bug; 43] = [
         Bug::VoteWithoutLogCheck,
         Bug::UpToDateByIndexOnly,
         Bug::UpToDateAgainstCurrentTerm,
@@ -110,6 +114,8 @@ impl Bug {
         Bug::TermNotDurableOnStepDown,
         Bug::AdoptLowerTerm,
         Bug::CommitOnHalf,
+        Bug::ElectionMajorityOfOthers,
+        Bug::CommitAtMiddleIndex,
         Bug::LeaderLogNotPersisted,
         Bug::CommitPreviousTermByCount,
         Bug::AcceptStaleLeader,
@@ -198,6 +204,8 @@ impl Bug {
             Bug::TermNotDurableOnStepDown => "term-not-durable-on-step-down",
             Bug::AdoptLowerTerm => "adopt-lower-term",
             Bug::CommitOnHalf => "commit-on-half",
+            Bug::ElectionMajorityOfOthers => "election-majority-of-others",
+            Bug::CommitAtMiddleIndex => "commit-at-middle-index",
             Bug::LeaderLogNotPersisted => "leader-log-not-persisted",
             Bug::CommitPreviousTermByCount => "commit-previous-term-by-count",
             Bug::AcceptStaleLeader => "accept-stale-leader",
@@ -245,6 +253,8 @@ impl Bug {
             Bug::TermNotDurableOnStepDown => "a higher term learned from a message is kept in memory only",
             Bug::AdoptLowerTerm => "a candidate takes the lower term of a refused vote",
             Bug::CommitOnHalf => "a leader commits once half the cluster (not a majority) stores an entry",
+            Bug::ElectionMajorityOfOthers => "a candidate needs a majority of the other servers only: right for an odd number of servers, two votes of four for an even one",
+            Bug::CommitAtMiddleIndex => "a leader commits the match index in the middle of the ascending sorted list: a majority's for an odd number of servers, two of four for an even one",
             Bug::LeaderLogNotPersisted => "a leader's storage skips writing the leader's own new entries, which the leader counts toward a majority",
             Bug::CommitPreviousTermByCount => "a leader commits an entry of an earlier term by counting replicas (Figure 8, §5.4.2)",
             Bug::AcceptStaleLeader => "a follower accepts AppendEntries from a leader of an older term (§5.1)",
@@ -292,6 +302,8 @@ impl Bug {
             Bug::TermNotDurableOnStepDown => "OutputContract",
             Bug::AdoptLowerTerm => "MonotonicTerm",
             Bug::CommitOnHalf => "NoCommitOnMinority",
+            Bug::ElectionMajorityOfOthers => "ElectionSafety",
+            Bug::CommitAtMiddleIndex => "NoCommitOnMinority",
             Bug::LeaderLogNotPersisted => "CommittedSurvivesCrash",
             Bug::CommitPreviousTermByCount => "ElectableHoldsCommitted",
             Bug::AcceptStaleLeader => "OutputContract",
@@ -339,6 +351,8 @@ impl Bug {
             Bug::TermNotDurableOnStepDown => "https://github.com/cockroachdb/cockroach/issues/1131",
             Bug::AdoptLowerTerm => "https://github.com/dev-urandom/graft/issues/7",
             Bug::CommitOnHalf => "https://github.com/amino-os/Amino.Run/pull/143",
+            Bug::ElectionMajorityOfOthers => "https://github.com/btmorr/leifdb/pull/73",
+            Bug::CommitAtMiddleIndex => "https://github.com/andrewjstone/rafter/issues/16",
             Bug::LeaderLogNotPersisted => "https://github.com/databendlabs/openraft/pull/1125",
             Bug::CommitPreviousTermByCount => "https://github.com/logcabin/logcabin/issues/44",
             Bug::AcceptStaleLeader => "https://github.com/jasonrogena/lightraft/pull/11",

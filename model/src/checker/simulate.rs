@@ -4,9 +4,10 @@
 //!
 //! Each walk draws its own configuration from its seed (swarm testing: every walk switches a
 //! different set of faults on), so that one run mixes short loss-free walks with long walks
-//! full of crashes. A violation is shrunk before it is shown: steps are removed one at a time
-//! as long as the shorter path, replayed exactly, still ends in a violation of the same
-//! property.
+//! full of crashes. A violation is shrunk before it is shown: steps are removed as long as the
+//! shorter path, replayed (a step left without its message goes too), still ends in a
+//! violation of the same property; then a bounded breadth-first search of the walk's
+//! configuration may find a shorter path still.
 
 use super::engine::{not_returning, Beat, RaftAction, Stall, Stuck, Watchdog};
 use super::properties::{self, Expect};
@@ -243,8 +244,10 @@ fn weight(action: &RaftAction) -> u64 {
     }
 }
 
-/// Replays `actions` exactly from the initial state; returns the path up to the first state
-/// that violates `property`, or `None` if an action is not enabled or no state violates it.
+/// Replays `actions` from the initial state, skipping any that is not enabled where it comes
+/// (a removed step can take a later step's message out of the network); returns the path of
+/// the steps taken up to the first state that violates `property`, or `None` if no state
+/// violates it.
 fn replay(
     model: &RaftModel,
     actions: &[RaftAction],
@@ -254,30 +257,35 @@ fn replay(
     let mut state = init.clone();
     let condition = properties::by_name(property)?.condition;
     let mut enabled = Vec::new();
-    for (taken, action) in actions.iter().enumerate() {
+    let mut taken = Vec::with_capacity(actions.len());
+    for action in actions {
         if !condition(model, &state) {
-            return Path::from_actions(model, init, &actions[..taken]);
+            break;
         }
-        // With steps removed, a later action may no longer be enabled (stateright would panic
-        // on delivering a message that is not in flight).
+        // stateright would panic on delivering a message that is not in flight.
         enabled.clear();
         model.actions(&state, &mut enabled);
         if !enabled.contains(action) {
-            return None;
+            continue;
         }
-        state = model.next_state(&state, action.clone())?;
-        if !model.within_boundary(&state) {
-            return None;
+        let Some(next) = model.next_state(&state, action.clone()) else {
+            continue;
+        };
+        if !model.within_boundary(&next) {
+            continue;
         }
+        state = next;
+        taken.push(action.clone());
     }
     if condition(model, &state) {
         return None;
     }
-    Path::from_actions(model, init, actions)
+    Path::from_actions(model, init, &taken)
 }
 
 /// Removes steps while the path still ends in a violation of `property`: first halves and
-/// quarters, then single steps, until no single step can go.
+/// quarters, then single steps, until no single step can go. A step that a removal leaves
+/// without its message (or otherwise disabled) goes with it.
 fn shrink(
     model: &RaftModel,
     mut actions: Vec<RaftAction>,
@@ -306,6 +314,36 @@ fn shrink(
         }
     }
     replay(model, &actions, property).expect("the shrunk path still violates the property")
+}
+
+/// The number of steps of `path`.
+fn steps_of(path: &Path<RaftState, RaftAction>) -> usize {
+    path.clone().into_actions().len()
+}
+
+/// Distinct states the search for a shorter counterexample may visit.
+pub const SHORTEST_SEARCH_STATES: usize = 3_000_000;
+
+/// A shortest path to a violation of `property` in the walk's own configuration, if a
+/// breadth-first search of at most [`SHORTEST_SEARCH_STATES`] states finds one: removing
+/// steps keeps the walk's terms and messages, a fresh search does not.
+fn shortest(
+    model: &RaftModel,
+    threads: usize,
+    property: &'static str,
+) -> Option<Path<RaftState, RaftAction>> {
+    // The path found is replayed from the initial state, so every server keeps its id.
+    let outcome = super::engine::Search {
+        model,
+        symmetry: true,
+        threads,
+        stop_on_violation: true,
+        max_states: Some(SHORTEST_SEARCH_STATES),
+        interval: Duration::from_secs(3600),
+        stall: None,
+    }
+    .run(&mut |_, _, _| {});
+    outcome.discoveries.get(property).cloned()
 }
 
 /// The walk a stuck worker was on, retraced from its seed up to the state it was stuck in
@@ -487,7 +525,15 @@ pub fn simulate(
             progress(&format!(
                 "  [simulation] walk {seed} violates {property} after {original_steps} steps; shrinking"
             ));
-            let path = shrink(&model, actions, property);
+            let shrunk = shrink(&model, actions, property);
+            progress(&format!(
+                "  [simulation] shrunk to {} steps; looking for a shorter path in the walk's configuration",
+                steps_of(&shrunk)
+            ));
+            let path = match shortest(&model, plan.threads, property) {
+                Some(shorter) if steps_of(&shorter) < steps_of(&shrunk) => shorter,
+                _ => shrunk,
+            };
             SimulationFinding {
                 property,
                 seed,

@@ -122,7 +122,11 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         let Role::Candidate { votes } = &self.role else {
             return;
         };
-        if votes.len() < quorum::majority(self.config.members.len()) {
+        let cluster = self.config.members.len();
+        let quorum = self
+            .planted_vote_quorum(cluster)
+            .unwrap_or_else(|| quorum::majority(cluster));
+        if votes.len() < quorum {
             return;
         }
         let progress = ProgressTracker::new(self.others(), self.last_index());

@@ -146,6 +146,30 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
         None
     }
 
+    /// `election-majority-of-others`: the number of votes a candidate needs, worked out from
+    /// the other servers only.
+    pub(super) fn planted_vote_quorum(&self, cluster: usize) -> Option<usize> {
+        if self.planted(Bug::ElectionMajorityOfOthers) {
+            return Some((cluster - 1) / 2 + 1);
+        }
+        None
+    }
+
+    /// `commit-at-middle-index`: the commit candidate taken from the middle of the ascending
+    /// sorted match indexes (the leader's last index among them), whatever the cluster's size.
+    pub(super) fn planted_commit_middle(&self) -> Option<Index> {
+        if !self.planted(Bug::CommitAtMiddleIndex) {
+            return None;
+        }
+        let super::Role::Leader { progress, .. } = &self.role else {
+            return None;
+        };
+        let mut matched: Vec<Index> = progress.iter().map(|(_, f)| f.matched).collect();
+        matched.push(self.last_index());
+        matched.sort_unstable();
+        Some(matched[matched.len() / 2])
+    }
+
     /// `commit-previous-term-by-count`: whether an entry of an earlier term may be committed by
     /// counting replicas.
     pub(super) fn planted_commit_any_term(&self) -> bool {

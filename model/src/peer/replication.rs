@@ -200,7 +200,10 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             Some(planted) => planted,
             None => quorum::majority(cluster),
         };
-        let candidate = match self.planted_commit_unacknowledged() {
+        let candidate = match self
+            .planted_commit_unacknowledged()
+            .or_else(|| self.planted_commit_middle())
+        {
             Some(planted) => planted,
             None => progress.quorum_index(self.last_index(), quorum),
         };
