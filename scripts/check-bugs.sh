@@ -18,7 +18,7 @@ else
   mapfile -t bugs < <("$model" bugs | awk '{print $1}')
 fi
 failed=0
-printf '%-34s %-24s %-24s %8s  %s\n' BUG EXPECTED REPORTED SECONDS "CAUGHT IN"
+printf '%-38s %-24s %-24s %8s  %s\n' BUG EXPECTED REPORTED SECONDS "CAUGHT IN"
 for bug in "${bugs[@]}"; do
   expected=$("$model" bugs | awk -v b="$bug" '$1 == b {print $2}')
   start=$(date +%s%N)
@@ -39,7 +39,7 @@ else:
     where = caught[0].split(" / ")[-1] if caught else "-"
 print(violated[0] if violated else "-", where)
 ' "$json")
-  printf '%-34s %-24s %-24s %8s  %s\n' "$bug" "$expected" "$reported" "$seconds" "$where"
+  printf '%-38s %-24s %-24s %8s  %s\n' "$bug" "$expected" "$reported" "$seconds" "$where"
   if [[ $code -ne 1 || $reported != "$expected" ]]; then
     failed=1
   fi

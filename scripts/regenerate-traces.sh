@@ -6,7 +6,7 @@
 #   scripts/regenerate-traces.sh            # seed 1000, 40 walks
 #   SEED=7 COUNT=100 scripts/regenerate-traces.sh
 #
-# Most of the time goes to the counterexamples of the 36 bugs of `Bug::TRACED`, each the
+# Most of the time goes to the counterexamples of the 39 bugs of `Bug::traced()`, each the
 # default suite run until it catches the bug: about a quarter of an hour on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -66,6 +66,8 @@ pub enum Bug {
     CommitPastNewEntries,
     /// a leader probes a follower again right after a rejection's hint even when the hint lies below what the follower is known to store (https://github.com/etcd-io/raft/issues/148).
     ProbeBelowMatch,
+    /// while pipelining, a leader takes a follower's rejection whose hint lies below the match index for a stale one and ignores it, so a follower holding stale entries is never repaired (https://github.com/scylladb/scylladb/issues/9552).
+    RejectionBelowMatchTakenAsStray,
     /// a leader frees acknowledged messages from a follower's window without subtracting their bytes, so the bytes counted in flight only grow (https://github.com/etcd-io/raft/pull/54).
     InflightBytesLeak,
     /// a new leader in a cluster of several servers commits its whole log before any follower has acknowledged anything, as if it were alone (https://github.com/deventlab/d-engine/issues/186).
@@ -102,7 +104,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every bug, in catalogue order.
-    pub const ALL: [Bug; 43] = [
+    pub const ALL: [Bug; 44] = [
         Bug::VoteWithoutLogCheck,
         Bug::UpToDateByIndexOnly,
         Bug::UpToDateAgainstCurrentTerm,
@@ -130,6 +132,7 @@ impl Bug {
         Bug::PanicOnStaleRejection,
         Bug::CommitPastNewEntries,
         Bug::ProbeBelowMatch,
+        Bug::RejectionBelowMatchTakenAsStray,
         Bug::InflightBytesLeak,
         Bug::CommitOnElection,
         Bug::CommitResetOnElection,
@@ -220,6 +223,7 @@ impl Bug {
             Bug::PanicOnStaleRejection => "panic-on-stale-rejection",
             Bug::CommitPastNewEntries => "commit-past-new-entries",
             Bug::ProbeBelowMatch => "probe-below-match",
+            Bug::RejectionBelowMatchTakenAsStray => "rejection-below-match-taken-as-stray",
             Bug::InflightBytesLeak => "inflight-bytes-leak",
             Bug::CommitOnElection => "commit-on-election",
             Bug::CommitResetOnElection => "commit-reset-on-election",
@@ -269,6 +273,7 @@ impl Bug {
             Bug::PanicOnStaleRejection => "a leader asserts that no rejection arrives below a follower's match index; a reordered stale rejection does",
             Bug::CommitPastNewEntries => "a follower commits up to the leader's commit index within its whole log, not only up to the last entry the request checked, so a stale entry past a short batch is committed",
             Bug::ProbeBelowMatch => "a leader probes a follower again right after a rejection's hint even when the hint lies below what the follower is known to store",
+            Bug::RejectionBelowMatchTakenAsStray => "while pipelining, a leader takes a follower's rejection whose hint lies below the match index for a stale one and ignores it, so a follower holding stale entries is never repaired",
             Bug::InflightBytesLeak => "a leader frees acknowledged messages from a follower's window without subtracting their bytes, so the bytes counted in flight only grow",
             Bug::CommitOnElection => "a new leader in a cluster of several servers commits its whole log before any follower has acknowledged anything, as if it were alone",
             Bug::CommitResetOnElection => "a new leader sets its commit index back to zero",
@@ -318,6 +323,7 @@ impl Bug {
             Bug::PanicOnStaleRejection => "PeerInvariant",
             Bug::CommitPastNewEntries => "OutputContract",
             Bug::ProbeBelowMatch => "FlowControlWindow",
+            Bug::RejectionBelowMatchTakenAsStray => "OutputContract",
             Bug::InflightBytesLeak => "FlowControlWindow",
             Bug::CommitOnElection => "NoCommitOnMinority",
             Bug::CommitResetOnElection => "MonotonicCommit",
@@ -367,6 +373,9 @@ impl Bug {
             Bug::PanicOnStaleRejection => "https://github.com/etcd-io/raft/pull/36",
             Bug::CommitPastNewEntries => "https://github.com/atomix/copycat/issues/265",
             Bug::ProbeBelowMatch => "https://github.com/etcd-io/raft/issues/148",
+            Bug::RejectionBelowMatchTakenAsStray => {
+                "https://github.com/scylladb/scylladb/issues/9552"
+            }
             Bug::InflightBytesLeak => "https://github.com/etcd-io/raft/pull/54",
             Bug::CommitOnElection => "https://github.com/deventlab/d-engine/issues/186",
             Bug::CommitResetOnElection => {

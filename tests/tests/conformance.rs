@@ -144,7 +144,17 @@ async fn an_altered_sent_message_is_reported_at_its_step() {
 
 /// Planted bugs that live in the Peer but that correct traces cannot show on a node, each with
 /// the reason. The default check catches every one of them.
-const NOT_SHOWN_BY_CORRECT_TRACES: [(Bug, &str); 6] = [
+const NOT_SHOWN_BY_CORRECT_TRACES: [(Bug, &str); 8] = [
+    (
+        Bug::ElectionMajorityOfOthers,
+        "every corpus trace and fresh walk has three servers, where a majority of the others is \
+         a majority of the cluster; the mistake shows with four (its counterexample)",
+    ),
+    (
+        Bug::CommitAtMiddleIndex,
+        "every corpus trace and fresh walk has three servers, where the middle match index is \
+         a majority's; the mistake shows with four (its counterexample)",
+    ),
     (
         Bug::UpToDateByIndexOnly,
         "no corpus trace or fresh walk has a vote between logs whose last terms and lengths \

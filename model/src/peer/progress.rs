@@ -273,6 +273,12 @@ impl Progress {
         self.flow = Flow::Probe { paused: false };
     }
 
+    /// The planted bug `rejection-below-match-taken-as-stray`: while pipelining, a rejection
+    /// whose hint lies below the match index is taken for a stale one and changes nothing.
+    pub(super) fn planted_looks_stray(&self, hint: Index) -> bool {
+        matches!(self.flow, Flow::Replicate { .. }) && hint < self.matched
+    }
+
     /// The first broken invariant for a leader whose log ends at `last_index` and sends under
     /// `flow`: `matched < next <= last_index + 1`, and a window within its cap whose messages
     /// end, in order, after `matched` and before `next`.

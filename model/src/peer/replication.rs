@@ -182,6 +182,9 @@ impl<C: Clone + fmt::Debug + Payload, D: Deviation> Peer<C, D> {
             );
             if planted!(self, ProbeBelowMatch) {
                 follower.planted_probe_after(index);
+            } else if planted!(self, RejectionBelowMatchTakenAsStray)
+                && follower.planted_looks_stray(index)
+            {
             } else {
                 follower.back_off(index);
             }
