@@ -591,6 +591,41 @@ mod tests {
         assert!(long_walks >= 4, "{long_walks} walks longer than 10 steps");
     }
 
+    /// Removing steps keeps a walk's terms and messages, so a walk of many elections can stay
+    /// long; the breadth-first search of the walk's configuration then finds the shortest
+    /// violation. With seed 1, walk 76 is the first to elect two leaders of one term under
+    /// `election-majority-of-others` (75 steps); the path shown has 6: two candidates of term
+    /// 1, each elected by one vote of four servers.
+    #[test]
+    fn a_long_walk_is_shown_as_a_shortest_path() {
+        let plan = SimulationPlan {
+            walks: Some(100),
+            time: None,
+            ..SimulationPlan::default_budget(Some(Bug::ElectionMajorityOfOthers), 2)
+        };
+        let finding = simulate(&plan, Duration::from_secs(3600), &mut |_| {}, None)
+            .finding
+            .expect("a walk of the first 100 finds the bug");
+        assert_eq!(finding.property, "ElectionSafety");
+        assert_eq!((finding.seed, finding.original_steps), (76, 75));
+        assert_eq!(finding.config.servers, 4);
+        let states = finding.path.clone().into_states();
+        assert_eq!(states.len(), 7, "6 steps");
+        let last = states.last().expect("a last state");
+        let leaders: Vec<(usize, u64)> = last
+            .actor_states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, actor)| actor.server().map(|server| (i, server)))
+            .filter(|(i, server)| {
+                !last.crashed[*i] && server.peer.leader() == Some(*i as crate::peer::NodeId)
+            })
+            .map(|(i, server)| (i, server.peer.term()))
+            .collect();
+        assert_eq!(leaders.len(), 2, "{leaders:?}");
+        assert!(leaders.iter().all(|&(_, term)| term == 1), "{leaders:?}");
+    }
+
     /// A stuck worker's beat names its walk and its place in it; the walk is retraced to the
     /// state it was stuck in, and from a correct Peer's state every step returns when tried
     /// again (so none is named).
