@@ -333,7 +333,7 @@ fn shortest(
     property: &'static str,
 ) -> Option<Path<RaftState, RaftAction>> {
     // The path found is replayed from the initial state, so every server keeps its id.
-    let outcome = super::engine::Search {
+    let mut outcome = super::engine::Search {
         model,
         symmetry: true,
         threads,
@@ -343,7 +343,7 @@ fn shortest(
         stall: None,
     }
     .run(&mut |_, _, _| {});
-    outcome.discoveries.get(property).cloned()
+    outcome.discoveries.remove(property)
 }
 
 /// The walk a stuck worker was on, retraced from its seed up to the state it was stuck in
@@ -526,12 +526,12 @@ pub fn simulate(
                 "  [simulation] walk {seed} violates {property} after {original_steps} steps; shrinking"
             ));
             let shrunk = shrink(&model, actions, property);
+            let shrunk_steps = steps_of(&shrunk);
             progress(&format!(
-                "  [simulation] shrunk to {} steps; looking for a shorter path in the walk's configuration",
-                steps_of(&shrunk)
+                "  [simulation] shrunk to {shrunk_steps} steps; looking for a shorter path in the walk's configuration"
             ));
             let path = match shortest(&model, plan.threads, property) {
-                Some(shorter) if steps_of(&shorter) < steps_of(&shrunk) => shorter,
+                Some(shorter) if steps_of(&shorter) < shrunk_steps => shorter,
                 _ => shrunk,
             };
             SimulationFinding {
