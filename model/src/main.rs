@@ -162,6 +162,10 @@ struct CheckArgs {
     /// Plant a bug from the catalogue (see `model bugs`).
     #[arg(long, value_name = "NAME", value_parser = parse_bug)]
     bug: Option<Bug>,
+    /// Judge only this Always property (repeat the flag for several); the others are not
+    /// evaluated, so the search goes on past their violations [default: every one].
+    #[arg(long = "property", value_name = "NAME")]
+    properties: Vec<String>,
     /// Checker threads [default: the number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: Option<u64>,
@@ -187,6 +191,9 @@ struct SimulateArgs {
     /// Plant a bug from the catalogue (see `model bugs`).
     #[arg(long, value_name = "NAME", value_parser = parse_bug)]
     bug: Option<Bug>,
+    /// Judge only this Always property (repeat the flag for several) [default: every one].
+    #[arg(long = "property", value_name = "NAME")]
+    properties: Vec<String>,
     /// Worker threads [default: the number of cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     threads: Option<u64>,
@@ -264,18 +271,33 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// The mask of `--property` names (`None` when none is given: every property is judged).
+fn judged(names: &[String]) -> Result<Option<u32>, String> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    model::checker::properties::always_mask(names).map(Some)
+}
+
 fn run_check(args: CheckArgs) -> ExitCode {
-    let configs = configurations(&args.dimensions, args.bug);
-    for config in &configs {
+    let judged = match judged(&args.properties) {
+        Ok(judged) => judged,
+        Err(why) => return usage_error(&why),
+    };
+    let mut configs = configurations(&args.dimensions, args.bug);
+    for config in &mut configs {
         if let Err(why) = config.validate() {
             return usage_error(&why);
         }
+        config.judged = judged;
     }
     let threads = threads(args.threads);
     // The default suite ends with a fixed-seed simulation budget; a chosen configuration is
     // checked on its own.
-    let simulation =
-        (!args.dimensions.any()).then(|| SimulationPlan::default_budget(args.bug, threads));
+    let simulation = (!args.dimensions.any()).then(|| SimulationPlan {
+        judged,
+        ..SimulationPlan::default_budget(args.bug, threads)
+    });
     let report = check(
         &configs,
         simulation.as_ref(),
@@ -302,7 +324,12 @@ fn threads(chosen: Option<u64>) -> usize {
 }
 
 fn run_simulate(args: SimulateArgs) -> ExitCode {
+    let judged = match judged(&args.properties) {
+        Ok(judged) => judged,
+        Err(why) => return usage_error(&why),
+    };
     let plan = SimulationPlan {
+        judged,
         seed: args.seed,
         walks: args.walks.map(|w| w as usize),
         time: match (args.seconds, args.walks) {
@@ -450,9 +477,10 @@ fn main() -> ExitCode {
         Some(Command::Traces(args)) => run_traces(args),
         Some(Command::Simulate(args)) => run_simulate(args),
         Some(Command::Bugs) => {
+            let width = Bug::ALL.iter().map(|b| b.name().len()).max().unwrap_or(0);
             for bug in Bug::ALL {
                 println!(
-                    "{:<32} {:<24} {} ({})",
+                    "{:<width$} {:<24} {} ({})",
                     bug.name(),
                     bug.expected_violation(),
                     bug.description(),

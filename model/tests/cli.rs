@@ -40,6 +40,18 @@ fn bad_flags_exit_2_with_a_clear_error() {
             vec!["check", "--persist-steps", "--network", "ordered"],
             "--persist-steps needs an unordered network",
         ),
+        (
+            vec!["check", "--property", "NoSuchProperty"],
+            "unknown property `NoSuchProperty`; the Always properties are: ElectionSafety",
+        ),
+        (
+            vec!["check", "--property", "LeaderElected"],
+            "LeaderElected is a Sometimes property",
+        ),
+        (
+            vec!["simulate", "--property", "Nope"],
+            "unknown property `Nope`",
+        ),
     ] {
         let output = model(&args);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -124,6 +136,72 @@ fn a_planted_bug_exits_1_with_its_counterexample() {
         .iter()
         .any(|p| p["name"] == "ElectionSafety" && p["status"] == "violated");
     assert!(violated, "{json}");
+}
+
+/// `--property` judges the named Always property alone: the search runs on past the shorter
+/// violations of the others (not evaluated, reported as not judged) to the named one's own
+/// counterexample, and the report says which other properties its last state breaks too.
+#[test]
+fn a_property_judged_alone_is_searched_past_the_others() {
+    let config = [
+        "check",
+        "--servers",
+        "3",
+        "--max-term",
+        "2",
+        "--max-in-flight",
+        "3",
+        "--bug",
+        "vote-without-log-check",
+        "--json",
+    ];
+    let every = model(&config);
+    assert_eq!(every.status.code(), Some(1));
+    let every = last_json_line(&every);
+    let alone = model(&[&config[..], &["--property", "StateMachineSafety"]].concat());
+    assert_eq!(alone.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&alone.stdout);
+    assert!(
+        stdout.contains("Counterexample to StateMachineSafety"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("Counterexample to LeaderCompleteness"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("LeaderCompleteness         not judged"),
+        "{stdout}"
+    );
+    let alone = last_json_line(&alone);
+    let status = |json: &serde_json::Value, name: &str| {
+        json["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["status"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(status(&every, "LeaderCompleteness"), "violated");
+    assert_eq!(status(&alone, "LeaderCompleteness"), "not_judged");
+    assert_eq!(status(&alone, "StateMachineSafety"), "violated");
+    let first = |json: &serde_json::Value| json["configs"][0]["counterexamples"][0].clone();
+    let (shortest, own) = (first(&every), first(&alone));
+    assert_eq!(shortest["property"], "LeaderCompleteness");
+    assert_eq!(own["property"], "StateMachineSafety");
+    assert!(
+        own["steps"].as_u64() > shortest["steps"].as_u64(),
+        "{own} after {shortest}"
+    );
+    // Two servers that commit different entries leave one of them on a minority.
+    let also: Vec<&str> = own["also"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(also.contains(&"NoCommitOnMinority"), "{also:?}");
 }
 
 /// A counterexample found without symmetry reduction links to the explorer started without

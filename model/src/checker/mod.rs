@@ -118,6 +118,11 @@ pub struct ModelConfig {
     /// Stop at the first violated Always property (and skip the rest of a suite): a planted
     /// bug or a mutant needs one counterexample, not a complete exploration.
     pub stop_at_first_violation: bool,
+    /// The Always properties judged (`--property`), one bit per index in
+    /// [`properties::ALL`] ([`properties::always_mask`]); `None`: every one. The others are not
+    /// evaluated at all, so a search runs on past their violations. The Sometimes properties
+    /// are searched either way.
+    pub judged: Option<u32>,
 }
 
 impl Default for ModelConfig {
@@ -140,6 +145,7 @@ impl Default for ModelConfig {
             symmetry: true,
             bug: None,
             stop_at_first_violation: false,
+            judged: None,
         }
     }
 }
@@ -172,6 +178,9 @@ impl fmt::Display for ModelConfig {
         if let Some(bug) = self.bug {
             write!(f, " bug={bug}")?;
         }
+        if let Some(mask) = self.judged {
+            write!(f, " properties={}", properties::mask_names(mask).join(","))?;
+        }
         Ok(())
     }
 }
@@ -182,6 +191,14 @@ fn cap(value: Option<u64>) -> String {
 }
 
 impl ModelConfig {
+    /// Whether this configuration evaluates `properties::ALL[i]`: every Sometimes property,
+    /// and the Always properties that [`ModelConfig::judged`] names (all when it names none).
+    pub fn judges(&self, i: usize) -> bool {
+        self.judged.is_none_or(|mask| {
+            mask & (1 << i) != 0 || properties::ALL[i].expectation == properties::Expect::Sometimes
+        })
+    }
+
     /// The Peer's flow control under this configuration. Bytes are not capped: a model
     /// command is one byte, so a byte cap would be an entry cap.
     pub fn flow(&self) -> FlowControl {

@@ -259,6 +259,7 @@ pub fn discoveries(
     skipped: impl Fn(usize) -> bool,
     found: impl FnMut(usize),
 ) {
+    let skipped = |i: usize| skipped(i) || !model.cfg.judges(i);
     let together = super::actor::guarded(|| {
         let mut hits: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
         for (i, property) in ALL.iter().enumerate() {
@@ -274,9 +275,11 @@ pub fn discoveries(
     });
     match together {
         Ok(hits) => hits.into_iter().for_each(found),
+        // A panic is PeerInvariant's discovery, if that is judged.
         Err(_) => (0..ALL.len())
             .filter(|&i| !skipped(i))
             .filter_map(|i| discovery(i, model, state))
+            .filter(|&d| model.cfg.judges(d))
             .for_each(found),
     }
 }
@@ -289,6 +292,47 @@ pub const CODE_ONLY: [&str; 3] = ["OutputContract", "PeerInvariant", "PreVoteCha
 /// Looks a property up by name.
 pub fn by_name(name: &str) -> Option<&'static NamedProperty> {
     ALL.iter().find(|p| p.name == name)
+}
+
+/// The mask of [`super::ModelConfig::judged`] that judges the Always properties `names` only.
+/// The error names the first name that is not an Always property, and lists those there are.
+pub fn always_mask<S: AsRef<str>>(names: &[S]) -> Result<u32, String> {
+    let always = || {
+        ALL.iter()
+            .filter(|p| p.expectation == Expect::Always)
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut mask = 0;
+    for name in names {
+        let name = name.as_ref();
+        match ALL.iter().position(|p| p.name == name) {
+            Some(i) if ALL[i].expectation == Expect::Always => mask |= 1 << i,
+            Some(_) => {
+                return Err(format!(
+                    "{name} is a Sometimes property, searched in every run; --property takes \
+                     an Always property: {}",
+                    always()
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "unknown property `{name}`; the Always properties are: {}",
+                    always()
+                ))
+            }
+        }
+    }
+    Ok(mask)
+}
+
+/// The names of the properties in `mask`, in report order.
+pub fn mask_names(mask: u32) -> Vec<&'static str> {
+    (0..ALL.len())
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| ALL[i].name)
+        .collect()
 }
 
 /// Every server with its index and whether it is crashed.
@@ -631,6 +675,65 @@ mod tests {
     #[test]
     fn peer_invariant_is_where_its_index_says() {
         assert_eq!(ALL[PEER_INVARIANT].name, "PeerInvariant");
+    }
+
+    /// `--property` names Always properties; the mask judges those and every Sometimes
+    /// property, and nothing else.
+    #[test]
+    fn a_mask_judges_the_named_always_properties_and_every_sometimes_one() {
+        let mask = always_mask(&["NoCommitOnMinority", "ElectionSafety"]).expect("two names");
+        assert_eq!(mask_names(mask), ["ElectionSafety", "NoCommitOnMinority"]);
+        let config = crate::checker::ModelConfig {
+            judged: Some(mask),
+            ..Default::default()
+        };
+        for (i, p) in ALL.iter().enumerate() {
+            let named = ["ElectionSafety", "NoCommitOnMinority"].contains(&p.name);
+            assert_eq!(
+                config.judges(i),
+                named || p.expectation == Expect::Sometimes,
+                "{}",
+                p.name
+            );
+            assert!(crate::checker::ModelConfig::default().judges(i));
+        }
+        let unknown = always_mask(&["Safety"]).expect_err("not a property");
+        assert!(
+            unknown.starts_with("unknown property `Safety`"),
+            "{unknown}"
+        );
+        let sometimes = always_mask(&["LeaderElected"]).expect_err("a Sometimes property");
+        assert!(
+            sometimes.starts_with("LeaderElected is a Sometimes"),
+            "{sometimes}"
+        );
+    }
+
+    /// A run that judges one property does not evaluate the others: a state that violates
+    /// only another is no discovery.
+    #[test]
+    fn properties_not_judged_are_not_evaluated() {
+        let judged = |names: &[&str]| {
+            let config = crate::checker::ModelConfig {
+                servers: 1,
+                judged: Some(always_mask(names).expect("names")),
+                ..Default::default()
+            };
+            let model = config.into_model();
+            let mut state = model.init_states().remove(0);
+            // A lowered term: MonotonicTerm (and nothing else) is violated.
+            let mut node = (*state.actor_states[0]).clone();
+            if let super::super::actor::NodeState::Server(server) = &mut node {
+                server.ghost.regressed_term = true;
+            }
+            state.actor_states[0] = std::sync::Arc::new(node);
+            let mut found = Vec::new();
+            discoveries(&model, &state, |_| false, |i| found.push(ALL[i].name));
+            found.retain(|name| by_name(name).unwrap().expectation == Expect::Always);
+            found
+        };
+        assert_eq!(judged(&["MonotonicTerm"]), ["MonotonicTerm"]);
+        assert!(judged(&["ElectionSafety"]).is_empty());
     }
 
     /// A property whose evaluation panics (as a broken Peer's accessor does) gives the

@@ -22,6 +22,8 @@ pub enum PropertyStatus {
     /// A Sometimes property no search looked for: a run of random walks alone judges the
     /// Always properties only.
     NotSearched,
+    /// An Always property the run was told not to evaluate (`--property` named others).
+    NotJudged,
 }
 
 impl PropertyStatus {
@@ -33,6 +35,7 @@ impl PropertyStatus {
             PropertyStatus::Example => "example",
             PropertyStatus::NoExample => "no_example",
             PropertyStatus::NotSearched => "not_searched",
+            PropertyStatus::NotJudged => "not_judged",
         }
     }
 
@@ -40,7 +43,10 @@ impl PropertyStatus {
     pub fn is_good(self) -> bool {
         matches!(
             self,
-            PropertyStatus::Holds | PropertyStatus::Example | PropertyStatus::NotSearched
+            PropertyStatus::Holds
+                | PropertyStatus::Example
+                | PropertyStatus::NotSearched
+                | PropertyStatus::NotJudged
         )
     }
 }
@@ -71,6 +77,10 @@ pub struct Discovery {
     /// For a PeerInvariant or OutputContract violation: which server broke and how (empty
     /// for the other properties).
     pub faults: Vec<String>,
+    /// For a counterexample: the other Always properties its last state violates, judged by
+    /// this run or not, in report order. The property reported is the first of those the
+    /// shortest path reaches; these show what else the same state breaks.
+    pub also: Vec<&'static str>,
 }
 
 /// The result of checking one configuration.
@@ -103,6 +113,8 @@ pub struct CheckReport {
     pub configs: Vec<ConfigReport>,
     /// The random simulation run after the exhaustive configurations, if one ran.
     pub simulation: Option<SimulationReport>,
+    /// The Always properties judged ([`ModelConfig::judged`]); `None`: every one.
+    pub judged: Option<u32>,
 }
 
 impl CheckReport {
@@ -149,7 +161,14 @@ impl CheckReport {
                     .as_ref()
                     .and_then(|s| s.finding.as_ref())
                     .is_some_and(|f| f.property == p.name);
+                let judged = self.judged.is_none_or(|mask| {
+                    properties::ALL
+                        .iter()
+                        .position(|q| q.name == p.name)
+                        .is_some_and(|i| mask & (1 << i) != 0)
+                });
                 let status = match p.expectation {
+                    Expect::Always if !judged => PropertyStatus::NotJudged,
                     Expect::Always
                         if simulated || statuses.clone().any(|s| s == PropertyStatus::Violated) =>
                     {
@@ -223,6 +242,11 @@ impl CheckReport {
                     "elapsed_s": round3(c.elapsed.as_secs_f64()),
                     "states_per_s": round3(c.unique_states as f64 / c.elapsed.as_secs_f64().max(1e-9)),
                     "violated": c.counterexamples.iter().map(|d| d.property).collect::<Vec<_>>(),
+                    "counterexamples": c.counterexamples.iter().map(|d| serde_json::json!({
+                        "property": d.property,
+                        "steps": d.steps.len(),
+                        "also": d.also,
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -234,6 +258,7 @@ impl CheckReport {
                 "elapsed_s": round3(s.elapsed.as_secs_f64()),
                 "violated": s.finding.as_ref().map(|f| f.property),
                 "violating_seed": s.finding.as_ref().map(|f| f.seed),
+                "violating_steps": s.finding.as_ref().map(|f| f.path.clone().into_vec().len().saturating_sub(1)),
             })
         });
         serde_json::json!({
@@ -338,6 +363,14 @@ impl CheckReport {
                 let _ = writeln!(out, "  -    sometimes {:<26} not searched ({why})", p.name);
                 continue;
             }
+            if p.status == PropertyStatus::NotJudged {
+                let _ = writeln!(
+                    out,
+                    "  -    always    {:<26} not judged (--property names others)",
+                    p.name
+                );
+                continue;
+            }
             let mark = if p.status.is_good() { "ok  " } else { "FAIL" };
             let expectation = match p.expectation {
                 Expect::Always => "always   ",
@@ -363,6 +396,9 @@ fn write_path(out: &mut String, d: &Discovery, config: &ModelConfig) {
     }
     for fault in &d.faults {
         let _ = writeln!(out, "  {fault}");
+    }
+    if !d.also.is_empty() {
+        let _ = writeln!(out, "  the last state also violates: {}", d.also.join(", "));
     }
     let explorer = ModelConfig {
         symmetry: d.symmetric_link,
@@ -440,6 +476,7 @@ pub fn check(
     let caught = reports
         .iter()
         .any(|r| r.config.stop_at_first_violation && !r.counterexamples.is_empty());
+    let simulation_plan_judged = simulation.map(|plan| plan.judged);
     let simulation = match simulation {
         Some(plan) if !caught => {
             progress(&format!(
@@ -460,6 +497,11 @@ pub fn check(
     CheckReport {
         configs: reports,
         simulation,
+        judged: configs
+            .first()
+            .map(|c| c.judged)
+            .or(simulation_plan_judged)
+            .flatten(),
     }
 }
 
@@ -495,9 +537,11 @@ fn check_one(
     let mut reports = Vec::new();
     let mut counterexamples = Vec::new();
     let mut examples = Vec::new();
-    for p in properties::ALL.iter() {
+    for (index, p) in properties::ALL.iter().enumerate() {
         let discovery = outcome.discoveries.get(p.name);
+        let judged = config.judged.is_none_or(|mask| mask & (1 << index) != 0);
         let status = match (p.expectation, discovery.is_some()) {
+            (Expect::Always, _) if !judged => PropertyStatus::NotJudged,
             (Expect::Always, true) => PropertyStatus::Violated,
             (Expect::Always, false) => PropertyStatus::Holds,
             (Expect::Sometimes, true) => PropertyStatus::Example,
@@ -636,6 +680,16 @@ fn describe(
             })
             .collect();
     }
+    let also = if properties::by_name(property).is_some_and(|p| p.expectation == Expect::Always) {
+        properties::ALL
+            .iter()
+            .filter(|p| p.expectation == Expect::Always && p.name != property)
+            .filter(|p| !p.holds(model, last).unwrap_or(false))
+            .map(|p| p.name)
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Each state is paired with the action taken from it; the next pair holds the result.
     let pairs = path.into_vec();
     let steps = pairs
@@ -657,6 +711,7 @@ fn describe(
         encoded,
         symmetric_link,
         faults,
+        also,
     }
 }
 

@@ -40,6 +40,8 @@ pub struct SimulationPlan {
     /// Whether walks may make writes steps of their own (each walk draws it). Off, every walk
     /// writes with the step, as the conformance traces do.
     pub persist_steps: bool,
+    /// The Always properties judged ([`ModelConfig::judged`]); `None`: every one.
+    pub judged: Option<u32>,
 }
 
 impl SimulationPlan {
@@ -47,6 +49,7 @@ impl SimulationPlan {
     pub fn walk_config(&self, seed: u64) -> ModelConfig {
         let mut config = walk_config(seed, self.bug);
         config.persist_steps &= self.persist_steps;
+        config.judged = self.judged;
         config
     }
 
@@ -61,6 +64,7 @@ impl SimulationPlan {
             bug,
             threads,
             persist_steps: true,
+            judged: None,
         }
     }
 }
@@ -123,6 +127,7 @@ pub fn walk_config(seed: u64, bug: Option<Bug>) -> ModelConfig {
         symmetry: false,
         bug,
         stop_at_first_violation: true,
+        judged: None,
     };
     // Drawn last, so that the dimensions above stay what they were for every seed.
     config.transfers = rng.below(3) as usize;
@@ -141,8 +146,8 @@ fn violated(model: &RaftModel, state: &RaftState) -> Option<&'static str> {
     properties::ALL
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.expectation == Expect::Always)
-        .find_map(|(i, _)| properties::discovery(i, model, state))
+        .filter(|(i, p)| p.expectation == Expect::Always && model.cfg.judges(*i))
+        .find_map(|(i, _)| properties::discovery(i, model, state).filter(|&d| model.cfg.judges(d)))
         .map(|i| properties::ALL[i].name)
 }
 
