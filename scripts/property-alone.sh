@@ -49,7 +49,8 @@ if first is None or first not in violated:
     sys.exit(0)
 sim = d.get("simulation") or {}
 if sim.get("violated") == first:
-    print(first, sim["violating_steps"], "simulation-seed-%s" % sim["violating_seed"], "-")
+    also = ",".join(sim.get("violating_also") or []) or "-"
+    print(first, sim["violating_steps"], "simulation-seed-%s" % sim["violating_seed"], also)
     sys.exit(0)
 for c in d["configs"]:
     for x in c.get("counterexamples", []):

@@ -379,6 +379,8 @@ fn simulate_finds_a_bug_beyond_the_exhaustive_bounds_and_shrinks_it() {
         .collect();
     let (steps, original) = (numbers[numbers.len() - 2], numbers[numbers.len() - 1]);
     assert!(steps <= original, "{header}");
+    assert_eq!(simulation["violating_steps"].as_u64(), Some(steps as u64));
+    assert!(simulation["violating_also"].is_array(), "{json}");
     assert!(stdout.contains("browse it: model explore"), "{stdout}");
 }
 

@@ -259,6 +259,9 @@ impl CheckReport {
                 "violated": s.finding.as_ref().map(|f| f.property),
                 "violating_seed": s.finding.as_ref().map(|f| f.seed),
                 "violating_steps": s.finding.as_ref().map(|f| f.path.clone().into_vec().len().saturating_sub(1)),
+                "violating_also": s.finding.as_ref().map(|f| {
+                    also_violated(&f.config.clone().into_model(), f.property, f.path.last_state())
+                }),
             })
         });
         serde_json::json!({
@@ -680,16 +683,7 @@ fn describe(
             })
             .collect();
     }
-    let also = if properties::by_name(property).is_some_and(|p| p.expectation == Expect::Always) {
-        properties::ALL
-            .iter()
-            .filter(|p| p.expectation == Expect::Always && p.name != property)
-            .filter(|p| !p.holds(model, last).unwrap_or(false))
-            .map(|p| p.name)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let also = also_violated(model, property, last);
     // Each state is paired with the action taken from it; the next pair holds the result.
     let pairs = path.into_vec();
     let steps = pairs
@@ -713,6 +707,21 @@ fn describe(
         faults,
         also,
     }
+}
+
+/// For a counterexample to the Always property `property`: the other Always properties that
+/// `last`, its last state, violates (whether the run judged them or not), in report order. A
+/// property whose evaluation panics counts as violated. Nothing for a Sometimes property.
+fn also_violated(model: &RaftModel, property: &'static str, last: &RaftState) -> Vec<&'static str> {
+    if !properties::by_name(property).is_some_and(|p| p.expectation == Expect::Always) {
+        return Vec::new();
+    }
+    properties::ALL
+        .iter()
+        .filter(|p| p.expectation == Expect::Always && p.name != property)
+        .filter(|p| !p.holds(model, last).unwrap_or(false))
+        .map(|p| p.name)
+        .collect()
 }
 
 /// One line per state: every server's role, term, vote, log and commit index.
