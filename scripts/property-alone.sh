@@ -6,7 +6,8 @@
 # and prints one line: the first violation and its length, then PROPERTY's own counterexample
 # (its length, where it was found, and which other properties its last state also breaks).
 # A property that is never the first violation shows here whether it still catches bugs, and
-# which property gets there first. Writes nothing; exits 0.
+# which property gets there first. Writes nothing; exits 0, or 2 for a name that is not an
+# Always property.
 #
 #   scripts/property-alone.sh StateMachineSafety                  # every bug
 #   scripts/property-alone.sh StateMachineSafety double-vote ...  # some of them

@@ -194,9 +194,8 @@ impl ModelConfig {
     /// Whether this configuration evaluates `properties::ALL[i]`: every Sometimes property,
     /// and the Always properties that [`ModelConfig::judged`] names (all when it names none).
     pub fn judges(&self, i: usize) -> bool {
-        self.judged.is_none_or(|mask| {
-            mask & (1 << i) != 0 || properties::ALL[i].expectation == properties::Expect::Sometimes
-        })
+        properties::ALL[i].expectation == properties::Expect::Sometimes
+            || properties::judges_always(self.judged, i)
     }
 
     /// The Peer's flow control under this configuration. Bytes are not capped: a model

@@ -327,6 +327,12 @@ pub fn always_mask<S: AsRef<str>>(names: &[S]) -> Result<u32, String> {
     Ok(mask)
 }
 
+/// Whether a run whose [`super::ModelConfig::judged`] is `judged` judges the Always property
+/// `ALL[i]` (every one when `judged` is `None`).
+pub fn judges_always(judged: Option<u32>, i: usize) -> bool {
+    judged.is_none_or(|mask| mask & (1 << i) != 0)
+}
+
 /// The names of the properties in `mask`, in report order.
 pub fn mask_names(mask: u32) -> Vec<&'static str> {
     (0..ALL.len())

@@ -148,7 +148,8 @@ impl CheckReport {
     pub fn properties(&self) -> Vec<PropertyReport> {
         properties::ALL
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 let statuses = self.configs.iter().map(|c| {
                     c.properties
                         .iter()
@@ -161,14 +162,10 @@ impl CheckReport {
                     .as_ref()
                     .and_then(|s| s.finding.as_ref())
                     .is_some_and(|f| f.property == p.name);
-                let judged = self.judged.is_none_or(|mask| {
-                    properties::ALL
-                        .iter()
-                        .position(|q| q.name == p.name)
-                        .is_some_and(|i| mask & (1 << i) != 0)
-                });
                 let status = match p.expectation {
-                    Expect::Always if !judged => PropertyStatus::NotJudged,
+                    Expect::Always if !properties::judges_always(self.judged, i) => {
+                        PropertyStatus::NotJudged
+                    }
                     Expect::Always
                         if simulated || statuses.clone().any(|s| s == PropertyStatus::Violated) =>
                     {
@@ -258,7 +255,7 @@ impl CheckReport {
                 "elapsed_s": round3(s.elapsed.as_secs_f64()),
                 "violated": s.finding.as_ref().map(|f| f.property),
                 "violating_seed": s.finding.as_ref().map(|f| f.seed),
-                "violating_steps": s.finding.as_ref().map(|f| f.path.clone().into_vec().len().saturating_sub(1)),
+                "violating_steps": s.finding.as_ref().map(|f| simulate::steps_of(&f.path)),
                 "violating_also": s.finding.as_ref().map(|f| {
                     also_violated(&f.config.clone().into_model(), f.property, f.path.last_state())
                 }),
@@ -479,7 +476,10 @@ pub fn check(
     let caught = reports
         .iter()
         .any(|r| r.config.stop_at_first_violation && !r.counterexamples.is_empty());
-    let simulation_plan_judged = simulation.map(|plan| plan.judged);
+    // What the run judged: the configurations' choice, or the walks' when there is none.
+    let judged = configs
+        .first()
+        .map_or(simulation.and_then(|plan| plan.judged), |c| c.judged);
     let simulation = match simulation {
         Some(plan) if !caught => {
             progress(&format!(
@@ -500,11 +500,7 @@ pub fn check(
     CheckReport {
         configs: reports,
         simulation,
-        judged: configs
-            .first()
-            .map(|c| c.judged)
-            .or(simulation_plan_judged)
-            .flatten(),
+        judged,
     }
 }
 
@@ -542,9 +538,8 @@ fn check_one(
     let mut examples = Vec::new();
     for (index, p) in properties::ALL.iter().enumerate() {
         let discovery = outcome.discoveries.get(p.name);
-        let judged = config.judged.is_none_or(|mask| mask & (1 << index) != 0);
         let status = match (p.expectation, discovery.is_some()) {
-            (Expect::Always, _) if !judged => PropertyStatus::NotJudged,
+            (Expect::Always, _) if !config.judges(index) => PropertyStatus::NotJudged,
             (Expect::Always, true) => PropertyStatus::Violated,
             (Expect::Always, false) => PropertyStatus::Holds,
             (Expect::Sometimes, true) => PropertyStatus::Example,

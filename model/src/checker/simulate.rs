@@ -322,7 +322,7 @@ fn shrink(
 }
 
 /// The number of steps of `path`.
-fn steps_of(path: &Path<RaftState, RaftAction>) -> usize {
+pub(crate) fn steps_of(path: &Path<RaftState, RaftAction>) -> usize {
     path.clone().into_actions().len()
 }
 
